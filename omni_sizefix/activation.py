@@ -1,0 +1,147 @@
+"""``register()`` (the entry point), ``patch()``, ``unpatch()`` and ``is_patched()``.
+
+``register()`` is called by vLLM-Omni's and vLLM's general-plugin loaders, possibly many
+times and in many processes. It is cheap, idempotent, imports no host module, and never
+raises: Dynamo is patched now if it is already imported, otherwise right after import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+from types import ModuleType
+
+from omni_sizefix import import_hooks, settings
+
+logger = logging.getLogger("omni_sizefix")
+
+UTILS_MODULE = "dynamo.vllm.omni.utils"
+STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
+
+_lock = threading.RLock()
+_registered = False
+_announced_disabled = False
+
+
+def register() -> None:
+    """Plugin entry point: arrange for Dynamo's omni utils to be patched."""
+    global _registered, _announced_disabled
+    try:
+        with _lock:
+            if settings.disabled():
+                if not _announced_disabled:
+                    _announced_disabled = True
+                    logger.info(
+                        "omni-sizefix: disabled by %s; the host is left untouched",
+                        settings.DISABLE_VAR,
+                    )
+                return
+            if not _registered:
+                _registered = True
+                import_hooks.when_imported((UTILS_MODULE, STAGE_WORKER_MODULE), _on_import)
+            if UTILS_MODULE in sys.modules:
+                patch()
+    except Exception as exc:  # the host's plugin loader must never see our errors
+        logger.warning("omni-sizefix: not activated: %s: %s", type(exc).__name__, exc)
+
+
+def _on_import(module: ModuleType) -> None:
+    try:
+        if module.__name__ == UTILS_MODULE or not is_patched():
+            patch()
+        else:
+            from omni_sizefix.patches import dynamo_omni_utils
+
+            rebound = dynamo_omni_utils.rebind_new_aliases()
+            if rebound:
+                logger.info("omni-sizefix: rebound %s", ", ".join(rebound))
+    except Exception as exc:
+        logger.warning("omni-sizefix: not activated: %s: %s", type(exc).__name__, exc)
+
+
+def is_patched() -> bool:
+    """True while Dynamo's functions are wrapped."""
+    if "omni_sizefix.patches.dynamo_omni_utils" not in sys.modules:
+        return False
+    from omni_sizefix.patches import dynamo_omni_utils
+
+    return dynamo_omni_utils.is_patched()
+
+
+def patch() -> bool:
+    """Patch Dynamo now (importing it if needed); True when the wrappers are in place.
+
+    Steps aside with one WARNING, returning False, when the kill switch is set, the host
+    is outside the supported range, or a target's signature is not the expected one.
+    """
+    from omni_sizefix import version_policy
+    from omni_sizefix.patches import dynamo_omni_utils as target
+
+    with _lock:
+        if settings.disabled():
+            return False
+        was_patched = target.is_patched()
+        if not was_patched:
+            problems = version_policy.unsupported_hosts()
+            if problems:
+                target.warn_once(
+                    "unsupported",
+                    "omni-sizefix: stepping aside, host not supported: %s. The host runs "
+                    "unpatched; see `omni-sizefix doctor`.",
+                    "; ".join(problems),
+                )
+                return False
+        try:
+            decision = version_policy.decide_shape()
+        except ValueError as exc:
+            target.warn_once("shape-env", "omni-sizefix: %s; using auto-detection", exc)
+            decision = version_policy.shape_for_version(
+                version_policy.installed_version("vllm-omni")
+            )
+        try:
+            utils = sys.modules.get(UTILS_MODULE) or importlib.import_module(UTILS_MODULE)
+        except ImportError as exc:
+            target.warn_once(
+                "import", "omni-sizefix: stepping aside, cannot import %s: %s", UTILS_MODULE, exc
+            )
+            return False
+        try:
+            done = target.apply(utils, decision.shape)
+        except LookupError as exc:
+            target.warn_once(
+                "signature",
+                "omni-sizefix: stepping aside, the host changed: %s. The host runs unpatched.",
+                exc,
+            )
+            return False
+        if not was_patched:
+            versions = version_policy.host_versions()
+            logger.info(
+                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; stage-1 size shape %s (%s)",
+                ", ".join(done),
+                versions["ai-dynamo"],
+                versions["vllm-omni"],
+                decision.shape.value,
+                decision.reason,
+            )
+        elif done:
+            logger.info("omni-sizefix: rebound %s", ", ".join(done))
+        return True
+
+
+def unpatch() -> bool:
+    """Restore the original host functions and stop watching imports; True if restored."""
+    global _registered
+    with _lock:
+        import_hooks.remove_hooks()
+        _registered = False
+        if "omni_sizefix.patches.dynamo_omni_utils" not in sys.modules:
+            return False
+        from omni_sizefix.patches import dynamo_omni_utils
+
+        restored = dynamo_omni_utils.remove()
+        if restored:
+            logger.info("omni-sizefix: unpatched; Dynamo's original functions are back")
+        return restored

@@ -1,0 +1,182 @@
+"""Default hook implementations: GLM-Image and other AR->DiT pipelines.
+
+Registered like any third-party plugin (``omni_sizefix.plugins``), but with
+``trylast`` so that a third-party implementation is asked first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omni_sizefix import size_policy
+from omni_sizefix.errors import SizeRejected
+from omni_sizefix.geometry import Kind, TargetGeometry
+from omni_sizefix.hookspecs import hookimpl
+from omni_sizefix.settings import Shape
+
+DEFAULT_IMAGE_SIZE = (1024, 1024)
+_SIZE_KEYS = frozenset({"height", "width", "size"})
+
+
+def request_kind(request: Mapping, output_modalities: list) -> Kind | None:
+    """Classify a request as the host does: image, video, or None (text, chat, audio).
+
+    Mirrors ``dynamo.common.utils.output_modalities.parse_request_type`` plus the
+    ai-dynamo >= 1.2 rule that a chat request is an image request when any output
+    modality is ``image``.
+    """
+    first = str(output_modalities[0]).lower() if output_modalities else "text"
+    if first == "video":
+        return "video"
+    if first == "image" and "messages" not in request:
+        return "image"
+    if any(str(modality).lower() == "image" for modality in output_modalities):
+        return "image"
+    return None
+
+
+def as_dimension(value: Any, name: str) -> int:
+    """Coerce one requested dimension to a positive int, or raise SizeRejected."""
+    if isinstance(value, bool):
+        raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
+    if number <= 0:
+        raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _dict_or_empty(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _parse_size(size: Any) -> tuple[int, int] | None:
+    """(height, width) from ``WIDTHxHEIGHT``, or None when malformed (the host's rule)."""
+    try:
+        width, height = str(size).lower().split("x")
+        return int(height), int(width)
+    except ValueError:
+        return None
+
+
+def size_from_request(request: Mapping) -> tuple[int, int]:
+    """(height, width) of a chat image request, resolved as ai-dynamo >= 1.2 does.
+
+    ``size`` | ``extra_body.size`` | 1024x1024 (a malformed size falls back to the
+    default, as the host's ``parse_size`` does), then ``width``/``height`` from
+    ``extra_body``, then from the request itself.
+    """
+    extra_body = _dict_or_empty(request.get("extra_body"))
+    size = request.get("size") or extra_body.get("size")
+    height, width = (_parse_size(size) if size else None) or DEFAULT_IMAGE_SIZE
+    for source in (extra_body, request):
+        if source.get("width") is not None:
+            width = as_dimension(source["width"], "width")
+        if source.get("height") is not None:
+            height = as_dimension(source["height"], "height")
+    return as_dimension(height, "height"), as_dimension(width, "width")
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_target_geometry(
+    request: dict, parsed: dict, output_modalities: list
+) -> TargetGeometry | None:
+    """Image and video requests get the host's height/width, checked by the size policy."""
+    kind = request_kind(request, output_modalities)
+    if kind is None:
+        return None
+    sampling = parsed.get("sampling_params_list")
+    if isinstance(sampling, Mapping) and "height" in sampling and "width" in sampling:
+        height = as_dimension(sampling["height"], "height")
+        width = as_dimension(sampling["width"], "width")
+    elif kind == "image":
+        height, width = size_from_request(request)
+    else:
+        return None
+    if kind == "image":
+        target = size_policy.apply(height, width)
+    else:
+        target = (height, width)
+    return TargetGeometry(target[0], target[1], kind=kind, requested=(height, width))
+
+
+def _negative_prompt(request: Mapping) -> Any:
+    for source in (request, request.get("extra_body"), request.get("nvext")):
+        if isinstance(source, Mapping) and source.get("negative_prompt") is not None:
+            return source["negative_prompt"]
+    return None
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, request: dict) -> Any:
+    """Add ``mm_processor_kwargs`` (and image ``modalities``) to the stage-0 prompt.
+
+    Keys already present are kept, except a ``target_h``/``target_w`` equal to the
+    client's size when the size policy snapped it.
+    """
+    if isinstance(engine_inputs, str):
+        prompt: dict = {"prompt": engine_inputs}
+        negative = _negative_prompt(request)
+        if negative is not None:
+            prompt["negative_prompt"] = negative
+        if request.get("multi_modal_data"):
+            prompt["multi_modal_data"] = request["multi_modal_data"]
+    elif isinstance(engine_inputs, Mapping):
+        prompt = dict(engine_inputs)
+    else:
+        return None
+    if geometry.kind == "image" and "modalities" not in prompt:
+        prompt["modalities"] = ["image"]
+    existing = prompt.get("mm_processor_kwargs")
+    kwargs = dict(existing) if isinstance(existing, Mapping) else {}
+    requested = geometry.requested or (geometry.height, geometry.width)
+    for key, value, asked in (
+        ("target_h", geometry.height, requested[0]),
+        ("target_w", geometry.width, requested[1]),
+    ):
+        if key not in kwargs or (geometry.snapped and kwargs[key] == asked):
+            kwargs[key] = value
+    prompt["mm_processor_kwargs"] = kwargs
+    return prompt
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_original_prompt(
+    original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
+) -> dict | None:
+    """Write the size where the installed ``ar2diffusion`` reads it."""
+    prompt = dict(original_prompt) if isinstance(original_prompt, Mapping) else {}
+    if shape in (Shape.TOP_LEVEL, Shape.BOTH):
+        prompt["height"] = geometry.height
+        prompt["width"] = geometry.width
+    if shape in (Shape.MM_KWARGS, Shape.BOTH):
+        existing = prompt.get("mm_processor_kwargs")
+        kwargs = dict(existing) if isinstance(existing, Mapping) else {}
+        kwargs.update(geometry.mm_processor_kwargs())
+        prompt["mm_processor_kwargs"] = kwargs
+    return prompt
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_sampling_params(
+    sampling_params: dict | None, geometry: TargetGeometry, request: dict
+) -> dict | None:
+    """Set height/width; build ai-dynamo >= 1.2's overrides for a chat image request."""
+    if isinstance(sampling_params, Mapping):
+        overrides = dict(sampling_params)
+    else:
+        overrides = {}
+        for source_name in ("extra_body", "nvext"):
+            for key, value in _dict_or_empty(request.get(source_name)).items():
+                if key not in _SIZE_KEYS and value is not None:
+                    overrides[key] = value
+    overrides["height"] = geometry.height
+    overrides["width"] = geometry.width
+    return overrides

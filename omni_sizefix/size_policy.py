@@ -1,0 +1,86 @@
+"""GLM-Image size policy: every accepted size renders at exactly that size.
+
+GLM-Image's processor scaffold floors each side to a multiple of 32 (its 32x token grid),
+while the host hands the client's number unchanged to the DiT. A size is therefore valid
+when both sides are multiples of ``FACTOR`` within ``MIN_SIDE``..``MAX_SIDE``:
+
+* ``FACTOR`` = 32: one AR prior token per 32x32 pixels (vLLM-Omni and transformers use 32).
+* ``MAX_SIDE`` = 2048: stage-0 ``max_tokens`` of the shipped configs (4353) holds the
+  2048x2048 target grid (4096 tokens), the largest preview grid (256) and EOS; it is also
+  the largest size upstream's GLM-Image deploy config is written for.
+* ``MIN_SIDE`` = 256: an 8x8 target grid; below that the preview grid of an extreme
+  aspect ratio collapses to a single row (``int(sqrt(H/W)*16)``).
+
+Sizes are written ``WIDTHxHEIGHT`` in messages, as clients send them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from omni_sizefix import settings
+from omni_sizefix.errors import SizeRejected
+from omni_sizefix.settings import SizePolicy
+
+FACTOR = 32
+MIN_SIDE = 256
+MAX_SIDE = 2048
+
+logger = logging.getLogger("omni_sizefix")
+
+
+def is_valid_side(value: int) -> bool:
+    """True when one side renders exactly."""
+    return MIN_SIDE <= value <= MAX_SIDE and value % FACTOR == 0
+
+
+def snap_side(value: int) -> int:
+    """The nearest valid side (ties round up)."""
+    snapped = (value + FACTOR // 2) // FACTOR * FACTOR
+    return min(MAX_SIDE, max(MIN_SIDE, snapped))
+
+
+def _candidates(value: int) -> list[int]:
+    low = min(MAX_SIDE, max(MIN_SIDE, value // FACTOR * FACTOR))
+    high = min(MAX_SIDE, max(MIN_SIDE, -(-value // FACTOR) * FACTOR))
+    return sorted({low, high})
+
+
+def nearest_valid_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """Valid (height, width) pairs nearest to the request, closest first (at most 4)."""
+    pairs = [(h, w) for h in _candidates(height) for w in _candidates(width)]
+    pairs.sort(key=lambda hw: (abs(hw[0] - height) + abs(hw[1] - width), hw))
+    return pairs[:4]
+
+
+def rejection_message(height: int, width: int) -> str:
+    """A message a client can act on."""
+    nearest = ", ".join(f"{w}x{h}" for h, w in nearest_valid_sizes(height, width))
+    return (
+        f"size {width}x{height} cannot be rendered exactly by GLM-Image: width and height "
+        f"must be multiples of {FACTOR} between {MIN_SIDE} and {MAX_SIDE}. "
+        f"Nearest valid sizes: {nearest}."
+    )
+
+
+def apply(height: int, width: int, policy: SizePolicy | None = None) -> tuple[int, int]:
+    """Return the size to render for a requested (height, width) under ``policy``.
+
+    ``reject`` raises SizeRejected for an invalid size, ``snap`` moves each side to the
+    nearest valid value (and logs it), ``off`` returns the request unchanged.
+    """
+    policy = policy or settings.size_policy()
+    if policy is SizePolicy.OFF or (is_valid_side(height) and is_valid_side(width)):
+        return height, width
+    if policy is SizePolicy.REJECT:
+        raise SizeRejected(rejection_message(height, width))
+    snapped = snap_side(height), snap_side(width)
+    logger.info(
+        "omni-sizefix: snapped requested size %dx%d to %dx%d (%s=snap)",
+        width,
+        height,
+        snapped[1],
+        snapped[0],
+        settings.SIZE_POLICY_VAR,
+    )
+    return snapped
