@@ -1,0 +1,246 @@
+"""The plugin's contract, checked against the real host releases of this cell.
+
+Expectations follow the versions and features detected in the cell, not the cell's name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from importlib import metadata
+
+import pytest
+from conftest import DynamoHost, run_python
+
+import omni_sizefix
+from omni_sizefix import dryrun, glm_layout, version_policy
+from omni_sizefix.patches.dynamo_omni_utils import SENTINEL
+from omni_sizefix.settings import Shape
+
+SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (1152, 768), (2048, 2048)]
+# (height, width); requests say "WIDTHxHEIGHT".
+
+
+def image_request(height: int, width: int) -> dict:
+    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
+
+
+# --- loading ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", ["vllm_omni.general_plugins", "vllm.general_plugins"])
+def test_entry_points_are_declared(group: str) -> None:
+    found = {ep.name: ep.value for ep in metadata.entry_points(group=group)}
+    assert found.get("omni_sizefix") == "omni_sizefix:register"
+
+
+WORKER_START = """
+import json, sys
+import dynamo.vllm.omni.stage_worker as sw      # dynamo/vllm/omni/main.py imports this first
+import dynamo.vllm.omni.utils as utils
+from vllm_omni.engine.arg_utils import OmniEngineArgs
+OmniEngineArgs(model="zai-org/GLM-Image", worker_cls="unused")   # from_cli_args builds this
+import omni_sizefix
+print(json.dumps({
+    "patched": omni_sizefix.is_patched(),
+    "alias_is_wrapper": sw.parse_omni_request is utils.parse_omni_request,
+    "wrapped": hasattr(utils.parse_omni_request, "__omni_sizefix_original__"),
+}))
+"""
+
+
+def test_loaded_by_vllm_omni_at_worker_start(dynamo_host: DynamoHost) -> None:
+    """As in a Dynamo stage worker: stage_worker imported, then OmniEngineArgs loads plugins."""
+    result = run_python(WORKER_START)
+    assert result["patched"] and result["alias_is_wrapper"] and result["wrapped"]
+    assert "omni-sizefix: patched dynamo.vllm.omni.utils.parse_omni_request" in result["_stderr"]
+
+
+VLLM_LOADER = """
+import json
+from vllm.plugins import load_general_plugins
+load_general_plugins()
+import omni_sizefix
+import dynamo.vllm.omni.stage_worker as sw      # imported after the plugin was loaded
+import dynamo.vllm.omni.utils as utils
+print(json.dumps({
+    "patched": omni_sizefix.is_patched(),
+    "alias_is_wrapper": sw.parse_omni_request is utils.parse_omni_request,
+}))
+"""
+
+
+def test_loaded_by_vllm_general_plugins_before_dynamo_import(dynamo_host: DynamoHost) -> None:
+    result = run_python(VLLM_LOADER)
+    assert result["patched"] and result["alias_is_wrapper"]
+
+
+def test_kill_switch_leaves_host_untouched(dynamo_host: DynamoHost) -> None:
+    result = run_python(WORKER_START, env={"OMNI_SIZEFIX_DISABLE": "1"})
+    assert not result["patched"] and not result["wrapped"]
+    assert "disabled by OMNI_SIZEFIX_DISABLE" in result["_stderr"]
+
+
+def test_stage_worker_calls_the_patched_function(patched: DynamoHost) -> None:
+    wrapper = patched.stage_worker.parse_omni_request
+    assert wrapper is patched.utils.parse_omni_request
+    assert getattr(wrapper, SENTINEL) is not None
+    assert inspect.iscoroutinefunction(wrapper) == inspect.iscoroutinefunction(
+        getattr(wrapper, SENTINEL)
+    )
+
+
+def test_unpatch_restores_the_same_objects(dynamo_host: DynamoHost) -> None:
+    omni_sizefix.unpatch()
+    before = (dynamo_host.utils.parse_omni_request, dynamo_host.utils.build_original_prompt)
+    assert omni_sizefix.patch()
+    assert dynamo_host.stage_worker.parse_omni_request is not before[0]
+    assert omni_sizefix.unpatch()
+    after = (dynamo_host.utils.parse_omni_request, dynamo_host.utils.build_original_prompt)
+    assert after == before
+    assert dynamo_host.stage_worker.parse_omni_request is before[0]
+
+
+# --- requests that must not change ---------------------------------------------------
+
+UNCHANGED = [
+    ({"messages": [{"role": "user", "content": "hello"}]}, ["text"]),
+    ({"prompt": "hello"}, ["text"]),
+    ({"messages": [{"role": "user", "content": "say hi"}], "size": "512x512"}, ["text"]),
+    ({"model": "tts", "input": "hello", "prompt": "hello"}, ["audio"]),
+]
+
+
+@pytest.mark.parametrize(("request_", "modalities"), UNCHANGED)
+def test_text_chat_audio_requests_are_unchanged(
+    dynamo_host: DynamoHost, request_: dict, modalities: list
+) -> None:
+    omni_sizefix.unpatch()
+    try:
+        host = dynamo_host.parse(dict(request_), modalities)
+    except Exception as exc:  # the host itself rejects it: the plugin must do the same
+        assert omni_sizefix.patch()
+        with pytest.raises(type(exc)):
+            dynamo_host.parse(dict(request_), modalities)
+        omni_sizefix.unpatch()
+        return
+    assert omni_sizefix.patch()
+    try:
+        ours = dynamo_host.parse(dict(request_), modalities)
+    finally:
+        omni_sizefix.unpatch()
+    assert ours == host
+
+
+# --- the size reaches every place ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_image_request_carries_size_everywhere(patched: DynamoHost, height: int, width: int):
+    parsed = patched.parse(image_request(height, width), ["image"])
+    json.dumps(parsed)  # JSON-serialisable
+    stage0 = parsed["engine_inputs"]
+    assert stage0["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
+    assert stage0["modalities"] == ["image"]
+    assert parsed["sampling_params_list"]["height"] == height
+    assert parsed["sampling_params_list"]["width"] == width
+    original = parsed["original_prompt"]
+    shape = version_policy.decide_shape().shape
+    if shape in (Shape.MM_KWARGS, Shape.BOTH):
+        assert original["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
+    if shape in (Shape.TOP_LEVEL, Shape.BOTH):
+        assert (original["height"], original["width"]) == (height, width)
+    for value in (
+        *stage0["mm_processor_kwargs"].values(),
+        *parsed["sampling_params_list"].values(),
+    ):
+        assert type(value) is int
+
+
+def test_chat_with_image_output_is_sized(patched: DynamoHost) -> None:
+    request = {"messages": [{"role": "user", "content": "a red apple"}], "size": "768x512"}
+    parsed = patched.parse(request, ["image"])
+    assert parsed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 768}
+    assert parsed["sampling_params_list"]["height"] == 512
+    assert parsed["sampling_params_list"]["width"] == 768
+
+
+def test_video_request_is_sized(patched: DynamoHost) -> None:
+    request = {"model": "wan", "prompt": "a red apple rolling", "size": "832x480"}
+    parsed = patched.parse(request, ["video"])
+    assert parsed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": 480, "target_w": 832}
+    assert "modalities" not in parsed["engine_inputs"] or parsed["engine_inputs"]["modalities"]
+    assert parsed["sampling_params_list"]["height"] == 480
+    assert parsed["sampling_params_list"]["num_frames"] >= 1
+
+
+def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
+    """Where the host sends mm_processor_kwargs everywhere, the plugin adds nothing."""
+    omni_sizefix.unpatch()
+    host = dynamo_host.parse(image_request(768, 1024), ["image"])
+    if "mm_processor_kwargs" not in host["original_prompt"]:
+        pytest.skip("this host does not size original_prompt itself")
+    if version_policy.decide_shape().shape is not Shape.MM_KWARGS:
+        pytest.skip("this vLLM-Omni needs the top-level shape as well")
+    assert omni_sizefix.patch()
+    try:
+        ours = dynamo_host.parse(image_request(768, 1024), ["image"])
+    finally:
+        omni_sizefix.unpatch()
+    assert ours == host
+
+
+# --- end to end through the real stage workers ---------------------------------------
+
+
+def _dispatch_calls_upstream(dynamo_host: DynamoHost) -> bool:
+    """Whether this Dynamo can call vLLM-Omni's own ar2diffusion (feature probe)."""
+    from vllm_omni.model_executor.stage_input_processors.glm_image import ar2diffusion
+
+    names = list(inspect.signature(ar2diffusion).parameters)
+    if names[:2] == ["stage_list", "engine_input_source"]:
+        return True
+    accepts = getattr(dynamo_host.stage_worker, "_accepts_source_outputs_processor", None)
+    return bool(accepts and accepts(names))
+
+
+def _requested_layout(height: int, width: int):
+    """Synthetic AR output as if stage 0 had its scaffold: isolates stage 1."""
+    return lambda prompt: glm_layout.grids_for(height, width)
+
+
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_stage1_gets_requested_geometry_through_router(
+    patched: DynamoHost, upstream_stage_configs: list, height: int, width: int
+) -> None:
+    result = dryrun.run_request(image_request(height, width), upstream_stage_configs)
+    original = json.loads(result.router_payload)["original_prompt"] if result.router_payload else {}
+    assert original.get("mm_processor_kwargs", {}).get("target_h", height) == height
+    if not _dispatch_calls_upstream(patched):
+        assert result.error and "TypeError" in result.error, result.verdict(height, width)
+        pytest.xfail("this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (issue 4)")
+    assert result.verdict(height, width) == "ok"
+
+
+@pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1024), (2048, 2048)])
+def test_unpatched_host_shows_its_defect(
+    unpatched: DynamoHost, upstream_stage_configs: list, height: int, width: int
+) -> None:
+    """Plugin off: stage 0 without scaffold, and stage 1 at the wrong size (broken hosts)."""
+    result = dryrun.run_request(image_request(height, width), upstream_stage_configs)
+    stage0_has_kwargs = isinstance(result.stage0_prompt, dict) and (
+        "mm_processor_kwargs" in result.stage0_prompt
+    )
+    isolated = dryrun.run_request(
+        image_request(height, width),
+        upstream_stage_configs,
+        scaffold_reader=_requested_layout(height, width),
+    )
+    original = isolated.original_prompt or {}
+    stage1_sized = "mm_processor_kwargs" in original or "height" in original
+    if stage0_has_kwargs and stage1_sized:
+        pytest.skip("this host sends the size to both stages itself")
+    if not stage0_has_kwargs:
+        assert result.verdict(height, width) != "ok"
+    if not stage1_sized:
+        assert isolated.verdict(height, width) != "ok"
