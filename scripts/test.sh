@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The project's test command: the version matrix, one cell after another.
+#
+#   scripts/test.sh                      every cell (no-host first), then the matrix report
+#   scripts/test.sh dynamo-1.2           one cell (several names: several cells)
+#   scripts/test.sh dynamo-1.2 -- -k size    arguments after -- go to pytest
+#   scripts/test.sh --list               the cells
+#
+# Needs only python3 (>= 3.10) with pip: uv and nox are installed into .venv-tools/.
+# Environment: OMNI_SIZEFIX_KEEP_CELLS=1 keeps (and reuses) cell environments in .nox/;
+# OMNI_SIZEFIX_PYTHON picks the cells' Python (default 3.11); PYTHON the bootstrap interpreter.
+# Results: reports/<cell>.json and reports/matrix.md; exit status 1 if any cell failed.
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+TOOLS=.venv-tools
+TOOLS_REQUIREMENTS=("uv==0.13.9" "nox==2026.10.20")
+PY=${PYTHON:-python3}
+
+say() { printf '\n==> %s\n' "$*"; }
+
+bootstrap() {
+    local stamp="$TOOLS/.requirements"
+    if [[ -x "$TOOLS/bin/nox" && -x "$TOOLS/bin/uv" && -f "$stamp" ]] \
+        && [[ "$(cat "$stamp")" == "${TOOLS_REQUIREMENTS[*]}" ]]; then
+        return 0
+    fi
+    say "bootstrapping $TOOLS (${TOOLS_REQUIREMENTS[*]})"
+    rm -rf "$TOOLS"
+    if ! "$PY" -m venv "$TOOLS" 2>/dev/null; then
+        # No ensurepip (e.g. Debian without python3-venv): a bare venv, filled by the outer pip.
+        rm -rf "$TOOLS"
+        "$PY" -m venv --without-pip "$TOOLS" || return 1
+        "$PY" -m pip --python "$TOOLS/bin/python" install --disable-pip-version-check \
+            "${TOOLS_REQUIREMENTS[@]}" || return 1
+    else
+        "$TOOLS/bin/python" -m pip install --disable-pip-version-check \
+            "${TOOLS_REQUIREMENTS[@]}" || return 1
+    fi
+    echo "${TOOLS_REQUIREMENTS[*]}" >"$stamp"
+}
+
+cells=()
+pytest_args=()
+list_only=0
+while (($#)); do
+    case "$1" in
+        --) shift; pytest_args=("$@"); break ;;
+        -l|--list) list_only=1 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "unknown option $1 (pytest arguments go after --)" >&2; exit 2 ;;
+        *) cells+=("$1") ;;
+    esac
+    shift
+done
+
+say "free disk"
+df -h .
+
+bootstrap || { echo "could not install uv and nox into $TOOLS" >&2; exit 2; }
+export PATH="$PWD/$TOOLS/bin:$PATH"
+# Cells build with uv; keep its cache where it is, but never let a stale VIRTUAL_ENV leak in.
+unset VIRTUAL_ENV
+
+all_cells=()
+while IFS= read -r cell; do all_cells+=("$cell"); done < <(
+    nox --list --json | "$TOOLS/bin/python" -c \
+        'import json, sys; print("\n".join(s["session"] for s in json.load(sys.stdin)))'
+)
+if ((${#all_cells[@]} == 0)); then
+    echo "no cells found (nox --list failed?)" >&2
+    exit 2
+fi
+if ((list_only)); then
+    nox --list
+    exit 0
+fi
+
+full=0
+if ((${#cells[@]} == 0)); then
+    cells=("${all_cells[@]}")
+    full=1
+fi
+for cell in "${cells[@]}"; do
+    if [[ " ${all_cells[*]} " != *" $cell "* ]]; then
+        echo "unknown cell '$cell'; cells: ${all_cells[*]}" >&2
+        exit 2
+    fi
+done
+
+mkdir -p reports
+if ((full)); then
+    # A full run rebuilds the whole matrix: no results of cells that no longer exist.
+    rm -f reports/*.json reports/matrix.md
+fi
+
+say "cells: ${cells[*]}"
+declare -A result duration
+failed=0
+interrupted=0
+for cell in "${cells[@]}"; do
+    say "cell $cell ($(df -h --output=avail . | tail -1 | tr -d ' ') free)"
+    start=$SECONDS
+    if ((${#pytest_args[@]})); then
+        nox --session "$cell" -- "${pytest_args[@]}"
+    else
+        nox --session "$cell"
+    fi
+    rc=$?
+    duration[$cell]=$((SECONDS - start))
+    if ((rc == 0)); then
+        result[$cell]=passed
+    else
+        result[$cell]="FAILED (nox exit $rc)"
+        failed=1
+        if ((rc == 130 || rc == 137 || rc == 143)); then
+            result[$cell]="INTERRUPTED"
+            interrupted=1
+            break
+        fi
+    fi
+done
+
+say "matrix report"
+"$TOOLS/bin/python" scripts/matrix_report.py || failed=1
+
+say "summary (free disk: $(df -h --output=avail . | tail -1 | tr -d ' '))"
+for cell in "${cells[@]}"; do
+    [[ -n "${result[$cell]:-}" ]] || continue
+    printf '  %-20s %-28s %3dm%02ds\n' "$cell" "${result[$cell]}" \
+        $((duration[$cell] / 60)) $((duration[$cell] % 60))
+done
+printf '  total: %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
+
+if ((interrupted)); then
+    exit 130
+fi
+exit "$failed"
