@@ -1,0 +1,175 @@
+"""``omni-sizefix check``: run the real host's request path for each size, with and without
+the patch, and show what each stage would receive.
+
+Imports the real host; engines are faked (see ``omni_sizefix.dryrun``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import omni_sizefix
+from omni_sizefix import dryrun, stage_configs, version_policy
+
+DEFAULT_SIZES = ("512x512", "768x1024", "1024x768", "1024x1024", "2048x2048")
+
+
+@dataclass
+class SizeRow:
+    """One size: what the stages get with the plugin, and what the bare host would do."""
+
+    size: str
+    stage0: str
+    stage1: str
+    prior_tokens: int | None
+    verdict: str
+    unpatched: str
+    scaffold: str | None = None
+    scaffold_unpatched: str | None = None
+
+
+@dataclass
+class CheckReport:
+    """The whole run."""
+
+    versions: dict[str, str | None]
+    notes: list[str] = field(default_factory=list)
+    stage_config: str | None = None
+    rows: list[SizeRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(row.verdict == "ok" for row in self.rows)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """(height, width) of ``WIDTHxHEIGHT``."""
+    width, height = text.lower().split("x")
+    return int(height), int(width)
+
+
+def _describe_stage0(prompt: Any) -> str:
+    if isinstance(prompt, dict) and "mm_processor_kwargs" in prompt:
+        kwargs = prompt["mm_processor_kwargs"]
+        return f"target {kwargs.get('target_w')}x{kwargs.get('target_h')}"
+    return "no mm_processor_kwargs (no scaffold)"
+
+
+def _load_configs(report: CheckReport) -> list:
+    loader = getattr(stage_configs, "load_for_installed_host", None)
+    if loader is not None:
+        path, configs = loader()
+    else:
+        path = stage_configs.config_path(schema="legacy")
+        configs = stage_configs.load_with_host_loader(path)
+    report.stage_config = str(path)
+    return list(configs)
+
+
+def _scaffold_tools(report: CheckReport) -> tuple[Any, Any]:
+    """(scaffold reader, describer) from the real vLLM-Omni preprocessor, when available."""
+    try:
+        stage0 = importlib.import_module("omni_sizefix.stage0")
+        reader = stage0.real_scaffold_reader()
+        describer = stage0.describe_scaffold
+    except Exception as exc:  # transformers without glm_image, preprocessor missing, ...
+        report.notes.append(f"stage-0 scaffold not shown: {type(exc).__name__}: {exc}")
+        return None, None
+    report.notes.append(
+        "stage 0 was run through the real vLLM-Omni preprocessor (weightless GLM-Image folder)"
+    )
+    return reader, describer
+
+
+def run(sizes: list[str]) -> CheckReport:
+    """Import the host, then run every size unpatched and patched."""
+    report = CheckReport(versions=version_policy.host_versions())
+    from omni_sizefix import check_platform
+
+    if check_platform.activate_if_needed():
+        report.notes.append(
+            "no accelerator platform found: registered a CPU platform for "
+            "vLLM-Omni in this process only"
+        )
+    importlib.import_module("dynamo.vllm.omni.stage_worker")
+    configs = _load_configs(report)
+    reader, describer = _scaffold_tools(report)
+    kwargs = {"scaffold_reader": reader} if reader else {}
+    for size in sizes:
+        height, width = parse_size(size)
+        request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": size}
+        omni_sizefix.unpatch()
+        bare = _run_one(request, configs, kwargs)
+        if not omni_sizefix.patch():
+            raise RuntimeError("the plugin refused to patch this host; see omni-sizefix doctor")
+        fixed = _run_one(request, configs, kwargs)
+        omni_sizefix.unpatch()
+        row = SizeRow(
+            size=size,
+            stage0=_describe_stage0(fixed.stage0_prompt) if fixed else "error",
+            stage1=f"{fixed.width}x{fixed.height}" if fixed and fixed.height else "-",
+            prior_tokens=len(fixed.prior) if fixed and fixed.prior is not None else None,
+            verdict=fixed.verdict(height, width) if fixed else "error",
+            unpatched=bare.verdict(height, width) if bare else "error",
+        )
+        if describer is not None:
+            row.scaffold = describer(fixed.stage0_prompt)
+            row.scaffold_unpatched = describer(bare.stage0_prompt)
+        report.rows.append(row)
+    return report
+
+
+def _run_one(request: dict, configs: list, kwargs: dict) -> dryrun.StageOneResult | None:
+    try:
+        return dryrun.run_request(dict(request), configs, **kwargs)
+    except Exception as exc:
+        return dryrun.StageOneResult(error=f"{type(exc).__name__}: {exc}")
+
+
+def render(report: CheckReport) -> str:
+    """The table people read."""
+    lines = ["Host: " + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)]
+    if report.stage_config:
+        lines.append(f"Stage config: {report.stage_config}")
+    lines += [f"Note: {note}" for note in report.notes]
+    header = (
+        "size (WxH)",
+        "stage 0 receives",
+        "stage 1 computes",
+        "prior",
+        "verdict",
+        "without omni-sizefix",
+    )
+    rows = [header] + [
+        (r.size, r.stage0, r.stage1, str(r.prior_tokens or "-"), r.verdict, r.unpatched)
+        for r in report.rows
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines.append("")
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if any(r.scaffold for r in report.rows):
+        lines += ["", "Stage-0 scaffold (real vLLM-Omni preprocessing):"]
+        for r in report.rows:
+            lines.append(f"  {r.size}: with: {r.scaffold} | without: {r.scaffold_unpatched}")
+    lines += [
+        "",
+        "RESULT: every size renders as requested"
+        if report.ok
+        else "RESULT: some sizes do NOT render as requested",
+    ]
+    return "\n".join(lines)
+
+
+def quiet_host_logs() -> None:
+    """Keep the host's per-request INFO lines out of the table."""
+    for name in ("vllm", "vllm_omni", "dynamo", "glm_image"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,221 @@
+"""``omni-sizefix doctor``: will the plugin act, and act correctly, in this environment?
+
+Reads distribution metadata and the host's source files; imports no host module.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+
+from omni_sizefix import __version__, settings, stage_configs, version_policy
+from omni_sizefix.package import SUPPORTED_HOSTS
+from omni_sizefix.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, describe
+
+OK, ATTENTION, UNSUPPORTED = 0, 1, 2
+GROUPS = ("vllm_omni.general_plugins", "vllm.general_plugins")
+UTILS_FILE = "dynamo/vllm/omni/utils.py"
+
+
+@dataclass
+class Finding:
+    """One problem and what to do about it; ``level`` is the exit code it implies."""
+
+    level: int
+    problem: str
+    fix: str
+
+
+@dataclass
+class Report:
+    """Everything ``doctor`` found."""
+
+    omni_sizefix: str = __version__
+    versions: dict[str, str | None] = field(default_factory=dict)
+    supported: dict[str, bool | None] = field(default_factory=dict)
+    shape: str = ""
+    shape_reason: str = ""
+    host_signatures: dict[str, str] = field(default_factory=dict)
+    entry_points: dict[str, bool] = field(default_factory=dict)
+    vllm_plugins: str | None = None
+    kill_switch: bool = False
+    size_policy: str = ""
+    stage_config: str | None = None
+    third_party_plugins: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return max((f.level for f in self.findings), default=OK)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def host_signatures_from_source() -> dict[str, str] | None:
+    """Signatures of the targets as written in the installed ai-dynamo, without importing it."""
+    try:
+        path = metadata.distribution("ai-dynamo").locate_file(UTILS_FILE)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (metadata.PackageNotFoundError, OSError, SyntaxError):
+        return None
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name in SUPPORTED_SIGNATURES
+        ):
+            names = tuple(a.arg for a in node.args.args)
+            kind = "async" if isinstance(node, ast.AsyncFunctionDef) else "sync"
+            found[node.name] = f"{kind} ({', '.join(names)})"
+    return found
+
+
+def _expected(name: str) -> set[str]:
+    return {
+        f"{'async' if is_async else 'sync'} ({', '.join(params)})"
+        for params, is_async in SUPPORTED_SIGNATURES[name].items()
+    }
+
+
+def diagnose() -> Report:
+    """Collect the report; every problem gets a finding with a fix."""
+    report = Report(versions=version_policy.host_versions())
+    add = report.findings.append
+    for dist, spec in SUPPORTED_HOSTS.items():
+        version = report.versions.get(dist)
+        report.supported[dist] = (
+            None if version is None else version_policy.is_supported(dist, version)
+        )
+        if version is None:
+            add(
+                Finding(
+                    ATTENTION,
+                    f"{dist} is not installed here",
+                    "run doctor inside the Dynamo worker's environment",
+                )
+            )
+        elif not report.supported[dist]:
+            add(
+                Finding(
+                    UNSUPPORTED,
+                    f"{dist} {version} is outside {dist}{spec}",
+                    "the plugin will step aside; use a supported release or upgrade omni-sizefix",
+                )
+            )
+    try:
+        decision = version_policy.decide_shape()
+    except ValueError as exc:
+        add(Finding(ATTENTION, str(exc), f"unset {settings.SHAPE_VAR} or use auto"))
+        decision = version_policy.shape_for_version(report.versions.get("vllm-omni"))
+    report.shape, report.shape_reason = decision.shape.value, decision.reason
+    signatures = host_signatures_from_source()
+    if signatures is not None:
+        report.host_signatures = signatures
+        for name in SUPPORTED_SIGNATURES:
+            found = signatures.get(name, describe(None))
+            if found not in _expected(name):
+                add(
+                    Finding(
+                        UNSUPPORTED,
+                        f"dynamo.vllm.omni.utils.{name} is {found}; expected "
+                        f"{' or '.join(sorted(_expected(name)))}",
+                        "the plugin will step aside; this Dynamo is not supported",
+                    )
+                )
+    for group in GROUPS:
+        names = {ep.name: ep.value for ep in metadata.entry_points(group=group)}
+        report.entry_points[group] = names.get("omni_sizefix") == "omni_sizefix:register"
+        if not report.entry_points[group]:
+            add(
+                Finding(
+                    ATTENTION,
+                    f"entry point omni_sizefix not visible in {group}",
+                    "reinstall omni-sizefix into the worker's environment",
+                )
+            )
+    report.vllm_plugins = os.environ.get("VLLM_PLUGINS")
+    if report.vllm_plugins is not None:
+        allowed = {p.strip() for p in report.vllm_plugins.split(",") if p.strip()}
+        if "omni_sizefix" not in allowed:
+            add(
+                Finding(
+                    ATTENTION,
+                    f"VLLM_PLUGINS={report.vllm_plugins!r} filters omni_sizefix out",
+                    "add omni_sizefix to VLLM_PLUGINS",
+                )
+            )
+    report.kill_switch = settings.disabled()
+    if report.kill_switch:
+        add(
+            Finding(
+                ATTENTION,
+                f"{settings.DISABLE_VAR} is set: the plugin will do nothing",
+                f"unset {settings.DISABLE_VAR} to enable it",
+            )
+        )
+    try:
+        report.size_policy = settings.size_policy().value
+    except ValueError as exc:
+        add(Finding(ATTENTION, str(exc), f"set {settings.SIZE_POLICY_VAR} to reject, snap or off"))
+    try:
+        report.stage_config = str(stage_configs.path_for_installed_host())
+    except (AttributeError, LookupError, ValueError) as exc:
+        report.stage_config = None
+        add(
+            Finding(
+                ATTENTION,
+                f"no shipped stage config fits: {exc}",
+                "pass vLLM-Omni's own GLM-Image config to --stage-configs-path",
+            )
+        )
+    try:
+        from omni_sizefix import plugins
+
+        report.third_party_plugins = plugins.third_party_plugins()
+    except Exception as exc:
+        add(
+            Finding(
+                ATTENTION,
+                f"hook plugins could not be loaded: {exc}",
+                f"fix or exclude them with {settings.PLUGINS_VAR}",
+            )
+        )
+    return report
+
+
+def render(report: Report) -> str:
+    """Human-readable report."""
+    mark = {True: "supported", False: "NOT supported", None: "-"}
+    lines = [f"omni-sizefix {report.omni_sizefix}", "", "Installed:"]
+    for dist, version in report.versions.items():
+        note = (
+            f"  ({mark[report.supported[dist]]}: {dist}{SUPPORTED_HOSTS[dist]})"
+            if dist in SUPPORTED_HOSTS
+            else ""
+        )
+        lines.append(f"  {dist:<13} {version or 'not installed'}{note}")
+    lines += ["", f"Stage-1 size shape: {report.shape} ({report.shape_reason})"]
+    for name, found in report.host_signatures.items():
+        lines.append(f"Host {name}: {found}")
+    for group, ok in report.entry_points.items():
+        lines.append(f"Entry point in {group}: {'visible' if ok else 'MISSING'}")
+    plugins_env = report.vllm_plugins
+    lines.append(f"VLLM_PLUGINS: {plugins_env if plugins_env is not None else 'unset (all load)'}")
+    lines.append(
+        f"Kill switch {settings.DISABLE_VAR}: {'SET' if report.kill_switch else 'not set'}"
+    )
+    lines.append(f"Size policy: {report.size_policy or '?'}")
+    lines.append(f"Stage config that fits: {report.stage_config or 'none'}")
+    lines.append(f"Third-party hook plugins: {', '.join(report.third_party_plugins) or 'none'}")
+    lines.append("")
+    if not report.findings:
+        lines.append("OK: the plugin will patch this host when a worker starts.")
+    for finding in report.findings:
+        label = {ATTENTION: "ATTENTION", UNSUPPORTED: "UNSUPPORTED"}[finding.level]
+        lines.append(f"{label}: {finding.problem}\n  -> {finding.fix}")
+    return "\n".join(lines)
