@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The main job: build a host cell of the broken ai-dynamo 1.1.1 release, install
+# omni-sizefix into it the way a deployment would (a wheel, pip-installed into the
+# populated environment), then run `omni-sizefix doctor` and `omni-sizefix check` there.
+#
+#   bash scripts/quickstart.sh [CELL]      (CELL: a file name under tests/requirements/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CELL="${1:-dynamo-1.1-tf5}"
+REQ="tests/requirements/$CELL.txt"
+[ -f "$REQ" ] || { echo "no such cell: $REQ" >&2; exit 2; }
+TOOLS=".venv-tools"
+ENV=".cells/$CELL"
+start=$(date +%s)
+
+step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
+
+if [ ! -x "$TOOLS/bin/uv" ]; then
+  step "installing uv and nox into $TOOLS (once)"
+  python3 -m venv "$TOOLS"
+  "$TOOLS/bin/pip" install --disable-pip-version-check -q uv nox
+fi
+UV="$TOOLS/bin/uv"
+
+step "creating $ENV (host pins from $REQ; ~10 GB, about 1 minute with a warm cache, several from an empty one)"
+"$UV" venv --allow-existing -q -p python3 "$ENV"
+args=(-r "$REQ")
+[ -f "tests/requirements/$CELL.overrides.txt" ] && args+=(--override "tests/requirements/$CELL.overrides.txt")
+VIRTUAL_ENV="$ENV" "$UV" pip install "${args[@]}"
+if [ -f "tests/requirements/$CELL.nodeps.txt" ]; then
+  VIRTUAL_ENV="$ENV" "$UV" pip install --no-deps -r "tests/requirements/$CELL.nodeps.txt"
+fi
+
+step "building the omni-sizefix wheel and installing it into the populated environment"
+rm -rf dist
+"$UV" build -q --wheel -o dist .
+VIRTUAL_ENV="$ENV" "$UV" pip install --reinstall-package omni-sizefix dist/omni_sizefix-*.whl
+
+step "omni-sizefix doctor"
+"$ENV/bin/omni-sizefix" doctor || true
+
+step "omni-sizefix check (real host code; engines faked, no GPU needed)"
+status=0
+"$ENV/bin/omni-sizefix" check || status=$?
+step "done (exit $status); remove the cell with: rm -rf $ENV"
+exit "$status"
