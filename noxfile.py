@@ -51,6 +51,7 @@ REPORTS = ROOT / "reports"
 TEST_TOOLS = REQUIREMENTS / "test-tools.txt"
 SUITES = {"unit": ROOT / "tests" / "unit", "host": ROOT / "tests" / "host"}
 PACKAGE = "omni-sizefix"
+CPU_PLATFORM_DIST = "omni-sizefix-cpu-platform"
 
 sys.path.insert(0, str(HARNESS_DIR))
 import matrix_records as records  # noqa: E402
@@ -100,11 +101,14 @@ def companion(cell: str, kind: str) -> Path | None:
 
 
 def describe(cell: str) -> str:
-    """The first comment line of the pins file (shown by ``nox -l``)."""
+    """The first sentence of the pins file's leading comment (shown by ``nox -l``)."""
+    words = []
     for line in (REQUIREMENTS / f"{cell}.txt").read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return f"cell {cell}"
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("# ").strip())
+    text = " ".join(words)
+    return text.split(". ", 1)[0].rstrip(".") + "." if text else f"cell {cell}"
 
 
 # --- small helpers ----------------------------------------------------------------------
@@ -170,16 +174,17 @@ class Report:
     def row(self, name: str, outcome: str, reason: str = "", duration: float | None = None):
         data = records.load(self.path, self.cell)
         records.set_harness_row(data, records.harness_row(name, outcome, reason, duration))
-        if duration is not None:
-            data.setdefault("durations_s", {})[name] = round(duration, 1)
         records.save(self.path, data)
 
     def suite(self, suite: str) -> dict[str, Any] | None:
         return records.load(self.path, self.cell).get("suites", {}).get(suite)
 
     @contextlib.contextmanager
-    def check(self, session: nox.Session, name: str) -> Iterator[dict[str, str]]:
-        """Record ``name`` as a harness row: passed, or failed with the exception's reason."""
+    def check(self, session: nox.Session, name: str, key: str) -> Iterator[dict[str, str]]:
+        """Record ``name`` as a harness row: passed, or failed with the exception's reason.
+
+        Its duration is stored as ``durations_s[key]``.
+        """
         started = time.monotonic()
         note = {"reason": ""}
         try:
@@ -190,6 +195,8 @@ class Report:
         except CellFailure as exc:
             self.row(name, "failed", str(exc), time.monotonic() - started)
             raise CellFailure(f"{name}: {exc}") from exc
+        finally:
+            self.update(durations_s={key: round(time.monotonic() - started, 1)})
         elapsed = time.monotonic() - started
         self.row(name, "passed", note["reason"], elapsed)
         session.log(
@@ -313,7 +320,7 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
     scratch = Path(session.create_tmp())
     pins = REQUIREMENTS / f"{cell}.txt"
 
-    with report.check(session, "environment builds") as note:
+    with report.check(session, "environment builds", "build") as note:
         free_before = shutil.disk_usage(ROOT).free
         if host:
             args = ["-r", rel(pins)]
@@ -329,7 +336,7 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
         note["reason"] = f"{used:+.1f} GB on disk" if host else "no host pins"
         session.log(f"environment ready: {used:+.1f} GB on disk, {free_disk()}")
 
-    with report.check(session, "package install changes no other distribution") as note:
+    with report.check(session, "package install changes no other distribution", "install") as note:
         wheel = build_wheel(session, ROOT, scratch / "dist")
         before = snapshot(session, scratch)
         session.install("--reinstall-package", PACKAGE, str(wheel), silent=False)
@@ -337,14 +344,15 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
         note["reason"] = install_verdict(before, after, declared_dependencies(wheel))
         report.update(versions=versions_of(after))
 
-    with report.check(session, "test support installs") as note:
+    with report.check(session, "test support installs", "support") as note:
         support = []
         if host:
             support.append(str(build_wheel(session, CPU_PLATFORM, scratch / "support")))
         session.install(*support, "-r", rel(TEST_TOOLS), silent=False)
         final = snapshot(session, scratch)
         added, removed, changed = diff(after, final)
-        touched = removed + changed
+        support_dists = {records.canonical(CPU_PLATFORM_DIST), records.canonical(PACKAGE)}
+        touched = [n for n in removed + changed if n not in support_dists]
         note["reason"] = f"added {len(added)} distributions" + (
             f"; changed {describe_changes(touched, after, final)}" if touched else ""
         )
@@ -379,7 +387,9 @@ def install_verdict(before: dict, after: dict, own_deps: set[str]) -> str:
         raise CellFailure("; ".join(bad))
     deps = [n for n in added if n != pkg]
     untouched = len(before.keys() - {pkg})
-    verdict = f"added omni-sizefix {after[pkg][0][0]}"
+    verdict = f"installed omni-sizefix {after[pkg][0][0]}"
+    if pkg in before:
+        verdict += f" over {before[pkg][0][0]} (reused environment)"
     if deps:
         verdict += f" + its own dependencies {describe_dists(deps, after)}"
     return verdict + f"; {untouched} existing distributions untouched"
@@ -415,6 +425,7 @@ def run_suite(
         *session.posargs,
     ]
     env = {"PYTHONPATH": str(HARNESS_DIR), "OMNI_SIZEFIX_CELL": cell}
+    report.row(name, "error", "did not finish")  # replaced below unless the run is killed
     started = time.monotonic()
     crashed = None
     # Run from an empty directory: a subprocess started by a test (python -c ...) must import

@@ -139,7 +139,9 @@ def notes(reports: list[dict[str, Any]]) -> list[str]:
         for row in r.get("rows", []):
             where = f"{row['group']} · {row['name']}"
             if row["outcome"] in ("failed", "error", "xpassed"):
-                failures.append(f"- ❌ **{r['cell']}** {where}: {row.get('reason') or '?'}")
+                mark = MARK["failed"] if row["outcome"] != "xpassed" else MARK["xpassed"]
+                reason = row.get("reason") or "?"
+                failures.append(f"- {mark} **{r['cell']}** {where}: {reason}")
             elif row["outcome"] in ("skipped", "xfailed"):
                 key = (row["outcome"], row.get("reason") or "no reason given")
                 skips.setdefault(key, {}).setdefault(r["cell"], 0)
@@ -148,7 +150,7 @@ def notes(reports: list[dict[str, Any]]) -> list[str]:
                 installs.append(f"- **{r['cell']}**: {row.get('reason') or row['outcome']}")
     lines = []
     if failures:
-        lines += ["", "Failures:", "", *failures]
+        lines += ["", "Failures (xpass: an expected failure passed):", "", *failures]
     if skips:
         lines += ["", "Skipped / expected failures (reason — cells):", ""]
         for (kind, reason), cells in skips.items():
