@@ -21,6 +21,9 @@ Every host session:
 5. removes the environment (cells weigh 7-12 GB), unless ``OMNI_SIZEFIX_KEEP_CELLS=1``,
    which also makes the next run reuse the kept environment.
 
+``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, or ``none`` to only build) narrows step 4;
+``OMNI_SIZEFIX_PYTHON`` picks the cells' Python (default 3.11).
+
 Arguments after ``--`` go to both pytest runs, e.g. ``nox -s dynamo-1.2 -- -k size``.
 """
 
@@ -61,6 +64,7 @@ COMPANIONS = {"overrides": ".overrides.txt", "nodeps": ".nodeps.txt"}
 PYTHON = os.environ.get("OMNI_SIZEFIX_PYTHON", "3.11")
 KEEP_VAR = "OMNI_SIZEFIX_KEEP_CELLS"
 KEEP = os.environ.get(KEEP_VAR, "").strip().lower() not in ("", "0", "false", "no")
+SUITES_VAR = "OMNI_SIZEFIX_SUITES"
 HEARTBEAT_S = 30
 
 nox.options.default_venv_backend = "uv"
@@ -293,6 +297,7 @@ def run_cell(session: nox.Session, cell: str) -> None:
     started = time.monotonic()
     host = is_host_cell(cell)
     report = Report(cell)
+    report.update(environment=rel(Path(session.virtualenv.location)))
     session.log(
         f"cell {cell} ({'host' if host else 'no host'}): {describe(cell)}; python {PYTHON}; "
         f"{free_disk()}; environment {rel(Path(session.virtualenv.location))}"
@@ -301,7 +306,7 @@ def run_cell(session: nox.Session, cell: str) -> None:
     problems: list[str] = []
     try:
         problems = cell_steps(session, cell, host, report)
-        status = "failed" if problems else "passed"
+        status = "failed" if problems else "passed" if selected_suites(host) else "built"
     except CellFailure as exc:
         problems = [str(exc)]
     except KeyboardInterrupt:
@@ -317,6 +322,7 @@ def run_cell(session: nox.Session, cell: str) -> None:
 
 
 def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> list[str]:
+    suites = selected_suites(host)  # a typo in the variable fails before the long build
     scratch = Path(session.create_tmp())
     pins = REQUIREMENTS / f"{cell}.txt"
 
@@ -361,11 +367,23 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
         report.update(versions=versions_of(final))
 
     problems = []
-    for suite in ("unit", "host") if host else ("unit",):
+    for suite in suites:
         problem = run_suite(session, cell, suite, report, scratch)
         if problem:
             problems.append(problem)
     return problems
+
+
+def selected_suites(host: bool) -> list[str]:
+    """``unit`` and, in host cells, ``host``; ``OMNI_SIZEFIX_SUITES=host`` (or ``none``) narrows."""
+    suites = ["unit", "host"] if host else ["unit"]
+    wanted = os.environ.get(SUITES_VAR, "").replace(",", " ").split()
+    if not wanted:
+        return suites
+    unknown = set(wanted) - {*SUITES, "none"}
+    if unknown:
+        raise CellFailure(f"{SUITES_VAR}: unknown suite(s) {', '.join(sorted(unknown))}")
+    return [suite for suite in suites if suite in wanted]
 
 
 def install_verdict(before: dict, after: dict, own_deps: set[str]) -> str:

@@ -39,6 +39,7 @@ STATUS = {
     "failed": "❌ failed",
     "running": "⚠️ incomplete",
     "interrupted": "⚠️ interrupted",
+    "built": f"{DASH} built only",
 }
 LEGEND = (
     f"✅ passed · ❌ failed · {DASH} skipped (reason below) · xfail expected failure · "

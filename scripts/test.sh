@@ -31,10 +31,10 @@ bootstrap() {
         # No ensurepip (e.g. Debian without python3-venv): a bare venv, filled by the outer pip.
         rm -rf "$TOOLS"
         "$PY" -m venv --without-pip "$TOOLS" || return 1
-        "$PY" -m pip --python "$TOOLS/bin/python" install --disable-pip-version-check \
+        "$PY" -m pip --python "$TOOLS/bin/python" install -q --disable-pip-version-check \
             "${TOOLS_REQUIREMENTS[@]}" || return 1
     else
-        "$TOOLS/bin/python" -m pip install --disable-pip-version-check \
+        "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
             "${TOOLS_REQUIREMENTS[@]}" || return 1
     fi
     echo "${TOOLS_REQUIREMENTS[*]}" >"$stamp"
