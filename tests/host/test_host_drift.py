@@ -1,0 +1,524 @@
+"""Host drift: the plugin against altered copies of this cell's real Dynamo modules.
+
+A future Dynamo may rename, move or re-sign the functions the plugin wraps, and a
+third-party hook plugin may be broken. In every such case the host must keep importing,
+requests must be served exactly as the unpatched host serves them, and exactly one
+WARNING from the ``omni_sizefix`` logger must say why. Only the size policy's
+``SizeRejected`` (a ``ValueError``) may reach the caller.
+
+How it runs: one subprocess imports the heavy host stack (vLLM, vLLM-Omni and the real,
+unaltered ``dynamo.vllm.omni.utils``/``stage_worker``) without the plugin, then forks one
+child per scenario and load order. Each child removes the two Dynamo modules from
+``sys.modules``, writes altered copies of their real source text to a temporary folder
+placed first on ``dynamo.vllm.omni.__path__`` (so they import under the real names,
+through the ordinary import system and the plugin's post-import hook), and loads the
+plugin fresh: before the host import (``before``) or after it (``after``). The real
+unaltered ``parse_omni_request``, captured before the fork, is the reference result.
+Running this file as a script runs that harness and prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import copy
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+UTILS = "dynamo.vllm.omni.utils"
+STAGE_WORKER = "dynamo.vllm.omni.stage_worker"
+PACKAGE = "dynamo.vllm.omni"
+PARSE = "parse_omni_request"
+BUILD = "build_original_prompt"
+SENTINEL = "__omni_sizefix_original__"  # checked against the package's constant below
+
+#: (name, request, output modalities); the image request is 768 wide, 512 high.
+REQUESTS: list[tuple[str, dict, list[str]]] = [
+    ("image", {"model": "GLM-Image", "prompt": "a red apple", "size": "768x512"}, ["image"]),
+    ("image-default", {"prompt": "a red apple"}, ["image"]),
+    ("chat-image", {"messages": [{"role": "user", "content": "hi"}], "size": "512x768"}, ["image"]),
+    ("chat", {"messages": [{"role": "user", "content": "hello"}]}, ["text"]),
+    ("video", {"model": "wan", "prompt": "an apple rolling", "size": "832x480"}, ["video"]),
+]
+IMAGE_SIZE = (512, 768)  # (height, width) of the "image" request
+
+Sources = dict[str, str]
+
+
+# --- source edits (applied to the real source text of this cell) ---------------------
+
+
+def _function_span(source: str, name: str) -> tuple[int, int]:
+    """0-based [start, end) line span of the top-level function ``name``."""
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return node.lineno - 1, node.end_lineno or node.lineno
+    raise LookupError(f"no top-level function {name} in the host source")
+
+
+def edit_function(source: str, name: str, edit: Callable[[str], str]) -> str:
+    """Replace the text of top-level function ``name`` by ``edit(text)`` (must change it)."""
+    lines = source.splitlines(keepends=True)
+    start, end = _function_span(source, name)
+    old = "".join(lines[start:end])
+    new = edit(old)
+    if new == old:
+        raise LookupError(f"the edit of {name} changed nothing; the harness is out of date")
+    return "".join([*lines[:start], new, *lines[end:]])
+
+
+def remove_function(source: str, name: str) -> str:
+    """Delete top-level function ``name``."""
+    lines = source.splitlines(keepends=True)
+    start, end = _function_span(source, name)
+    return "".join([*lines[:start], *lines[end:]])
+
+
+def sub_once(pattern: str, replacement: str, text: str) -> str:
+    """``re.sub`` that must match."""
+    new, count = re.subn(pattern, replacement, text, count=1)
+    if not count:
+        raise LookupError(f"pattern {pattern!r} not found; the harness is out of date")
+    return new
+
+
+def rename_word(source: str, old: str, new: str) -> str:
+    """Rename an identifier everywhere in ``source`` (must occur)."""
+    new_source, count = re.subn(rf"\b{old}\b", new, source)
+    if not count:
+        raise LookupError(f"{old} not found; the harness is out of date")
+    return new_source
+
+
+def flip_kind(function_text: str) -> str:
+    """sync -> async, or async -> sync (awaits removed)."""
+    if function_text.lstrip().startswith("async def"):
+        return re.sub(r"\bawait\s+", "", function_text.replace("async def", "def", 1))
+    return function_text.replace("def", "async def", 1)
+
+
+def move_parse_import(stage_worker: str, new_module: str) -> str:
+    """Make ``stage_worker`` import parse_omni_request from ``new_module`` instead of utils."""
+    tree = ast.parse(stage_worker)
+    lines = stage_worker.splitlines(keepends=True)
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == UTILS:
+            names = [alias.name for alias in node.names]
+            if PARSE not in names:
+                continue
+            node.names = [alias for alias in node.names if alias.name != PARSE]
+            text = (ast.unparse(node) + "\n") if node.names else ""
+            text += f"from {new_module} import {PARSE}\n"
+            start, end = node.lineno - 1, node.end_lineno or node.lineno
+            return "".join([*lines[:start], text, *lines[end:]])
+    raise LookupError("stage_worker does not import parse_omni_request from utils")
+
+
+@dataclass
+class Scenario:
+    """One drift of the host (or of a hook plugin) and how the stage worker reaches parse."""
+
+    edit: Callable[[Sources], Sources] = lambda sources: dict(sources)
+    entry_module: str = STAGE_WORKER
+    parse_name: str = PARSE
+    blocked: tuple[str, ...] = ()
+    failing_hook: str | None = None
+    hook_error: str = "RuntimeError"
+
+
+def _parse_renamed(s: Sources) -> Sources:
+    return {name: rename_word(text, PARSE, "parse_omni_request_v2") for name, text in s.items()}
+
+
+def _parse_moved(s: Sources) -> Sources:
+    return {
+        "utils.py": remove_function(s["utils.py"], PARSE),
+        "request_parsing.py": s["utils.py"],
+        "stage_worker.py": move_parse_import(s["stage_worker.py"], f"{PACKAGE}.request_parsing"),
+    }
+
+
+def _parse_param_added(s: Sources) -> Sources:
+    add = lambda f: sub_once(  # noqa: E731
+        r"(default_video_fps: int = 16)", r"\1, trace_id: str | None = None", f
+    )
+    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, add)}
+
+
+def _parse_param_renamed(s: Sources) -> Sources:
+    rename = lambda f: rename_word(f, "output_modalities", "modalities")  # noqa: E731
+    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, rename)}
+
+
+def _parse_kind_flipped(s: Sources) -> Sources:
+    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, flip_kind)}
+
+
+def _build_param_renamed(s: Sources) -> Sources:
+    rename = lambda f: rename_word(f, "nvext", "extensions")  # noqa: E731
+    return {**s, "utils.py": edit_function(s["utils.py"], BUILD, rename)}
+
+
+def _build_renamed(s: Sources) -> Sources:
+    return {**s, "utils.py": rename_word(s["utils.py"], BUILD, "build_stage_prompt")}
+
+
+def _utils_import_error(s: Sources) -> Sources:
+    fail = '\nraise ImportError("simulated: a dependency of dynamo.vllm.omni.utils is missing")\n'
+    return {**s, "utils.py": s["utils.py"] + fail}
+
+
+def _stage_worker_moved(s: Sources) -> Sources:
+    return {"utils.py": s["utils.py"], "stage_worker_v2.py": s["stage_worker.py"]}
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "baseline": Scenario(),
+    "parse-renamed": Scenario(_parse_renamed, parse_name="parse_omni_request_v2"),
+    "parse-moved": Scenario(_parse_moved),
+    "parse-param-added": Scenario(_parse_param_added),
+    "parse-param-renamed": Scenario(_parse_param_renamed),
+    "parse-sync-async-flipped": Scenario(_parse_kind_flipped),
+    "build-param-renamed": Scenario(_build_param_renamed),
+    "build-renamed": Scenario(_build_renamed),
+    "utils-import-error": Scenario(_utils_import_error),
+    "stage-worker-missing": Scenario(entry_module=UTILS, blocked=(STAGE_WORKER,)),
+    "stage-worker-moved": Scenario(_stage_worker_moved, entry_module=f"{PACKAGE}.stage_worker_v2"),
+    "hook-geometry-raises": Scenario(failing_hook="omni_sizefix_target_geometry"),
+    "hook-stage0-raises": Scenario(failing_hook="omni_sizefix_stage0_prompt"),
+    "hook-original-prompt-raises": Scenario(failing_hook="omni_sizefix_original_prompt"),
+    "hook-sampling-raises": Scenario(failing_hook="omni_sizefix_sampling_params"),
+    "hook-raises-plain-valueerror": Scenario(
+        failing_hook="omni_sizefix_target_geometry", hook_error="ValueError"
+    ),
+    "hook-raises-size-rejected": Scenario(
+        failing_hook="omni_sizefix_target_geometry", hook_error="SizeRejected"
+    ),
+}
+ORDERS = ("before", "after")
+
+
+# --- the forked child -------------------------------------------------------------------
+
+
+class _Collected(logging.Handler):
+    """Keeps the WARNING-and-above records of the ``omni_sizefix`` logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _fake_failing_plugin(hook: str, error: BaseException) -> object:
+    """A fake third-party hook plugin whose implementation of ``hook`` raises ``error``."""
+    from omni_sizefix.hookspecs import hookimpl
+
+    def fail(*_: Any) -> Any:
+        raise error
+
+    signatures: dict[str, Callable[..., Any]] = {
+        "omni_sizefix_target_geometry": lambda request, parsed, output_modalities: fail(),
+        "omni_sizefix_stage0_prompt": lambda engine_inputs, geometry, request: fail(),
+        "omni_sizefix_original_prompt": lambda original_prompt, geometry, shape: fail(),
+        "omni_sizefix_sampling_params": lambda sampling_params, geometry, request: fail(),
+    }
+    plugin = type("FakeFailingHookPlugin", (), {})()
+    setattr(plugin, hook, hookimpl(tryfirst=True)(signatures[hook]))
+    return plugin
+
+
+def _call(loop: asyncio.AbstractEventLoop, fn: Callable, request: dict, modalities: list) -> Any:
+    result = fn(copy.deepcopy(request), list(modalities), 16)
+    return loop.run_until_complete(result) if inspect.isawaitable(result) else result
+
+
+def _outcome(loop: asyncio.AbstractEventLoop, fn: Callable, request: dict, mods: list) -> dict:
+    try:
+        return {"value": _call(loop, fn, request, mods)}
+    except Exception as exc:
+        return {
+            "error": type(exc).__name__,
+            "message": str(exc),
+            "is_value_error": isinstance(exc, ValueError),
+        }
+
+
+def _sized(parsed: Any, height: int, width: int, shape: str) -> bool:
+    """The size is in stage 0, the sampling overrides and original_prompt (in ``shape``)."""
+    try:
+        stage0 = parsed["engine_inputs"]["mm_processor_kwargs"]
+        sampling = parsed["sampling_params_list"]
+        original = parsed["original_prompt"]
+        ok = stage0 == {"target_h": height, "target_w": width}
+        ok &= (sampling["height"], sampling["width"]) == (height, width)
+        if shape in ("mm-kwargs", "both"):
+            ok &= original["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
+        if shape in ("top-level", "both"):
+            ok &= (original["height"], original["width"]) == (height, width)
+        return bool(ok)
+    except (KeyError, TypeError):
+        return False
+
+
+def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
+    """One scenario in a freshly forked process; returns what the test asserts on."""
+    scenario = SCENARIOS[name]
+    collected = _Collected()
+    logging.getLogger("omni_sizefix").addHandler(collected)
+    folder = tempfile.mkdtemp(prefix="omni-sizefix-drift-")
+    for filename, text in scenario.edit(sources).items():
+        Path(folder, filename).write_text(text, encoding="utf-8")
+    package = sys.modules[PACKAGE]
+    package.__path__.insert(0, folder)
+    for module_name in (UTILS, STAGE_WORKER):
+        sys.modules.pop(module_name, None)
+        if hasattr(package, module_name.rsplit(".", 1)[1]):
+            delattr(package, module_name.rsplit(".", 1)[1])
+    for module_name in scenario.blocked:
+        sys.modules[module_name] = None  # type: ignore[assignment]
+
+    def load_plugin() -> Any:
+        import omni_sizefix
+        from omni_sizefix import errors, plugins
+
+        omni_sizefix.register()
+        if scenario.failing_hook:
+            error_type = {
+                "RuntimeError": RuntimeError,
+                "ValueError": ValueError,
+                "SizeRejected": errors.SizeRejected,
+            }[scenario.hook_error]
+            error = error_type(f"boom in {scenario.failing_hook}")
+            fake = _fake_failing_plugin(scenario.failing_hook, error)
+            plugins.get_plugin_manager().register(fake, name="fake_failing_hook_plugin")
+        return omni_sizefix
+
+    result: dict[str, Any] = {"import_error": None}
+    if order == "before":
+        omni_sizefix = load_plugin()
+    entry = None
+    try:
+        entry = importlib.import_module(scenario.entry_module)
+    except Exception as exc:
+        result["import_error"] = f"{type(exc).__name__}: {exc}"
+    if order == "after":
+        omni_sizefix = load_plugin()
+    from omni_sizefix.patches import dynamo_omni_utils
+    from omni_sizefix.version_policy import decide_shape
+
+    assert dynamo_omni_utils.SENTINEL == SENTINEL
+    if scenario.blocked:
+        try:
+            importlib.import_module(STAGE_WORKER)
+        except ImportError as exc:
+            result["stage_worker_import_error"] = type(exc).__name__
+    utils = sys.modules.get(UTILS)
+    entry_fn = getattr(entry, scenario.parse_name, None) if entry is not None else None
+    result.update(
+        patched=omni_sizefix.is_patched(),
+        utils_wrapped=utils is not None
+        and any(hasattr(utils.__dict__.get(n), SENTINEL) for n in (PARSE, BUILD)),
+        entry_wrapped=hasattr(entry_fn, SENTINEL),
+        entry_is_async=inspect.iscoroutinefunction(entry_fn),
+        requests={},
+    )
+    shape = decide_shape().shape.value
+    loop = asyncio.new_event_loop()
+    if entry_fn is not None:
+        for request_name, request, modalities in REQUESTS:
+            host = _outcome(loop, real_parse, request, modalities)
+            ours = _outcome(loop, entry_fn, request, modalities)
+            record = {
+                "equal": ours == host,
+                "host_error": host.get("error"),
+                "error": ours.get("error"),
+                "message": ours.get("message"),
+                "is_value_error": ours.get("is_value_error"),
+            }
+            if request_name == "image":
+                record["sized"] = _sized(ours.get("value"), *IMAGE_SIZE, shape)
+            if not record["equal"]:
+                record["diff"] = repr((host, ours))[:2000]
+            result["requests"][request_name] = record
+    result["warnings"] = collected.messages
+    return result
+
+
+def _fork(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_fd)
+        try:
+            payload = run_child(name, order, sources, real_parse)
+        except BaseException:
+            payload = {"harness_error": traceback.format_exc()}
+        with os.fdopen(write_fd, "w") as out:
+            json.dump(payload, out, default=repr)
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as stream:
+        data = stream.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        return {"harness_error": f"child died with status {status}"}
+    return json.loads(data)
+
+
+def main() -> None:
+    """Import the real host stack once (no plugin), then fork one child per scenario/order."""
+    sources: Sources = {}
+    for module_name in (UTILS, STAGE_WORKER):
+        module = importlib.import_module(module_name)
+        sources[module_name.rsplit(".", 1)[1] + ".py"] = Path(module.__file__).read_text("utf-8")
+    assert "omni_sizefix" not in sys.modules, "the plugin must not be loaded before the fork"
+    real_parse = sys.modules[UTILS].parse_omni_request
+    results = {
+        name: {order: _fork(name, order, sources, real_parse) for order in ORDERS}
+        for name in SCENARIOS
+    }
+    print(json.dumps(results, default=repr))
+
+
+if __name__ == "__main__":
+    main()
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+STEP_ASIDE = [
+    ("parse-renamed", PARSE),
+    ("parse-moved", PARSE),
+    ("parse-param-added", PARSE),
+    ("parse-param-renamed", PARSE),
+    ("parse-sync-async-flipped", PARSE),
+    ("build-param-renamed", BUILD),
+    ("build-renamed", BUILD),
+]
+HOOK_FAILURES = [
+    "hook-geometry-raises",
+    "hook-stage0-raises",
+    "hook-original-prompt-raises",
+    "hook-sampling-raises",
+    "hook-raises-plain-valueerror",
+]
+
+
+@pytest.fixture(scope="module")
+def drift(dynamo_host: Any) -> dict:
+    """Results of every scenario and load order (one subprocess, one fork each)."""
+    if sys.platform == "win32" or not hasattr(os, "fork"):
+        pytest.skip("the drift harness forks")
+    from conftest import run_python
+
+    code = f"import runpy; runpy.run_path({str(Path(__file__))!r}, run_name='__main__')"
+    return run_python(code, timeout=900)
+
+
+def _result(drift: dict, name: str, order: str) -> dict:
+    result = drift[name][order]
+    assert "harness_error" not in result, result.get("harness_error")
+    return result
+
+
+def _served_by_host(result: dict) -> None:
+    assert result["requests"], "no request was served"
+    for request_name, record in result["requests"].items():
+        assert record["equal"], f"{request_name}: {record.get('diff')}"
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_baseline_is_patched_and_quiet(drift: dict, order: str) -> None:
+    """Control: the unaltered host is patched, sized, and nothing is logged as a warning."""
+    result = _result(drift, "baseline", order)
+    assert result["import_error"] is None
+    assert result["patched"] and result["utils_wrapped"] and result["entry_wrapped"]
+    assert result["requests"]["image"]["sized"]
+    assert result["warnings"] == []
+    assert result["requests"]["chat"]["equal"]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(("name", "changed"), STEP_ASIDE)
+def test_changed_host_runs_unpatched_with_one_warning(
+    drift: dict, name: str, changed: str, order: str
+) -> None:
+    result = _result(drift, name, order)
+    assert result["import_error"] is None, "the host no longer imports"
+    assert not result["patched"] and not result["utils_wrapped"] and not result["entry_wrapped"]
+    _served_by_host(result)
+    assert len(result["warnings"]) == 1, result["warnings"]
+    message = result["warnings"][0]
+    assert "stepping aside" in message and changed in message and "expected" in message
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_host_import_error_is_the_hosts_own(drift: dict, order: str) -> None:
+    result = _result(drift, "utils-import-error", order)
+    assert result["import_error"] == (
+        "ImportError: simulated: a dependency of dynamo.vllm.omni.utils is missing"
+    )
+    assert not result["patched"]
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_missing_stage_worker_still_patches_utils(drift: dict, order: str) -> None:
+    result = _result(drift, "stage-worker-missing", order)
+    assert result["stage_worker_import_error"] == "ModuleNotFoundError"
+    assert result["patched"] and result["entry_wrapped"]
+    assert result["requests"]["image"]["sized"]
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_moved_stage_worker_is_rebound(drift: dict, order: str) -> None:
+    result = _result(drift, "stage-worker-moved", order)
+    assert result["import_error"] is None
+    assert result["patched"] and result["entry_wrapped"]
+    assert result["requests"]["image"]["sized"]
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("name", HOOK_FAILURES)
+def test_failing_hook_serves_host_result_with_one_warning(
+    drift: dict, name: str, order: str
+) -> None:
+    result = _result(drift, name, order)
+    assert result["patched"] and result["entry_wrapped"]
+    _served_by_host(result)
+    assert len(result["warnings"]) == 1, result["warnings"]
+    hook = SCENARIOS[name].failing_hook
+    assert f"boom in {hook}" in result["warnings"][0]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_size_rejected_from_a_hook_reaches_the_caller(drift: dict, order: str) -> None:
+    """The documented exception: SizeRejected (a ValueError) is the client's answer."""
+    result = _result(drift, "hook-raises-size-rejected", order)
+    requests = result["requests"]
+    for name in ("image", "image-default", "chat-image", "video"):
+        assert requests[name]["host_error"] is None
+        assert requests[name]["error"] == "SizeRejected" and requests[name]["is_value_error"]
+        assert requests[name]["message"] == "boom in omni_sizefix_target_geometry"
+    assert requests["chat"]["equal"]  # not an image request: no hook is asked
+    assert result["warnings"] == []
