@@ -35,6 +35,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -75,6 +76,11 @@ class _State:
 
 _state = _State()
 _lock = threading.RLock()
+
+#: True while the host's parse runs inside the parse wrapper. The wrapper's repair writes
+#: ``original_prompt`` itself, so the build wrapper then passes the host's value through:
+#: a failed repair returns exactly the host's result, and no hook is asked twice.
+_in_parse: ContextVar[bool] = ContextVar("omni_sizefix_in_parse", default=False)
 
 
 def warn_once(key: str, message: str, *args: Any) -> None:
@@ -139,14 +145,22 @@ def wrap_parse(original: Callable) -> Callable:
 
         @functools.wraps(original)
         async def parse_omni_request(request, output_modalities, *args, **kwargs):
-            parsed = await original(request, output_modalities, *args, **kwargs)
+            token = _in_parse.set(True)
+            try:
+                parsed = await original(request, output_modalities, *args, **kwargs)
+            finally:
+                _in_parse.reset(token)
             return _repair_or_host(request, output_modalities, parsed)
 
     else:
 
         @functools.wraps(original)
         def parse_omni_request(request, output_modalities, *args, **kwargs):
-            parsed = original(request, output_modalities, *args, **kwargs)
+            token = _in_parse.set(True)
+            try:
+                parsed = original(request, output_modalities, *args, **kwargs)
+            finally:
+                _in_parse.reset(token)
             return _repair_or_host(request, output_modalities, parsed)
 
     setattr(parse_omni_request, SENTINEL, original)
@@ -154,11 +168,16 @@ def wrap_parse(original: Callable) -> Callable:
 
 
 def wrap_build(original: Callable) -> Callable:
-    """A wrapper of ``build_original_prompt`` that adds the size it is given."""
+    """A wrapper of ``build_original_prompt`` that adds the size it is given.
+
+    Inside the parse wrapper it returns the host's prompt unchanged (see ``_in_parse``).
+    """
 
     @functools.wraps(original)
     def build_original_prompt(request, nvext, height, width):
         prompt = original(request, nvext, height, width)
+        if _in_parse.get():
+            return prompt
         try:
             return repair.repair_original_prompt(prompt, height, width, _state.shape)
         except Exception as exc:
