@@ -13,7 +13,7 @@ import sys
 import threading
 from types import ModuleType
 
-from omni_sizefix import import_hooks, settings
+from omni_sizefix import import_hooks, log, settings
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -29,6 +29,7 @@ def register() -> None:
     """Plugin entry point: arrange for Dynamo's omni utils to be patched."""
     global _registered, _announced_disabled
     try:
+        log.adopt_vllm_format()
         with _lock:
             if settings.disabled():
                 if not _announced_disabled:

@@ -56,6 +56,20 @@ def test_loaded_by_vllm_omni_at_worker_start(dynamo_host: DynamoHost) -> None:
     assert "omni-sizefix: patched dynamo.vllm.omni.utils.parse_omni_request" in result["_stderr"]
 
 
+def test_log_lines_go_through_vllm_handlers_once(dynamo_host: DynamoHost) -> None:
+    """The start-up line is formatted by vLLM's own handlers (so it reads like the worker's
+    vLLM lines) and appears exactly once."""
+    code = WORKER_START.replace(
+        "print(json.dumps({",
+        "import logging\nours, theirs = (logging.getLogger(n) for n in ('omni_sizefix', 'vllm'))\n"
+        "print(json.dumps({'shared': bool(ours.handlers) and ours.handlers == theirs.handlers,"
+        " 'propagate': ours.propagate,",
+    )
+    result = run_python(code)
+    assert result["shared"] and not result["propagate"]
+    assert result["_stderr"].count("omni-sizefix: patched") == 1
+
+
 VLLM_LOADER = """
 import json
 from vllm.plugins import load_general_plugins
