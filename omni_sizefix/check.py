@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import omni_sizefix
-from omni_sizefix import dryrun, stage_configs, version_policy
+from omni_sizefix import dryrun, glm_layout, stage_configs, version_policy
 
 DEFAULT_SIZES = ("512x512", "768x1024", "1024x768", "1024x1024", "2048x2048")
 
@@ -27,6 +27,7 @@ class SizeRow:
     prior_tokens: int | None
     verdict: str
     unpatched: str
+    unpatched_stage1: str
     scaffold: str | None = None
     scaffold_unpatched: str | None = None
 
@@ -106,17 +107,22 @@ def run(sizes: list[str]) -> CheckReport:
         request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": size}
         omni_sizefix.unpatch()
         bare = _run_one(request, configs, kwargs)
+        # Stage 1 alone: the AR output laid out as if stage 0 had its scaffold.
+        bare_stage1 = _run_one(
+            request, configs, {"scaffold_reader": _requested_layout(height, width)}
+        )
         if not omni_sizefix.patch():
             raise RuntimeError("the plugin refused to patch this host; see omni-sizefix doctor")
         fixed = _run_one(request, configs, kwargs)
         omni_sizefix.unpatch()
         row = SizeRow(
             size=size,
-            stage0=_describe_stage0(fixed.stage0_prompt) if fixed else "error",
-            stage1=f"{fixed.width}x{fixed.height}" if fixed and fixed.height else "-",
-            prior_tokens=len(fixed.prior) if fixed and fixed.prior is not None else None,
-            verdict=fixed.verdict(height, width) if fixed else "error",
-            unpatched=bare.verdict(height, width) if bare else "error",
+            stage0=_describe_stage0(fixed.stage0_prompt),
+            stage1=f"{fixed.width}x{fixed.height}" if fixed.height else "-",
+            prior_tokens=len(fixed.prior) if fixed.prior is not None else None,
+            verdict=fixed.verdict(height, width),
+            unpatched=_unpatched_summary(bare, height, width),
+            unpatched_stage1=bare_stage1.verdict(height, width),
         )
         if describer is not None:
             row.scaffold = describer(fixed.stage0_prompt)
@@ -125,7 +131,21 @@ def run(sizes: list[str]) -> CheckReport:
     return report
 
 
-def _run_one(request: dict, configs: list, kwargs: dict) -> dryrun.StageOneResult | None:
+def _requested_layout(height: int, width: int) -> Any:
+    grids = glm_layout.grids_for(height, width)
+    return lambda prompt: grids
+
+
+def _unpatched_summary(result: dryrun.StageOneResult, height: int, width: int) -> str:
+    prefix = "" if _has_kwargs(result.stage0_prompt) else "no scaffold at stage 0; "
+    return prefix + result.verdict(height, width)
+
+
+def _has_kwargs(prompt: Any) -> bool:
+    return isinstance(prompt, dict) and "mm_processor_kwargs" in prompt
+
+
+def _run_one(request: dict, configs: list, kwargs: dict) -> dryrun.StageOneResult:
     try:
         return dryrun.run_request(dict(request), configs, **kwargs)
     except Exception as exc:

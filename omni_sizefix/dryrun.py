@@ -154,6 +154,8 @@ class StageOneResult:
         """``ok`` or the first way it differs from a (height, width) render."""
         if self.error:
             return f"error: {self.error}"
+        if self.height is None and self.prior is None:
+            return "no DiT input (stage 1 skipped the AR output)"
         if (self.height, self.width) != (height, width):
             return f"wrong size {self.width}x{self.height}"
         if (self.sampling_height, self.sampling_width) != (height, width):

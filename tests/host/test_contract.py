@@ -10,7 +10,7 @@ import json
 from importlib import metadata
 
 import pytest
-from conftest import DynamoHost, run_python
+from conftest import UPSTREAM_PROCESSOR, DynamoHost, run_python
 
 import omni_sizefix
 from omni_sizefix import dryrun, glm_layout, version_policy
@@ -258,3 +258,61 @@ def test_unpatched_host_shows_its_defect(
         assert result.verdict(height, width) != "ok"
     if not stage1_sized:
         assert isolated.verdict(height, width) != "ok"
+
+
+END_TO_END = """
+import json
+import dynamo.vllm.omni.stage_worker                       # as dynamo/vllm/omni/main.py
+from vllm_omni.plugins import load_omni_general_plugins
+load_omni_general_plugins()                                 # the real loader loads the plugin
+from omni_sizefix import dryrun, glm_layout, stage_configs
+from omegaconf import OmegaConf
+configs = stage_configs.load_with_host_loader(stage_configs.config_path(schema="legacy"))
+configs = [OmegaConf.create(OmegaConf.to_container(c)) for c in configs]
+configs[1].custom_process_input_func = UPSTREAM
+out = {}
+for h, w in SIZES:
+    request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{w}x{h}"}
+    grids = glm_layout.grids_for(h, w)   # AR output as the scaffold asks (stage 1 isolated)
+    r = dryrun.run_request(request, configs, scaffold_reader=lambda p, g=grids: g)
+    full = dryrun.run_request(request, configs)   # AR output follows what stage 0 received
+    out[f"{w}x{h}"] = [r.verdict(h, w), full.verdict(h, w), r.height, r.width, len(r.prior or [])]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["plugin-on", "OMNI_SIZEFIX_DISABLE=1"])
+def test_end_to_end_loaded_by_the_real_loader(
+    dynamo_host: DynamoHost, upstream_stage_configs: list, disabled: bool
+) -> None:
+    """Loaded by load_omni_general_plugins(); 512², 768x1024, 1024², 2048² through the real
+    parse, router models and upstream ar2diffusion. With the kill switch: the defect."""
+    if not _dispatch_calls_upstream(dynamo_host):
+        pytest.skip("this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (issue 4)")
+    sizes = [(512, 512), (1024, 768), (1024, 1024), (2048, 2048)]
+    code = END_TO_END.replace("UPSTREAM", repr(UPSTREAM_PROCESSOR)).replace("SIZES", repr(sizes))
+    result = run_python(code, env={"OMNI_SIZEFIX_DISABLE": "1"} if disabled else {})
+    for h, w in sizes:
+        stage1_only, full, height, width, prior = result[f"{w}x{h}"]
+        if not disabled:
+            assert (stage1_only, full) == ("ok", "ok")
+            assert (height, width, prior) == (h, w, (h // 16) * (w // 16))
+    if disabled:
+        verdicts = [result[f"{w}x{h}"][:2] for h, w in sizes]
+        broken = [v for v in verdicts if v != ["ok", "ok"]]
+        sized_by_host = _host_sizes_everything(dynamo_host)
+        assert bool(broken) != sized_by_host, verdicts
+
+
+def _host_sizes_everything(dynamo_host: DynamoHost) -> bool:
+    """Whether the bare host already sends the size to both stages in a shape they read."""
+    omni_sizefix.unpatch()
+    parsed = dynamo_host.parse(image_request(768, 1024), ["image"])
+    shape = version_policy.decide_shape().shape
+    original = parsed["original_prompt"] or {}
+    stage0 = isinstance(parsed["engine_inputs"], dict) and (
+        "mm_processor_kwargs" in parsed["engine_inputs"]
+    )
+    if shape is Shape.MM_KWARGS:
+        return stage0 and "mm_processor_kwargs" in original
+    return stage0 and "height" in original
