@@ -268,6 +268,15 @@ def remove() -> bool:
             wrapped = getattr(module, name, None) if module is not None else None
             if getattr(wrapped, SENTINEL, None) is _state.originals[name]:
                 setattr(module, name, _state.originals[name])
+        # Modules imported after patching took the wrapper by name themselves (e.g.
+        # stage_worker when the plugin loaded first): put the original back there too.
+        for module_name, module in list(sys.modules.items()):
+            if not module_name.startswith("dynamo.") or not isinstance(module, ModuleType):
+                continue
+            for name, original in _state.originals.items():
+                wrapped = module.__dict__.get(name)
+                if inspect.isfunction(wrapped) and wrapped.__dict__.get(SENTINEL) is original:
+                    setattr(module, name, original)
         _state.originals.clear()
         _state.rebound.clear()
         return True
