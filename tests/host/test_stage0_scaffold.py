@@ -17,7 +17,7 @@ import math
 import pytest
 from conftest import DynamoHost, run_python
 
-from omni_sizefix import dryrun, stage0, weightless
+from omni_sizefix import dryrun, stage0, stage_configs, weightless
 
 PROMPT = "a red apple on a wooden table"
 SIZES = ["512x512", "768x512", "512x768", "1024x768", "768x1024", "1024x1024", "2048x2048"]
@@ -135,15 +135,39 @@ def test_kill_switch_leaves_stage0_without_scaffold_on_1_1(
 # --- the closed loop: stage-1 input laid out from the real scaffold ------------------------
 
 
-def _dispatch_calls_upstream(host: DynamoHost) -> bool:
-    """Whether this Dynamo can call vLLM-Omni's own ar2diffusion (feature probe)."""
+UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
+
+
+@pytest.fixture(scope="module")
+def closed_loop_configs(dynamo_host: DynamoHost, request: pytest.FixtureRequest) -> list:
+    """The stage configs ``omni-sizefix check`` runs, else vLLM-Omni's own via the legacy YAML."""
+    load = getattr(stage_configs, "load_for_installed_host", None)
+    if load is not None:
+        try:
+            return list(load()[1])
+        except LookupError:
+            pass
+    return request.getfixturevalue("upstream_stage_configs")
+
+
+def _stage1_processor(config: object) -> str | None:
+    value = getattr(config, "custom_process_input_func", None)
+    if value is None and isinstance(config, dict):
+        value = config.get("custom_process_input_func")
+    return None if value is None else str(value)
+
+
+def _cannot_dispatch(host: DynamoHost, configs: list) -> bool:
+    """Stage 1 runs vLLM-Omni's ar2diffusion, which this Dynamo cannot call (feature probe)."""
+    if _stage1_processor(configs[1]) != UPSTREAM_PROCESSOR:
+        return False
     from vllm_omni.model_executor.stage_input_processors.glm_image import ar2diffusion
 
     names = list(inspect.signature(ar2diffusion).parameters)
     if names[:2] == ["stage_list", "engine_input_source"]:
-        return True
+        return False
     accepts = getattr(host.stage_worker, "_accepts_source_outputs_processor", None)
-    return bool(accepts and accepts(names))
+    return not (accepts and accepts(names))
 
 
 class RecordingReader:
@@ -160,14 +184,14 @@ class RecordingReader:
 
 @pytest.mark.parametrize("size", ["512x512", "768x512", "1024x768", "1024x1024", "2048x2048"])
 def test_closed_loop_from_real_scaffold(
-    patched: DynamoHost, preprocessing: str, upstream_stage_configs: list, size: str
+    patched: DynamoHost, preprocessing: str, closed_loop_configs: list, size: str
 ) -> None:
     width, height = (int(v) for v in size.split("x"))
     reader = RecordingReader()
-    result = dryrun.run_request(image_request(size), upstream_stage_configs, scaffold_reader=reader)
+    result = dryrun.run_request(image_request(size), closed_loop_configs, scaffold_reader=reader)
     assert len(reader.seen) == 1, "the fake AR engine must consult the reader exactly once"
     assert_scaffold_for(reader.seen[0], size)
-    if not _dispatch_calls_upstream(patched):
+    if _cannot_dispatch(patched, closed_loop_configs):
         assert result.error and "TypeError" in result.error, result.verdict(height, width)
         pytest.xfail("this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (issue 4)")
     assert result.verdict(height, width) == "ok", json.dumps(
@@ -176,14 +200,14 @@ def test_closed_loop_from_real_scaffold(
 
 
 def test_closed_loop_released_1_1_collapses(
-    unpatched: DynamoHost, preprocessing: str, upstream_stage_configs: list
+    unpatched: DynamoHost, preprocessing: str, closed_loop_configs: list
 ) -> None:
     """Without the plugin on ai-dynamo 1.1.x the real prompt has no scaffold: no usable prior."""
     if unpatched.parse_is_async:
         pytest.skip("this Dynamo sends mm_processor_kwargs to stage 0 itself")
     reader = RecordingReader()
     result = dryrun.run_request(
-        image_request("768x512"), upstream_stage_configs, scaffold_reader=reader
+        image_request("768x512"), closed_loop_configs, scaffold_reader=reader
     )
     assert [seen.scaffold for seen in reader.seen] == [None]
     assert result.verdict(512, 768) != "ok"
