@@ -311,8 +311,12 @@ def target_tokens(token_ids: Sequence[int], height: int, width: int) -> list[int
     return [*ids[start:end], glm_layout.EOS_TOKEN_ID]
 
 
-def prepared_output(ar_output: Any, prompt: Mapping, found: Upstream) -> Any:
-    """``ar_output`` or a view of it in the layout and fields ``found`` reads."""
+def prepared_output(ar_output: Any, prompt: Mapping, *, scaffold_grid: bool) -> Any:
+    """``ar_output``, or a view of it in the layout and fields upstream reads.
+
+    ``scaffold_grid`` False: upstream slices at the legacy preview-grid offset, so a
+    text-to-image output is cut to its target grid here.
+    """
     outputs = getattr(ar_output, "outputs", None)
     if not outputs:
         return ar_output
@@ -324,7 +328,7 @@ def prepared_output(ar_output: Any, prompt: Mapping, found: Upstream) -> Any:
     if tokens is None:
         return ar_output
     realigned = None
-    if not found.scaffold_grid and not is_image_to_image(ar_output, prompt):
+    if not scaffold_grid and not is_image_to_image(ar_output, prompt):
         realigned = target_tokens(tokens, *requested_size(prompt))
     if realigned is None and not bridged:
         return ar_output
@@ -356,7 +360,9 @@ def _delegate(
     prompts = [sized_prompt(p) for p in raw]
     default = sized_prompt({})
     views = [
-        prepared_output(out, prompts[i] if i < len(prompts) else default, found)
+        prepared_output(
+            out, prompts[i] if i < len(prompts) else default, scaffold_grid=found.scaffold_grid
+        )
         for i, out in enumerate(outputs)
     ]
     if found.convention == STAGE_LIST:

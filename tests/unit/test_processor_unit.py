@@ -1,0 +1,245 @@
+"""The GLM-Image stage-1 processor's own logic, without a host.
+
+Delegation to the real vLLM-Omni processor and the real Dynamo dispatch are covered by
+``tests/host/test_stage1_processor.py``; here are the pieces that decide what is delegated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections import namedtuple
+from dataclasses import dataclass, field
+
+import pytest
+
+from omni_sizefix import glm_layout
+from omni_sizefix.dryrun import SyntheticAROutput, SyntheticCompletion
+from omni_sizefix.processors import glm_image
+
+SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
+# (height, width)
+
+
+@dataclass
+class StageProxy:
+    """The ``stage_list[i]`` shape ai-dynamo 1.1.x hands a processor (its ``_Proxy``)."""
+
+    engine_outputs: list = field(default_factory=list)
+
+
+def ar_output(height: int, width: int, *, cumulative: bool = True) -> SyntheticAROutput:
+    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
+    completion = SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=list(tokens))
+    if not cumulative:
+        del completion.cumulative_token_ids
+    return SyntheticAROutput(request_id="r", outputs=[completion])
+
+
+def test_module_import_pulls_in_no_host_or_torch() -> None:
+    code = (
+        "import json, sys\n"
+        "import omni_sizefix.processors.glm_image\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'vllm', 'vllm_omni', 'dynamo', 'transformers'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_names_every_dynamo_release_dispatches_as_source_outputs() -> None:
+    """ai-dynamo 1.2/1.3 demand ``original_prompt`` second; 1.2+ read only these kinds."""
+    import inspect
+
+    params = list(inspect.signature(glm_image.ar2diffusion).parameters.values())
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    assert [p.name for p in params][:3] == [
+        "source_outputs",
+        "original_prompt",
+        "requires_multimodal_data",
+    ]
+
+
+# --- calling convention ------------------------------------------------------------------
+
+
+def test_stage_list_call_is_recognised_from_its_items() -> None:
+    stage_list = [StageProxy([ar_output(512, 512)])]
+    assert glm_image.calling_convention(stage_list, [0]) == glm_image.STAGE_LIST
+    assert glm_image.calling_convention(stage_list, []) == glm_image.STAGE_LIST
+
+
+def test_stage_list_call_is_recognised_from_engine_input_source() -> None:
+    assert glm_image.calling_convention([], [0]) == glm_image.STAGE_LIST
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        {"prompt": "a", "mm_processor_kwargs": {"target_h": 512, "target_w": 512}},
+        [{"prompt": "a"}],
+        None,
+        [],
+        [True],
+    ],
+)
+def test_source_outputs_call_is_recognised(prompt: object) -> None:
+    assert glm_image.calling_convention([ar_output(512, 512)], prompt) == glm_image.SOURCE_OUTPUTS
+
+
+def test_stage_list_outputs_follow_upstream_rules() -> None:
+    outputs = [ar_output(512, 512)]
+    assert glm_image._stage_list_outputs([StageProxy(outputs)], [0]) == outputs
+    with pytest.raises(ValueError, match="engine_input_source"):
+        glm_image._stage_list_outputs([StageProxy(outputs)], [])
+    with pytest.raises(IndexError):
+        glm_image._stage_list_outputs([StageProxy(outputs)], [1])
+    with pytest.raises(RuntimeError, match="no outputs"):
+        glm_image._stage_list_outputs([StageProxy(None)], [0])
+
+
+# --- the size ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ({"mm_processor_kwargs": {"target_h": 768, "target_w": 1152}}, (768, 1152)),
+        ({"height": 768, "width": 1152}, (768, 1152)),
+        (
+            {"mm_processor_kwargs": {"target_h": 512, "target_w": 768}, "height": 9, "width": 9},
+            (512, 768),
+        ),
+        ({"mm_processor_kwargs": {"target_h": 512}, "width": 768}, (512, 768)),
+        ({"mm_processor_kwargs": {"target_h": "640", "target_w": "480"}}, (640, 480)),
+        ({"mm_processor_kwargs": {"target_h": 0, "target_w": None}, "height": 256}, (256, 1024)),
+        ({"mm_processor_kwargs": "768x768", "height": 512, "width": 512}, (512, 512)),
+        ({"prompt": "no size at all"}, (1024, 1024)),
+        ({"height": "tall", "width": -5}, (1024, 1024)),
+    ],
+)
+def test_requested_size_prefers_mm_kwargs_then_top_level_then_default(
+    prompt: dict, expected: tuple[int, int]
+) -> None:
+    assert glm_image.requested_size(prompt) == expected
+
+
+def test_sized_prompt_writes_both_shapes_on_a_copy() -> None:
+    original = {
+        "prompt": "a red apple",
+        "mm_processor_kwargs": {"target_h": 768, "target_w": 1024, "other": 1},
+    }
+    before = json.dumps(original, sort_keys=True)
+    sized = glm_image.sized_prompt(original)
+    assert json.dumps(original, sort_keys=True) == before
+    assert (sized["height"], sized["width"]) == (768, 1024)
+    assert sized["mm_processor_kwargs"] == {"target_h": 768, "target_w": 1024, "other": 1}
+    assert sized["prompt"] == "a red apple"
+
+
+def test_sized_prompt_converts_like_upstream() -> None:
+    Prompt = namedtuple("Prompt", "prompt height width")
+
+    class Obj:
+        def __init__(self) -> None:
+            self.prompt, self.height, self.width = "b", 512, 768
+
+    assert glm_image.sized_prompt(Prompt("a", 256, 512))["mm_processor_kwargs"] == {
+        "target_h": 256,
+        "target_w": 512,
+    }
+    assert (glm_image.sized_prompt(Obj())["height"], glm_image.sized_prompt(Obj())["width"]) == (
+        512,
+        768,
+    )
+    assert glm_image.requested_size(glm_image.sized_prompt("text")) == (1024, 1024)
+
+
+# --- the legacy preview grid ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_target_tokens_cut_at_the_scaffold_offset(height: int, width: int) -> None:
+    grids = glm_layout.grids_for(height, width)
+    tokens = glm_layout.t2i_tokens(grids)
+    cut = glm_image.target_tokens(tokens, height, width)
+    rows, cols = grids.target
+    if (rows // 2, cols // 2) == grids.preview:
+        assert cut is None  # the legacy parser is right here: nothing to do
+        return
+    assert cut is not None
+    assert cut[-1] == glm_layout.EOS_TOKEN_ID
+    target = cut[:-1]
+    assert target == [glm_layout.TARGET_TOKEN_BASE + i for i in range(rows * cols)]
+
+
+def test_legacy_rule_is_wrong_for_every_size_but_1024() -> None:
+    """The defect the realignment exists for (version-matrix §B1, cpu-findings §5)."""
+    wrong = [
+        (h, w)
+        for h, w in SIZES
+        if (h // 32 // 2, w // 32 // 2) != glm_layout.grids_for(h, w).preview
+    ]
+    assert wrong == [s for s in SIZES if s != (1024, 1024)]
+
+
+def test_target_tokens_leave_a_short_output_alone(caplog: pytest.LogCaptureFixture) -> None:
+    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(512, 512))[:100]
+    with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
+        assert glm_image.target_tokens(tokens, 512, 512) is None
+    assert "left to vLLM-Omni's parser" in caplog.text
+
+
+def test_prepared_output_realigns_a_copy_for_a_legacy_parser() -> None:
+    output = ar_output(768, 1024)
+    original_tokens = list(output.outputs[0].token_ids)
+    prompt = glm_image.sized_prompt({"height": 768, "width": 1024})
+    view = glm_image.prepared_output(output, prompt, scaffold_grid=False)
+    assert view is not output
+    assert output.outputs[0].token_ids == original_tokens
+    rows, cols = glm_layout.grids_for(768, 1024).target
+    target = [glm_layout.TARGET_TOKEN_BASE + i for i in range(rows * cols)]
+    assert view.outputs[0].token_ids == [*target, glm_layout.EOS_TOKEN_ID]
+    assert view.outputs[0].cumulative_token_ids == view.outputs[0].token_ids
+    assert view.request_id == output.request_id  # everything else reads through
+
+
+def test_prepared_output_is_the_same_object_when_nothing_is_needed() -> None:
+    output = ar_output(768, 1024)
+    prompt = glm_image.sized_prompt({"height": 768, "width": 1024})
+    assert glm_image.prepared_output(output, prompt, scaffold_grid=True) is output
+
+
+def test_prepared_output_adds_cumulative_token_ids_when_missing() -> None:
+    output = ar_output(768, 1024, cumulative=False)
+    assert not hasattr(output.outputs[0], "cumulative_token_ids")
+    prompt = glm_image.sized_prompt({"height": 768, "width": 1024})
+    view = glm_image.prepared_output(output, prompt, scaffold_grid=True)
+    assert view.outputs[0].cumulative_token_ids == output.outputs[0].token_ids
+    assert not hasattr(output.outputs[0], "cumulative_token_ids")
+
+
+@pytest.mark.parametrize(
+    ("mm_output", "prompt"),
+    [
+        ({"prior_token_image_ids": [[1, 2]]}, {}),
+        ({"ids": {"prior_image": [[1, 2]]}}, {}),
+        ({}, {"modalities": ["img2img"]}),
+        ({}, {"multi_modal_data": {"image": object()}}),
+        ({}, {"multi_modal_data": {"images": [object()]}}),
+    ],
+)
+def test_image_to_image_outputs_are_never_realigned(mm_output: dict, prompt: dict) -> None:
+    output = ar_output(768, 1024)
+    output.multimodal_output = mm_output
+    sized = glm_image.sized_prompt({**prompt, "height": 768, "width": 1024})
+    assert glm_image.is_image_to_image(output, sized)
+    assert glm_image.prepared_output(output, sized, scaffold_grid=False) is output
+
+
+def test_text_to_image_is_not_mistaken_for_image_to_image() -> None:
+    output = ar_output(768, 1024)
+    sized = glm_image.sized_prompt({"modalities": ["image"], "height": 768, "width": 1024})
+    assert not glm_image.is_image_to_image(output, sized)

@@ -1,0 +1,245 @@
+"""The size policy: reject (default), snap or off, and the stage-0 budget it relies on.
+
+``repair.repair_parsed`` is the unit entry point: it runs the same hooks the patched
+``parse_omni_request`` runs, on what the real hosts' parse returns (``host_shapes``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import yaml
+from host_shapes import dynamo_1_1_image, dynamo_1_2_image
+from hypothesis import given
+from hypothesis import strategies as st
+
+from omni_sizefix import glm_layout, repair, size_policy, stage_configs
+from omni_sizefix.errors import SizeRejected
+from omni_sizefix.settings import Shape
+
+VALID_SIDES = [
+    side for side in range(1, size_policy.MAX_SIDE + 1) if size_policy.is_valid_side(side)
+]
+HOST_SHAPES = {"ai-dynamo 1.1": dynamo_1_1_image, "ai-dynamo 1.2+": dynamo_1_2_image}
+
+
+def image_request(height: int, width: int) -> dict:
+    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
+
+
+def l1(a: tuple[int, int], b: tuple[int, int]) -> int:
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+# --- the rule itself -----------------------------------------------------------------------
+
+
+def test_valid_sides_are_the_multiples_of_32_in_range() -> None:
+    assert VALID_SIDES[0] == size_policy.MIN_SIDE and VALID_SIDES[-1] == size_policy.MAX_SIDE
+    assert all(side % glm_layout.FACTOR == 0 for side in VALID_SIDES)
+    assert len(VALID_SIDES) == (size_policy.MAX_SIDE - size_policy.MIN_SIDE) // 32 + 1
+
+
+@given(st.integers(1, 5000), st.integers(1, 5000))
+def test_nearest_valid_sizes_are_valid_and_nearest(height: int, width: int) -> None:
+    nearest = size_policy.nearest_valid_sizes(height, width)
+    assert nearest and len(nearest) <= 4
+    assert all(size_policy.is_valid_side(h) and size_policy.is_valid_side(w) for h, w in nearest)
+    best = min(l1((h, w), (height, width)) for h in VALID_SIDES for w in VALID_SIDES)
+    assert l1(nearest[0], (height, width)) == best
+    distances = [l1(pair, (height, width)) for pair in nearest]
+    assert distances == sorted(distances)
+
+
+@given(st.integers(1, 5000))
+def test_snap_side_is_the_nearest_valid_side_ties_up(value: int) -> None:
+    best = min(abs(side - value) for side in VALID_SIDES)
+    expected = max(side for side in VALID_SIDES if abs(side - value) == best)
+    assert size_policy.snap_side(value) == expected
+
+
+# --- reject (default) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", HOST_SHAPES)
+@pytest.mark.parametrize("shape", list(Shape))
+def test_reject_is_a_value_error_naming_the_nearest_valid_sizes(host: str, shape: Shape) -> None:
+    height, width = 700, 1000
+    with pytest.raises(ValueError) as caught:
+        repair.repair_parsed(
+            image_request(height, width), ["image"], HOST_SHAPES[host](height, width), shape
+        )
+    assert isinstance(caught.value, SizeRejected)
+    message = str(caught.value)
+    assert "1000x700" in message
+    # worked out by hand: widths 992/1024, heights 704/672, closest first
+    assert "Nearest valid sizes: 992x704, 1024x704, 992x672, 1024x672." in message
+    for height_, width_ in size_policy.nearest_valid_sizes(height, width):
+        assert f"{width_}x{height_}" in message
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "named"),
+    [(4096, 4096, "2048x2048"), (100, 512, "512x256"), (512, 2049, "2048x512")],
+)
+def test_reject_out_of_range_names_the_range_and_a_size_inside(
+    height: int, width: int, named: str
+) -> None:
+    with pytest.raises(SizeRejected, match=r"between 256 and 2048") as caught:
+        repair.repair_parsed(
+            image_request(height, width), ["image"], dynamo_1_2_image(height, width), Shape.BOTH
+        )
+    assert named in str(caught.value)
+
+
+@pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1152), (2048, 2048)])
+def test_reject_lets_valid_sizes_through_unchanged(height: int, width: int) -> None:
+    fixed = repair.repair_parsed(
+        image_request(height, width), ["image"], dynamo_1_2_image(height, width), Shape.BOTH
+    )
+    assert fixed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
+    assert fixed["sampling_params_list"] == {"height": height, "width": width}
+
+
+def test_video_is_not_subject_to_the_image_policy() -> None:
+    parsed = dynamo_1_1_image(481, 833)
+    parsed["sampling_params_list"]["num_frames"] = 33
+    fixed = repair.repair_parsed({"prompt": "x", "size": "833x481"}, ["video"], parsed, Shape.BOTH)
+    assert fixed["sampling_params_list"]["height"] == 481
+
+
+# --- snap -------------------------------------------------------------------------------
+
+
+def _sizes_in_every_place(parsed: dict, shape: Shape) -> set[tuple[int, int]]:
+    """Every (height, width) the three places carry, in the shapes they carry it."""
+    found = set()
+    kwargs = parsed["engine_inputs"]["mm_processor_kwargs"]
+    found.add((kwargs["target_h"], kwargs["target_w"]))
+    original = parsed["original_prompt"]
+    if shape in (Shape.MM_KWARGS, Shape.BOTH):
+        kwargs = original["mm_processor_kwargs"]
+        found.add((kwargs["target_h"], kwargs["target_w"]))
+    if shape in (Shape.TOP_LEVEL, Shape.BOTH):
+        found.add((original["height"], original["width"]))
+    sampling = parsed["sampling_params_list"]
+    found.add((sampling["height"], sampling["width"]))
+    return found
+
+
+@pytest.mark.parametrize("host", HOST_SHAPES)
+@pytest.mark.parametrize("shape", list(Shape))
+@pytest.mark.parametrize(("height", "width"), [(700, 1000), (500, 700), (4000, 100), (1023, 767)])
+def test_snap_moves_all_three_places_together_and_logs_it(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    shape: Shape,
+    height: int,
+    width: int,
+) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    snapped = (size_policy.snap_side(height), size_policy.snap_side(width))
+    assert snapped != (height, width)
+    with caplog.at_level(logging.INFO, logger="omni_sizefix"):
+        fixed = repair.repair_parsed(
+            image_request(height, width), ["image"], HOST_SHAPES[host](height, width), shape
+        )
+    assert _sizes_in_every_place(fixed, shape) == {snapped}
+    json.dumps(fixed)
+    assert f"snapped requested size {width}x{height} to {snapped[1]}x{snapped[0]}" in caplog.text
+
+
+def test_snap_keeps_the_other_sampling_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    parsed = dynamo_1_2_image(700, 1000)
+    parsed["sampling_params_list"]["num_inference_steps"] = 30
+    fixed = repair.repair_parsed(image_request(700, 1000), ["image"], parsed, Shape.BOTH)
+    assert fixed["sampling_params_list"] == {
+        "height": 704,
+        "width": 992,
+        "num_inference_steps": 30,
+    }
+
+
+def test_a_valid_size_is_not_logged_as_snapped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    with caplog.at_level(logging.INFO, logger="omni_sizefix"):
+        repair.repair_parsed(
+            image_request(768, 1024), ["image"], dynamo_1_2_image(768, 1024), Shape.BOTH
+        )
+    assert "snapped" not in caplog.text
+
+
+# --- off ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", list(Shape))
+def test_off_passes_the_client_size_everywhere(monkeypatch: pytest.MonkeyPatch, shape) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "off")
+    fixed = repair.repair_parsed(
+        image_request(700, 1000), ["image"], dynamo_1_1_image(700, 1000), shape
+    )
+    assert _sizes_in_every_place(fixed, shape) == {(700, 1000)}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("SNAP", (704, 992)), (" snap ", (704, 992)), ("Off", (700, 1000))]
+)
+def test_policy_variable_is_case_and_space_tolerant(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[int, int]
+) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", value)
+    assert size_policy.apply(700, 1000) == expected
+
+
+def test_empty_policy_variable_means_reject(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "")
+    with pytest.raises(SizeRejected):
+        size_policy.apply(700, 1000)
+
+
+def test_unknown_policy_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "round")
+    with pytest.raises(ValueError, match="reject, snap, off"):
+        size_policy.apply(700, 1000)
+
+
+# --- the stage-0 budget the policy relies on ---------------------------------------------
+
+
+def _stage0_max_tokens(schema: str) -> int:
+    data = yaml.safe_load(stage_configs.config_path(schema=schema).read_text(encoding="utf-8"))
+    stages = data["stage_args"] if schema == stage_configs.LEGACY else data["stages"]
+    stage0 = next(stage for stage in stages if stage["stage_id"] == 0)
+    return stage0["default_sampling_params"]["max_tokens"]
+
+
+@pytest.mark.parametrize("schema", stage_configs.SCHEMAS)
+def test_stage0_max_tokens_holds_the_largest_accepted_size(schema: str) -> None:
+    """max_tokens must hold preview + target grid + EOS of every size the policy accepts."""
+    needed = max(
+        glm_layout.grids_for(height, width).token_count
+        for height in VALID_SIDES
+        for width in VALID_SIDES
+    )
+    largest = glm_layout.grids_for(size_policy.MAX_SIDE, size_policy.MAX_SIDE).token_count
+    assert needed == largest  # the square MAX_SIDE x MAX_SIDE is the worst case
+    assert _stage0_max_tokens(schema) == needed
+
+
+def test_upstream_legacy_budget_would_truncate_sizes_the_policy_accepts() -> None:
+    """vLLM-Omni <= 0.18 ships max_tokens 1281: enough only up to 1024x1024."""
+    upstream_legacy = 1281
+    truncated = [
+        (height, width)
+        for height in VALID_SIDES
+        for width in VALID_SIDES
+        if glm_layout.grids_for(height, width).token_count > upstream_legacy
+    ]
+    assert (1024, 1024) not in truncated
+    assert (2048, 2048) in truncated and (1024, 1536) in truncated
