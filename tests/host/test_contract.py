@@ -35,39 +35,69 @@ def test_entry_points_are_declared(group: str) -> None:
 
 
 WORKER_START = """
-import json, sys
+import json, logging
 import dynamo.vllm.omni.stage_worker as sw      # dynamo/vllm/omni/main.py imports this first
 import dynamo.vllm.omni.utils as utils
 from vllm_omni.engine.arg_utils import OmniEngineArgs
 OmniEngineArgs(model="zai-org/GLM-Image", worker_cls="unused")   # from_cli_args builds this
 import omni_sizefix
-print(json.dumps({
+ours, theirs = (logging.getLogger(n) for n in ("omni_sizefix", "vllm"))
+out = {
     "patched": omni_sizefix.is_patched(),
     "alias_is_wrapper": sw.parse_omni_request is utils.parse_omni_request,
     "wrapped": hasattr(utils.parse_omni_request, "__omni_sizefix_original__"),
-}))
+    "handlers_shared": bool(ours.handlers) and ours.handlers == theirs.handlers,
+    "propagate": ours.propagate,
+    "sizes": {},
+}
+try:   # the acceptance run: real parse, router models and upstream ar2diffusion
+    from omegaconf import OmegaConf
+    from omni_sizefix import dryrun, glm_layout, stage_configs
+    configs = stage_configs.load_with_host_loader(stage_configs.config_path(schema="legacy"))
+    configs = [OmegaConf.create(OmegaConf.to_container(c)) for c in configs]
+    configs[1].custom_process_input_func = UPSTREAM
+    for h, w in SIZES:
+        request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{w}x{h}"}
+        grids = glm_layout.grids_for(h, w)   # AR output as the scaffold asks: stage 1 alone
+        alone = dryrun.run_request(request, configs, scaffold_reader=lambda p, g=grids: g)
+        full = dryrun.run_request(request, configs)   # AR output follows what stage 0 got
+        out["sizes"][f"{w}x{h}"] = [alone.verdict(h, w), full.verdict(h, w),
+                                    alone.height, alone.width, len(alone.prior or [])]
+except Exception as exc:
+    out["e2e_error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
 """
+E2E_SIZES = [(512, 512), (1024, 768), (1024, 1024), (2048, 2048)]
 
 
-def test_loaded_by_vllm_omni_at_worker_start(dynamo_host: DynamoHost) -> None:
+def _worker_start(env: dict[str, str]) -> dict:
+    code = WORKER_START.replace("UPSTREAM", repr(UPSTREAM_PROCESSOR))
+    return run_python(code.replace("SIZES", repr(E2E_SIZES)), env=env)
+
+
+@pytest.fixture(scope="module")
+def worker_on(dynamo_host: DynamoHost) -> dict:
+    """A fresh worker process started as Dynamo starts one, plugin installed."""
+    return _worker_start({})
+
+
+@pytest.fixture(scope="module")
+def worker_off(dynamo_host: DynamoHost) -> dict:
+    """The same with OMNI_SIZEFIX_DISABLE=1."""
+    return _worker_start({"OMNI_SIZEFIX_DISABLE": "1"})
+
+
+def test_loaded_by_vllm_omni_at_worker_start(worker_on: dict) -> None:
     """As in a Dynamo stage worker: stage_worker imported, then OmniEngineArgs loads plugins."""
-    result = run_python(WORKER_START)
-    assert result["patched"] and result["alias_is_wrapper"] and result["wrapped"]
-    assert "omni-sizefix: patched dynamo.vllm.omni.utils.parse_omni_request" in result["_stderr"]
+    assert worker_on["patched"] and worker_on["alias_is_wrapper"] and worker_on["wrapped"]
+    assert "omni-sizefix: patched dynamo.vllm.omni.utils.parse_omni_request" in worker_on["_stderr"]
 
 
-def test_log_lines_go_through_vllm_handlers_once(dynamo_host: DynamoHost) -> None:
+def test_log_lines_go_through_vllm_handlers_once(worker_on: dict) -> None:
     """The start-up line is formatted by vLLM's own handlers (so it reads like the worker's
     vLLM lines) and appears exactly once."""
-    code = WORKER_START.replace(
-        "print(json.dumps({",
-        "import logging\nours, theirs = (logging.getLogger(n) for n in ('omni_sizefix', 'vllm'))\n"
-        "print(json.dumps({'shared': bool(ours.handlers) and ours.handlers == theirs.handlers,"
-        " 'propagate': ours.propagate,",
-    )
-    result = run_python(code)
-    assert result["shared"] and not result["propagate"]
-    assert result["_stderr"].count("omni-sizefix: patched") == 1
+    assert worker_on["handlers_shared"] and not worker_on["propagate"]
+    assert worker_on["_stderr"].count("omni-sizefix: patched") == 1
 
 
 VLLM_LOADER = """
@@ -89,10 +119,10 @@ def test_loaded_by_vllm_general_plugins_before_dynamo_import(dynamo_host: Dynamo
     assert result["patched"] and result["alias_is_wrapper"]
 
 
-def test_kill_switch_leaves_host_untouched(dynamo_host: DynamoHost) -> None:
-    result = run_python(WORKER_START, env={"OMNI_SIZEFIX_DISABLE": "1"})
-    assert not result["patched"] and not result["wrapped"]
-    assert "disabled by OMNI_SIZEFIX_DISABLE" in result["_stderr"]
+def test_kill_switch_leaves_host_untouched(worker_off: dict) -> None:
+    assert not worker_off["patched"] and not worker_off["wrapped"]
+    assert "disabled by OMNI_SIZEFIX_DISABLE" in worker_off["_stderr"]
+    assert worker_off["_stderr"].count("disabled by OMNI_SIZEFIX_DISABLE") == 1
 
 
 def test_stage_worker_calls_the_patched_function(patched: DynamoHost) -> None:
@@ -260,48 +290,28 @@ def test_unpatched_host_shows_its_defect(
         assert isolated.verdict(height, width) != "ok"
 
 
-END_TO_END = """
-import json
-import dynamo.vllm.omni.stage_worker                       # as dynamo/vllm/omni/main.py
-from vllm_omni.plugins import load_omni_general_plugins
-load_omni_general_plugins()                                 # the real loader loads the plugin
-from omni_sizefix import dryrun, glm_layout, stage_configs
-from omegaconf import OmegaConf
-configs = stage_configs.load_with_host_loader(stage_configs.config_path(schema="legacy"))
-configs = [OmegaConf.create(OmegaConf.to_container(c)) for c in configs]
-configs[1].custom_process_input_func = UPSTREAM
-out = {}
-for h, w in SIZES:
-    request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{w}x{h}"}
-    grids = glm_layout.grids_for(h, w)   # AR output as the scaffold asks (stage 1 isolated)
-    r = dryrun.run_request(request, configs, scaffold_reader=lambda p, g=grids: g)
-    full = dryrun.run_request(request, configs)   # AR output follows what stage 0 received
-    out[f"{w}x{h}"] = [r.verdict(h, w), full.verdict(h, w), r.height, r.width, len(r.prior or [])]
-print(json.dumps(out))
-"""
-
-
-@pytest.mark.parametrize("disabled", [False, True], ids=["plugin-on", "OMNI_SIZEFIX_DISABLE=1"])
-def test_end_to_end_loaded_by_the_real_loader(
-    dynamo_host: DynamoHost, upstream_stage_configs: list, disabled: bool
-) -> None:
-    """Loaded by load_omni_general_plugins(); 512², 768x1024, 1024², 2048² through the real
-    parse, router models and upstream ar2diffusion. With the kill switch: the defect."""
+def test_end_to_end_loaded_by_the_real_loader(dynamo_host: DynamoHost, worker_on: dict) -> None:
+    """Loaded by vLLM-Omni's real plugin loader at worker start; 512x512, 1024x768, 1024x1024
+    and 2048x2048 go through the real parse, router models and upstream ar2diffusion."""
     if not _dispatch_calls_upstream(dynamo_host):
         pytest.skip("this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (issue 4)")
-    sizes = [(512, 512), (1024, 768), (1024, 1024), (2048, 2048)]
-    code = END_TO_END.replace("UPSTREAM", repr(UPSTREAM_PROCESSOR)).replace("SIZES", repr(sizes))
-    result = run_python(code, env={"OMNI_SIZEFIX_DISABLE": "1"} if disabled else {})
-    for h, w in sizes:
-        stage1_only, full, height, width, prior = result[f"{w}x{h}"]
-        if not disabled:
-            assert (stage1_only, full) == ("ok", "ok")
-            assert (height, width, prior) == (h, w, (h // 16) * (w // 16))
-    if disabled:
-        verdicts = [result[f"{w}x{h}"][:2] for h, w in sizes]
-        broken = [v for v in verdicts if v != ["ok", "ok"]]
-        sized_by_host = _host_sizes_everything(dynamo_host)
-        assert bool(broken) != sized_by_host, verdicts
+    assert "e2e_error" not in worker_on, worker_on.get("e2e_error")
+    for h, w in E2E_SIZES:
+        alone, full, height, width, prior = worker_on["sizes"][f"{w}x{h}"]
+        assert (alone, full) == ("ok", "ok")
+        assert (height, width, prior) == (h, w, (h // 16) * (w // 16))
+
+
+def test_end_to_end_with_kill_switch_shows_the_defect(
+    dynamo_host: DynamoHost, worker_off: dict
+) -> None:
+    """OMNI_SIZEFIX_DISABLE=1: broken hosts show their defect; right hosts stay right."""
+    if not _dispatch_calls_upstream(dynamo_host):
+        pytest.skip("this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (issue 4)")
+    assert "e2e_error" not in worker_off, worker_off.get("e2e_error")
+    verdicts = [worker_off["sizes"][f"{w}x{h}"][:2] for h, w in E2E_SIZES]
+    broken = [v for v in verdicts if v != ["ok", "ok"]]
+    assert bool(broken) != _host_sizes_everything(dynamo_host), verdicts
 
 
 def _host_sizes_everything(dynamo_host: DynamoHost) -> bool:
