@@ -155,7 +155,11 @@ def host_loader() -> HostLoader:
             legacy,
             preferred,
             f"no ai-dynamo installed; vLLM-Omni {omni} "
-            + ("reads the legacy schema" if legacy else "reads only the deploy schema"),
+            + (
+                "reads the legacy schema"
+                if legacy
+                else "reads only the deploy schema (give it to vLLM-Omni as --deploy-config)"
+            ),
         )
     release = Version(dynamo.base_version)
     if release < Version("1.1"):
@@ -214,7 +218,7 @@ def decide_schema() -> SchemaDecision:
     Raises LookupError when the installed host reads neither shipped schema.
     """
     loader = host_loader()
-    if loader.preferred not in loader.schemas:
+    if loader.preferred not in loader.schemas and loader.kind != "omni":
         raise LookupError(
             f"{loader.description} cannot read the {loader.preferred} schema with the "
             f"installed vLLM-Omni {installed_version('vllm-omni')}: unsupported release pair"

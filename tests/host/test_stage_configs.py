@@ -1,0 +1,230 @@
+"""The shipped GLM-Image stage configs, loaded by the real loader of this cell's host.
+
+Expectations follow the loader the installed host actually calls (read from its modules),
+not the cell's name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omni_sizefix import glm_layout, size_policy, stage_configs
+from omni_sizefix.processors import glm_image
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "disagg_glm_image.sh"
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_glm_image_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """FAKE (no weights, no network): a model folder holding only GLM-Image's
+    ``model_index.json``, from which vLLM-Omni resolves its GLM-Image pipeline."""
+    folder = tmp_path_factory.mktemp("fake_glm_image")
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "GlmImagePipeline", "_diffusers_version": "0.37.0"}),
+        encoding="utf-8",
+    )
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def cpu_platform_named() -> Any:
+    """The CPU test platform (a stand-in for the GPU one) gets a ``device_name``.
+
+    vLLM-Omni 0.20-0.27 look up a platform section of the deploy config by
+    ``current_omni_platform.device_name``; a real GPU platform has one.
+    """
+    try:
+        from vllm_omni.platforms import current_omni_platform
+    except ImportError:
+        yield None
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        if getattr(current_omni_platform, "device_name", None) is None:
+            mp.setattr(type(current_omni_platform), "device_name", "cpu", raising=False)
+        yield current_omni_platform
+
+
+def real_loader_kind() -> str:
+    """Which loader this host's stage worker calls, read from the real modules."""
+    try:
+        stage_worker = importlib.import_module(stage_configs.STAGE_WORKER_MODULE)
+        utils = importlib.import_module(stage_configs.UTILS_MODULE)
+    except ImportError:
+        return "omni"
+    if callable(getattr(utils, "resolve_stage_configs", None)):
+        return "resolve_stage_configs"
+    if hasattr(stage_worker, "load_stage_configs_from_yaml"):
+        return "load_stage_configs_from_yaml"
+    params = inspect.signature(stage_worker.load_and_resolve_stage_configs).parameters
+    if "stage_configs_path" in params:
+        return "load_and_resolve(path)"
+    return "load_and_resolve(deploy_config_path)"
+
+
+def load(schema: str, model: str) -> list[Any]:
+    return stage_configs.load_with_host_loader(
+        stage_configs.config_path(schema=schema), hf_model=model
+    )
+
+
+# --- which schema --------------------------------------------------------------------------
+
+
+def test_fitting_schema_follows_the_loader_the_host_calls() -> None:
+    kind = real_loader_kind()
+    decision = stage_configs.decide_schema()
+    if kind == "omni":
+        utils = importlib.import_module("vllm_omni.entrypoints.utils")
+        has_legacy = hasattr(utils, "load_stage_configs_from_yaml")
+        assert decision.schema == (stage_configs.LEGACY if has_legacy else stage_configs.DEPLOY)
+    elif kind in ("load_stage_configs_from_yaml", "load_and_resolve(path)"):
+        assert decision.schema == stage_configs.LEGACY, decision.reason
+    else:
+        assert decision.schema == stage_configs.DEPLOY, decision.reason
+    assert stage_configs.fitting_schema() == decision.schema
+    assert decision.reason
+
+
+def test_path_for_installed_host_is_a_shipped_file() -> None:
+    path = stage_configs.path_for_installed_host("glm_image")
+    assert path == stage_configs.config_path("glm_image", stage_configs.fitting_schema())
+    assert path.is_file()
+    assert stage_configs.file_schema(path) == stage_configs.fitting_schema()
+    assert stage_configs.path_for_installed_host(schema="deploy").name == "glm_image.deploy.yaml"
+
+
+# --- loading through the real loader ----------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", stage_configs.SCHEMAS)
+def test_shipped_config_loads_through_the_real_loader(
+    schema: str, fake_glm_image_model: str, cpu_platform_named: Any
+) -> None:
+    loader = stage_configs.host_loader()
+    if schema not in loader.schemas:
+        pytest.skip(f"{loader.description} does not read the {schema} schema (next test)")
+    stage0, stage1 = load(schema, fake_glm_image_model)
+    largest = glm_layout.grids_for(size_policy.MAX_SIDE, size_policy.MAX_SIDE).token_count
+    assert stage0.default_sampling_params.max_tokens == largest
+    assert list(stage0.default_sampling_params.stop_token_ids) == [glm_layout.EOS_TOKEN_ID]
+    assert stage0.engine_args.model_stage == "ar"
+    assert stage1.engine_args.model_stage == "dit"
+    assert list(stage1.engine_input_source) == [0]
+    assert stage1.stage_type == "diffusion" and stage1.final_output
+    assert stage1.default_sampling_params.height == 1024  # the DiT default; requests override
+    # Where the config decides stage 1's processor, it names the package's; with the deploy
+    # schema the topology (and processor) come from vLLM-Omni's GLM-Image pipeline.
+    expected = (
+        glm_image.PROCESSOR if schema == stage_configs.LEGACY else glm_image.UPSTREAM_PROCESSOR
+    )
+    assert stage_configs.stage_processor(stage1) == expected
+    assert stage_configs.stage_processor(stage0) is None
+
+
+@pytest.mark.parametrize("schema", stage_configs.SCHEMAS)
+def test_real_loader_refuses_what_the_package_says_it_cannot_read(
+    schema: str, fake_glm_image_model: str, cpu_platform_named: Any
+) -> None:
+    loader = stage_configs.host_loader()
+    if schema in loader.schemas:
+        pytest.skip(f"{loader.description} reads the {schema} schema (previous test)")
+    path = stage_configs.config_path(schema=schema)
+    with pytest.raises(LookupError, match=schema):
+        stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+    with pytest.raises(Exception):  # noqa: B017 - each release fails its own way
+        stage_configs._call_host_loader(loader, path, fake_glm_image_model, False)
+
+
+def test_loaded_configs_build_real_stage_workers(
+    dynamo_host: Any, fake_glm_image_model: str, cpu_platform_named: Any
+) -> None:
+    """What the host's stage worker makes of the fitting config: processor and inputs."""
+    configs = load(stage_configs.fitting_schema(), fake_glm_image_model)
+    worker_cls = dynamo_host.stage_worker.OmniStageWorker
+    params = inspect.signature(worker_cls.__init__).parameters
+    workers = [
+        worker_cls(
+            **{
+                k: v
+                for k, v in {
+                    "engine": None,
+                    "stage_config": config,
+                    "connectors": {},
+                    "stage_id": i,
+                    "output_modalities": ["image"],
+                }.items()
+                if k in params
+            }
+        )
+        for i, config in enumerate(configs)
+    ]
+    assert workers[0]._processor is None
+    processor = workers[1]._processor
+    assert f"{processor.__module__}.{processor.__name__}" == stage_configs.stage_processor(
+        configs[1]
+    )
+    assert list(workers[1]._engine_input_source) == [0]
+    assert workers[1]._requires_mm is True
+
+
+def test_fitting_config_wires_the_stage_edge(fake_glm_image_model: str) -> None:
+    """vLLM-Omni's own connector set-up finds the AR -> DiT edge the stage workers use."""
+    from vllm_omni.distributed.omni_connectors import initialize_orchestrator_connectors
+
+    _, connectors = initialize_orchestrator_connectors(str(stage_configs.path_for_installed_host()))
+    assert ("0", "1") in connectors
+
+
+def test_deploy_config_already_has_the_edge_dynamo_would_add(
+    dynamo_host: Any, fake_glm_image_model: str, cpu_platform_named: Any
+) -> None:
+    ensure = getattr(dynamo_host.stage_worker, "_ensure_stage_connectors", None)
+    loader = stage_configs.host_loader()
+    if ensure is None or stage_configs.DEPLOY not in loader.schemas:
+        pytest.skip("this Dynamo neither reads deploy configs nor synthesizes connector edges")
+    ours = stage_configs.config_path(schema=stage_configs.DEPLOY)
+    assert ensure(str(ours), load(stage_configs.DEPLOY, fake_glm_image_model)) == str(ours)
+    # vLLM-Omni's own deploy config lacks the edge: Dynamo writes a patched copy of it
+    import vllm_omni
+
+    upstream = Path(vllm_omni.__file__).parent / "deploy" / "glm_image.yaml"
+    configs = stage_configs._call_host_loader(loader, upstream, fake_glm_image_model, False)
+    synthesized = ensure(str(upstream), configs)
+    assert synthesized != str(upstream)
+    shutil.rmtree(Path(synthesized).parent, ignore_errors=True)
+
+
+# --- the launch example -----------------------------------------------------------------
+
+
+def test_example_script_parses() -> None:
+    subprocess.run(["bash", "-n", str(EXAMPLE)], check=True)
+
+
+@pytest.mark.parametrize("schema", [None, *stage_configs.SCHEMAS])
+def test_example_script_uses_the_shipped_config(schema: str | None) -> None:
+    """The script resolves its config with ``omni-sizefix stage-config`` of this environment."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("STAGE_CONFIG", None)
+    args = ["bash", str(EXAMPLE), *(["--schema", schema] if schema else []), "--print-config"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
+    printed = Path(out.stdout.strip().splitlines()[-1])
+    assert printed.is_file()
+    assert printed == stage_configs.path_for_installed_host(schema=schema)
