@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -66,6 +67,7 @@ KEEP_VAR = "OMNI_SIZEFIX_KEEP_CELLS"
 KEEP = os.environ.get(KEEP_VAR, "").strip().lower() not in ("", "0", "false", "no")
 SUITES_VAR = "OMNI_SIZEFIX_SUITES"
 HEARTBEAT_S = 30
+LOW_DISK_GB = 30  # below this, a finished cell is deleted before the next one starts
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
@@ -485,17 +487,41 @@ def outcome_counts(report: Report, suite: str) -> str:
 
 
 def remove_environment(session: nox.Session) -> None:
+    """Delete the cell (unless kept): in the background while disk is plentiful.
+
+    The environment is first renamed into ``<envdir>/.trash/`` (instant), then an ``rm -rf``
+    detached from nox deletes it while the next cell builds; ``scripts/test.sh`` waits for
+    the leftovers at the end. With less than LOW_DISK_GB free it is deleted right here.
+    """
     location = Path(session.virtualenv.location)
     if KEEP:
         session.log(f"{KEEP_VAR} is set: keeping {rel(location)} ({free_disk()})")
         return
-    if location.exists():
-        started = time.monotonic()
-        shutil.rmtree(location, ignore_errors=True)
-        session.log(
-            f"removed {rel(location)} in {seconds(time.monotonic() - started)} ({free_disk()}); "
-            f"set {KEEP_VAR}=1 to keep cells"
-        )
+    if not location.exists():
+        return
+    started = time.monotonic()
+    if shutil.disk_usage(ROOT).free / 1e9 >= LOW_DISK_GB:
+        trash = location.parent / ".trash" / f"{location.name}-{os.getpid()}-{time.time_ns()}"
+        try:
+            trash.parent.mkdir(exist_ok=True)
+            location.rename(trash)
+            subprocess.Popen(
+                ["rm", "-rf", "--", str(trash)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            session.log(f"removing {rel(location)} in the background; set {KEEP_VAR}=1 to keep")
+            return
+        except OSError as exc:
+            session.warn(f"background removal failed ({exc}); removing now")
+            location = trash if trash.exists() else location
+    shutil.rmtree(location, ignore_errors=True)
+    session.log(
+        f"removed {rel(location)} in {seconds(time.monotonic() - started)} ({free_disk()}); "
+        f"set {KEEP_VAR}=1 to keep cells"
+    )
 
 
 def define(cell: str) -> None:

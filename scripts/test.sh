@@ -121,6 +121,11 @@ for cell in "${cells[@]}"; do
     fi
 done
 
+if [[ -d .nox/.trash ]]; then
+    say "waiting for removed cells to be deleted"
+    rm -rf .nox/.trash 2>/dev/null || true
+fi
+
 say "matrix report"
 "$TOOLS/bin/python" scripts/matrix_report.py || failed=1
 
