@@ -1,0 +1,320 @@
+"""Stage 1 right on every release pair: the shipped config, the real dispatch, the processor.
+
+Requests go through the real patched parse, the real router models (JSON round trip), the
+real stage-1 dispatch of this Dynamo release, and the processor the shipped config names
+(``omni_sizefix.dryrun.run_request``; engines and connector are fakes). Without Dynamo
+(vLLM-Omni alone), upstream's ``ar2diffusion`` and the package's are called directly with
+synthetic AR outputs. Expectations follow the versions and features detected here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import test_stage_configs as configs_support
+from conftest import DynamoHost
+from packaging.version import Version
+
+from omni_sizefix import dryrun, glm_layout, size_policy, stage_configs, version_policy
+from omni_sizefix.errors import SizeRejected
+from omni_sizefix.processors import glm_image
+
+SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
+# (height, width); requests say "WIDTHxHEIGHT" (1152x768 is 768 high, 1152 wide).
+INVALID = [(700, 1000), (500, 500), (1024, 1000), (4096, 4096)]
+
+fake_glm_image_model = configs_support.fake_glm_image_model
+cpu_platform_named = configs_support.cpu_platform_named
+
+
+def image_request(height: int, width: int) -> dict:
+    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
+
+
+# --- what this cell has ---------------------------------------------------------------------
+
+
+def upstream_function() -> Any:
+    module = importlib.import_module(glm_image.UPSTREAM_MODULE)
+    return module.ar2diffusion
+
+
+def upstream_names() -> list[str]:
+    params = inspect.signature(upstream_function()).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+
+def upstream_is_stage_list_era() -> bool:
+    return upstream_names()[:2] == ["stage_list", "engine_input_source"]
+
+
+def upstream_is_fixed() -> bool:
+    """vLLM-Omni >= 0.20.0rc1 reads mm_processor_kwargs and the scaffold's preview grid."""
+    return Version(version_policy.installed_version("vllm-omni")) >= version_policy.MM_KWARGS_SINCE
+
+
+def dispatchable(stage_worker: Any, function: Any) -> bool:
+    """Whether this Dynamo's stage-1 dispatch can call ``function`` (its own rules)."""
+    params = inspect.signature(function).parameters.values()
+    names = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    if names[:2] == ["stage_list", "engine_input_source"]:
+        return True
+    accepts = getattr(stage_worker, "_accepts_source_outputs_processor", None)
+    if accepts is None:  # ai-dynamo 1.1.x calls every processor positionally, stage-list form
+        return True
+    return bool(accepts(names))
+
+
+# --- direct calls (no Dynamo needed) ------------------------------------------------------
+
+
+@dataclass
+class StageListItem:
+    """The ``stage_list[i]`` item a stage-list caller hands a processor (``engine_outputs``)."""
+
+    engine_outputs: list
+
+
+def ar_output(height: int, width: int, *, cumulative: bool = True) -> dryrun.SyntheticAROutput:
+    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
+    completion = dryrun.SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=tokens)
+    if not cumulative:
+        del completion.cumulative_token_ids
+    return dryrun.SyntheticAROutput(request_id="synthetic", outputs=[completion])
+
+
+def call_upstream(outputs: list, prompt: Any, requires_mm: bool = False) -> Any:
+    """vLLM-Omni's own ar2diffusion, called the way its own orchestrator calls it."""
+    function = upstream_function()
+    if upstream_is_stage_list_era():
+        return function([StageListItem(outputs)], [0], [prompt], requires_mm)
+    return function(outputs, prompt, requires_mm)
+
+
+def direct_verdict(result: Any, height: int, width: int) -> str:
+    if isinstance(result, list):
+        if len(result) != 1:
+            return f"{len(result)} DiT inputs"
+        result = result[0]
+    if not isinstance(result, dict):
+        return f"no DiT input ({result!r})"
+    if (result.get("height"), result.get("width")) != (height, width):
+        return f"wrong size {result.get('width')}x{result.get('height')}"
+    prior = result.get("extra", {}).get("prior_token_ids")
+    prior = [int(v) for v in prior.flatten().tolist()] if prior is not None else None
+    if prior != glm_layout.expected_prior(height, width):
+        return f"wrong prior ({len(prior or [])} tokens)"
+    return "ok"
+
+
+def prompt_in_shape(shape: str, height: int, width: int) -> dict:
+    prompt: dict = {"prompt": "a red apple"}
+    if shape == "top-level":  # what the patch writes for vLLM-Omni <= 0.18
+        prompt.update(height=height, width=width)
+    else:  # what ai-dynamo 1.2+ send
+        prompt.update(
+            modalities=["image"], mm_processor_kwargs={"target_h": height, "target_w": width}
+        )
+    return prompt
+
+
+def test_processor_probe_agrees_with_the_installed_release() -> None:
+    found = glm_image.upstream()
+    assert found.scaffold_grid == upstream_is_fixed()
+    assert (found.convention == glm_image.STAGE_LIST) == upstream_is_stage_list_era()
+
+
+@pytest.mark.parametrize("shape", ["top-level", "mm-kwargs"])
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_package_processor_right_where_upstream_alone_is_not(
+    shape: str, height: int, width: int
+) -> None:
+    """Upstream alone vs the package's processor, same synthetic AR output and prompt."""
+    prompt = prompt_in_shape(shape, height, width)
+    upstream_result = call_upstream([ar_output(height, width)], dict(prompt))
+    upstream = direct_verdict(upstream_result, height, width)
+    legacy_grid_right = (height // 64, width // 64) == glm_layout.grids_for(height, width).preview
+    if upstream_is_fixed():
+        expected_ok = True
+    elif shape == "top-level":  # vLLM-Omni <= 0.18: right size, legacy preview-grid offset
+        expected_ok = legacy_grid_right
+    else:  # vLLM-Omni <= 0.18 never reads mm_processor_kwargs: it renders 1024x1024
+        expected_ok = (height, width) == (1024, 1024)
+    assert (upstream == "ok") == expected_ok, upstream
+    source_form = glm_image.ar2diffusion([ar_output(height, width)], dict(prompt), False, None)
+    stage_list_form = glm_image.ar2diffusion(
+        [StageListItem([ar_output(height, width)])], [0], [dict(prompt)], False
+    )
+    assert direct_verdict(source_form, height, width) == "ok"
+    assert direct_verdict(stage_list_form, height, width) == "ok"
+    assert isinstance(stage_list_form, list)
+
+
+def test_legacy_upstream_with_top_level_size_is_wrong_and_the_package_is_right() -> None:
+    """The ≤0.18 defect kept visible: right size given, prior sliced at the wrong offset."""
+    if upstream_is_fixed():
+        pytest.skip(f"vLLM-Omni {version_policy.installed_version('vllm-omni')} is fixed")
+    height, width = 768, 1024
+    prompt = prompt_in_shape("top-level", height, width)
+    assert call_upstream([ar_output(height, width)], dict(prompt))[0]["height"] == height
+    assert (
+        direct_verdict(call_upstream([ar_output(height, width)], dict(prompt)), height, width)
+        != "ok"
+    )
+    fixed = glm_image.ar2diffusion(
+        [StageListItem([ar_output(height, width)])], [0], [prompt], False
+    )
+    assert direct_verdict(fixed, height, width) == "ok"
+
+
+def test_completion_without_cumulative_token_ids() -> None:
+    """vLLM-Omni >= 0.20.0rc1 reads cumulative_token_ids, which ai-dynamo 1.1 does not add."""
+    prompt = prompt_in_shape("mm-kwargs", 768, 1024)
+    if upstream_is_fixed():
+        with pytest.raises(AttributeError):
+            call_upstream([ar_output(768, 1024, cumulative=False)], dict(prompt))
+    result = glm_image.ar2diffusion(
+        [StageListItem([ar_output(768, 1024, cumulative=False)])], [0], [prompt], False
+    )
+    assert direct_verdict(result, 768, 1024) == "ok"
+
+
+def test_unparsable_output_in_stage_list_form() -> None:
+    """A too-short AR output: upstream's own answer, as a list, or a ValueError for None."""
+    short = glm_layout.t2i_tokens(glm_layout.grids_for(512, 512))[:40]
+    completion = dryrun.SyntheticCompletion(token_ids=short, cumulative_token_ids=short)
+    output = dryrun.SyntheticAROutput(request_id="short", outputs=[completion])
+    prompt = prompt_in_shape("mm-kwargs", 512, 512)
+    sized = glm_image.sized_prompt(prompt)
+    try:
+        expected = call_upstream([output], sized)
+    except Exception as exc:  # the release raises itself: the package raises the same
+        with pytest.raises(type(exc)):
+            glm_image.ar2diffusion([StageListItem([output])], [0], [prompt], False)
+        return
+    if expected is None:
+        with pytest.raises(ValueError, match="no DiT input"):
+            glm_image.ar2diffusion([StageListItem([output])], [0], [prompt], False)
+    else:
+        got = glm_image.ar2diffusion([StageListItem([output])], [0], [prompt], False)
+        assert isinstance(got, list)
+        assert direct_verdict(got, 512, 512) == direct_verdict(expected, 512, 512)
+
+
+# --- through the real Dynamo stage workers --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shipped_configs(
+    dynamo_host: DynamoHost, fake_glm_image_model: str, cpu_platform_named: Any
+) -> list[Any]:
+    """The config ``omni-sizefix stage-config glm_image`` prints, via the host's loader."""
+    _, configs = stage_configs.load_for_installed_host(hf_model=fake_glm_image_model)
+    return configs
+
+
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_shipped_config_renders_the_requested_size(
+    patched: DynamoHost, shipped_configs: list, height: int, width: int
+) -> None:
+    result = dryrun.run_request(image_request(height, width), shipped_configs)
+    assert result.verdict(height, width) == "ok"
+    assert (result.height, result.width) == (height, width)
+    assert len(result.prior) == (height // 16) * (width // 16)
+    stage0 = result.stage0_prompt["mm_processor_kwargs"]
+    assert (stage0["target_h"], stage0["target_w"]) == (height, width)
+
+
+@pytest.mark.parametrize("schema", stage_configs.SCHEMAS)
+@pytest.mark.parametrize(("height", "width"), [(768, 1024), (1024, 768), (2048, 2048)])
+def test_every_readable_schema_where_this_dispatch_can_call_its_processor(
+    patched: DynamoHost,
+    fake_glm_image_model: str,
+    cpu_platform_named: Any,
+    schema: str,
+    height: int,
+    width: int,
+) -> None:
+    loader = stage_configs.host_loader()
+    if schema not in loader.schemas:
+        pytest.skip(f"{loader.description} does not read the {schema} schema")
+    configs = configs_support.load(schema, fake_glm_image_model)
+    processor = patched.stage_worker._load_processor(stage_configs.stage_processor(configs[1]))
+    result = dryrun.run_request(image_request(height, width), configs)
+    if dispatchable(patched.stage_worker, processor):
+        assert result.verdict(height, width) == "ok"
+        return
+    # ai-dynamo 1.2/1.3 with a deploy config: vLLM-Omni's own processor, which they reject
+    assert schema == stage_configs.DEPLOY and processor is upstream_function()
+    assert result.error and "TypeError" in result.error
+    assert stage_configs.fitting_schema() != schema
+
+
+def test_this_dispatch_calls_the_package_processor(dynamo_host: DynamoHost) -> None:
+    assert dispatchable(dynamo_host.stage_worker, glm_image.ar2diffusion)
+    accepts = getattr(dynamo_host.stage_worker, "_accepts_source_outputs_processor", None)
+    if accepts is not None:  # 1.2+: dispatched by name as source outputs
+        assert accepts(list(inspect.signature(glm_image.ar2diffusion).parameters))
+
+
+@pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1152)])
+def test_stage_list_call_with_the_real_proxy(
+    dynamo_host: DynamoHost, height: int, width: int
+) -> None:
+    """ai-dynamo 1.1's call shape, with its real ``_Proxy``, against this cell's upstream."""
+    proxy = dynamo_host.stage_worker._Proxy(engine_outputs=[ar_output(height, width)])
+    prompt = prompt_in_shape("mm-kwargs", height, width)
+    result = glm_image.ar2diffusion([proxy], [0], [prompt], True)
+    assert isinstance(result, list)
+    assert direct_verdict(result, height, width) == "ok"
+
+
+# --- the size policy at the real patched parse ---------------------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), INVALID)
+def test_invalid_size_gets_the_documented_error(
+    patched: DynamoHost, shipped_configs: list, height: int, width: int
+) -> None:
+    message = size_policy.rejection_message(height, width)
+    assert "Nearest valid sizes" in message
+    with pytest.raises(ValueError) as caught:
+        patched.parse(image_request(height, width), ["image"])
+    assert isinstance(caught.value, SizeRejected)
+    assert str(caught.value) == message
+    # through the stage worker: raised out of it, or as its error chunk, by release
+    try:
+        result = dryrun.run_request(image_request(height, width), shipped_configs)
+    except SizeRejected as exc:
+        assert str(exc) == message
+    else:
+        assert result.error and message in result.error
+
+
+def test_the_host_alone_accepts_a_size_it_cannot_render(unpatched: DynamoHost) -> None:
+    """Without the plugin the host passes 1000x700 on; the scaffold would floor it."""
+    parsed = unpatched.parse(image_request(700, 1000), ["image"])
+    sampling = parsed["sampling_params_list"]
+    assert (sampling["height"], sampling["width"]) == (700, 1000)
+    rows, cols = glm_layout.grids_for(700, 1000).target
+    assert (rows * 32, cols * 32) != (700, 1000)
+
+
+@pytest.mark.parametrize(("height", "width"), [(700, 1000), (500, 500)])
+def test_snap_renders_the_snapped_size_end_to_end(
+    patched: DynamoHost,
+    shipped_configs: list,
+    monkeypatch: pytest.MonkeyPatch,
+    height: int,
+    width: int,
+) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    snapped = size_policy.snap_side(height), size_policy.snap_side(width)
+    result = dryrun.run_request(image_request(height, width), shipped_configs)
+    assert result.verdict(*snapped) == "ok"
+    stage0 = result.stage0_prompt["mm_processor_kwargs"]
+    assert (stage0["target_h"], stage0["target_w"]) == snapped
