@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,6 +93,8 @@ def _scaffold_tools(report: CheckReport) -> tuple[Any, Any]:
 def run(sizes: list[str]) -> CheckReport:
     """Import the host, then run every size unpatched and patched."""
     report = CheckReport(versions=version_policy.host_versions())
+    if "HF_HUB_OFFLINE" not in os.environ:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # a dry run never downloads (this process only)
     from omni_sizefix import check_platform
 
     if check_platform.activate_if_needed():

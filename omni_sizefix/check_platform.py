@@ -21,6 +21,7 @@ def activate_if_needed() -> bool:
         """Zero devices instead of NotImplementedError (omni-sizefix check only)."""
 
         device_type = "cpu"
+        device_name = "cpu"
 
         @classmethod
         def get_device_count(cls) -> int:

@@ -9,6 +9,7 @@ class CpuTestOmniPlatform(UnspecifiedOmniPlatform):
     """vLLM-Omni's fallback platform, but with zero devices instead of NotImplementedError."""
 
     device_type = "cpu"
+    device_name = "cpu"
 
     @classmethod
     def get_device_count(cls) -> int:

@@ -18,4 +18,6 @@ def omni_sizefix_target_geometry(request, parsed, output_modalities):
         return None
     sampling = parsed.get("sampling_params_list") or {}
     side = min(int(sampling.get("height", 1024)), int(sampling.get("width", 1024)))
-    return TargetGeometry(side, side, kind="image", requested=(sampling["height"], sampling["width"]))
+    return TargetGeometry(
+        side, side, kind="image", requested=(sampling["height"], sampling["width"])
+    )
