@@ -6,7 +6,8 @@
                                                      # <!-- matrix:start --> / <!-- matrix:end -->
 
 One row per check (the harness's own checks first, then the tests grouped by module),
-one column per cell; a first table lists the host versions found in each cell.
+one column per cell; a first table lists the host versions found in each cell. The README
+gets the compact form: the parameter sets of a test folded into one row.
 Standard library only.
 """
 
@@ -68,6 +69,7 @@ def load_reports(directory: Path) -> list[dict[str, Any]]:
 def scrub(text: str) -> str:
     """No machine paths in shared tables: repository paths become relative, others short."""
     text = text.replace(str(ROOT) + "/", "").replace(str(ROOT), ".")
+    text = re.sub(r"[^\s()'\"]*/site-packages/", "site-packages/", text)
 
     def shorten(match: re.Match[str]) -> str:
         parts = match.group(0).split("/")
@@ -115,23 +117,43 @@ def versions_table(reports: list[dict[str, Any]]) -> list[str]:
     return table(header, rows)
 
 
-def checks_table(reports: list[dict[str, Any]]) -> list[str]:
+def checks_table(reports: list[dict[str, Any]], compact: bool = False) -> list[str]:
+    """One row per check; ``compact`` folds the parameter sets of a test into one row."""
     order: dict[str, list[str]] = {}  # group -> check names in first-seen order
-    outcome: dict[tuple[str, str, str], str] = {}
+    outcomes: dict[tuple[str, str, str], list[str]] = {}
     for r in reports:
         for row in r.get("rows", []):
+            name = row["name"]
+            if compact and row["group"] != "harness":
+                name = name.split("[", 1)[0]
             names = order.setdefault(row["group"], [])
-            if row["name"] not in names:
-                names.append(row["name"])
-            outcome[(r["cell"], row["group"], row["name"])] = row["outcome"]
+            if name not in names:
+                names.append(name)
+            outcomes.setdefault((r["cell"], row["group"], name), []).append(row["outcome"])
     header = ["check", *[r["cell"] for r in reports]]
     rows = []
     for group in sorted(order, key=group_order):
         rows.append([f"**{group}**", *[""] * len(reports)])
         for name in order[group]:
-            marks = [MARK.get(outcome.get((r["cell"], group, name), ""), NOT_RUN) for r in reports]
+            marks = [mark(outcomes.get((r["cell"], group, name), [])) for r in reports]
             rows.append([name, *marks])
     return table(header, rows)
+
+
+def mark(outcomes: list[str]) -> str:
+    """The mark of one check, or of a folded test: "❌ 2/6" if any failed, else the mix."""
+    if not outcomes:
+        return NOT_RUN
+    kinds = {MARK.get(o, o) for o in outcomes}
+    if len(outcomes) == 1 or len(kinds) == 1:
+        return MARK.get(outcomes[0], outcomes[0])
+    bad = sum(o in ("failed", "error") for o in outcomes)
+    if bad:
+        return f"{MARK['failed']} {bad}/{len(outcomes)}"
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[MARK.get(o, o)] = counts.get(MARK.get(o, o), 0) + 1
+    return " ".join(f"{m}{n}" for m, n in counts.items())
 
 
 def notes(reports: list[dict[str, Any]]) -> list[str]:
@@ -162,15 +184,18 @@ def notes(reports: list[dict[str, Any]]) -> list[str]:
     return [scrub(line) for line in lines]
 
 
-def render(reports: list[dict[str, Any]]) -> str:
+def render(reports: list[dict[str, Any]], compact: bool = False) -> str:
+    legend = LEGEND
+    if compact:
+        legend += "; a parametrized test is one row (❌ 2/6: 2 of its 6 cases failed)"
     lines = [
         "Host versions found in each cell (read from the installed distributions):",
         "",
         *versions_table(reports),
         "",
-        LEGEND,
+        legend,
         "",
-        *checks_table(reports),
+        *checks_table(reports, compact),
         *notes(reports),
     ]
     return "\n".join(lines) + "\n"
@@ -207,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text("# omni-sizefix version matrix\n\n" + body, encoding="utf-8")
     print(f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
     if args.update_readme:
-        update_readme(args.readme, body)
+        update_readme(args.readme, render(reports, compact=True))
     return 0
 
 
