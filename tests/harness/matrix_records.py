@@ -55,9 +55,9 @@ def canonical(name: str) -> str:
 
 
 def short_reason(text: str | None) -> str:
-    """First non-empty line of ``text``, trimmed for a table cell."""
+    """First non-empty line of ``text``, trimmed for a table cell (environment paths cut)."""
     for line in (text or "").splitlines():
-        line = line.strip()
+        line = re.sub(r"[^\s()'\"]*/site-packages/", "site-packages/", line.strip())
         if line:
             return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
     return ""
