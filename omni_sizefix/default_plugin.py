@@ -44,7 +44,7 @@ def as_dimension(value: Any, name: str) -> int:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isdecimal():  # isdigit() admits "²"
         number = int(value.strip())
     else:
         raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
@@ -58,11 +58,15 @@ def _dict_or_empty(value: Any) -> Mapping:
 
 
 def _parse_size(size: Any) -> tuple[int, int] | None:
-    """(height, width) from ``WIDTHxHEIGHT``, or None when malformed (the host's rule)."""
+    """(height, width) from ``WIDTHxHEIGHT``, or None when malformed.
+
+    Exactly the host's ``parse_size`` rule (a lowercase ``x``, ``int()`` of each side), so
+    a chat request gets the size ai-dynamo >= 1.2 would give it.
+    """
     try:
-        width, height = str(size).lower().split("x")
+        width, height = size.split("x")
         return int(height), int(width)
-    except ValueError:
+    except (ValueError, AttributeError):
         return None
 
 
@@ -71,16 +75,17 @@ def size_from_request(request: Mapping) -> tuple[int, int]:
 
     ``size`` | ``extra_body.size`` | 1024x1024 (a malformed size falls back to the
     default, as the host's ``parse_size`` does), then ``width``/``height`` from
-    ``extra_body``, then from the request itself.
+    ``extra_body``, then from the request itself. Only the values that win are checked:
+    one that a later source replaces never reaches the engine.
     """
     extra_body = _dict_or_empty(request.get("extra_body"))
     size = request.get("size") or extra_body.get("size")
     height, width = (_parse_size(size) if size else None) or DEFAULT_IMAGE_SIZE
     for source in (extra_body, request):
         if source.get("width") is not None:
-            width = as_dimension(source["width"], "width")
+            width = source["width"]
         if source.get("height") is not None:
-            height = as_dimension(source["height"], "height")
+            height = source["height"]
     return as_dimension(height, "height"), as_dimension(width, "width")
 
 

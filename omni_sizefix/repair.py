@@ -34,12 +34,13 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
     )
     if geometry is None:
         return parsed
-    repaired = dict(parsed)
     engine_inputs = hook.omni_sizefix_stage0_prompt(
         engine_inputs=parsed.get("engine_inputs"), geometry=geometry, request=request
     )
-    if engine_inputs is not None:
-        repaired["engine_inputs"] = engine_inputs
+    if engine_inputs is None:  # no stage-0 prompt to size: all places or none
+        return parsed
+    repaired = dict(parsed)
+    repaired["engine_inputs"] = engine_inputs
     original_prompt = hook.omni_sizefix_original_prompt(
         original_prompt=parsed.get("original_prompt"), geometry=geometry, shape=shape
     )
