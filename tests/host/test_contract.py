@@ -39,7 +39,8 @@ import json, logging
 import dynamo.vllm.omni.stage_worker as sw      # dynamo/vllm/omni/main.py imports this first
 import dynamo.vllm.omni.utils as utils
 from vllm_omni.engine.arg_utils import OmniEngineArgs
-OmniEngineArgs(model="zai-org/GLM-Image", worker_cls="unused")   # from_cli_args builds this
+import tempfile
+OmniEngineArgs(model=tempfile.mkdtemp(), worker_cls="unused")   # from_cli_args builds this
 import omni_sizefix
 ours, theirs = (logging.getLogger(n) for n in ("omni_sizefix", "vllm"))
 out = {

@@ -96,10 +96,10 @@ def test_released_host_stage0(unpatched: DynamoHost, preprocessing: str, size: s
 
 
 KILL_SWITCH = """
-import asyncio, inspect, json
+import asyncio, inspect, json, tempfile
 import dynamo.vllm.omni.stage_worker as sw      # as a Dynamo stage worker starts
 from vllm_omni.engine.arg_utils import OmniEngineArgs
-OmniEngineArgs(model="zai-org/GLM-Image", worker_cls="unused")   # loads the general plugins
+OmniEngineArgs(model=tempfile.mkdtemp(), worker_cls="unused")   # loads the general plugins
 import omni_sizefix
 omni_sizefix.register()
 from omni_sizefix import stage0
