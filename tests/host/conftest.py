@@ -18,6 +18,9 @@ import pytest
 import omni_sizefix
 from omni_sizefix import stage_configs, version_policy
 
+# Host tests never need the model hub; without this some loaders retry it for ~30 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
 
 

@@ -54,9 +54,10 @@ out = {
 try:   # the acceptance run: real parse, router models and upstream ar2diffusion
     from omegaconf import OmegaConf
     from omni_sizefix import dryrun, glm_layout, stage_configs
-    configs = stage_configs.load_with_host_loader(stage_configs.config_path(schema="legacy"))
-    configs = [OmegaConf.create(OmegaConf.to_container(c)) for c in configs]
-    configs[1].custom_process_input_func = UPSTREAM
+    path, configs = stage_configs.load_for_installed_host()
+    if stage_configs.file_schema(path) == "legacy":   # deploy configs run upstream's already
+        configs = [OmegaConf.create(OmegaConf.to_container(c)) for c in configs]
+        configs[1].custom_process_input_func = UPSTREAM
     for h, w in SIZES:
         request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{w}x{h}"}
         grids = glm_layout.grids_for(h, w)   # AR output as the scaffold asks: stage 1 alone

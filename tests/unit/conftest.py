@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from omni_sizefix import plugins
+from omni_sizefix import log, plugins
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +22,17 @@ def fresh_plugin_manager(monkeypatch: pytest.MonkeyPatch):
     plugins.reset_plugin_manager()
     yield
     plugins.reset_plugin_manager()
+
+
+@pytest.fixture(autouse=True)
+def plain_logging(monkeypatch: pytest.MonkeyPatch):
+    """Records reach pytest's caplog: vLLM's handlers are not adopted in unit tests
+    (they would be in a host cell, where vLLM is importable; see omni_sizefix.log)."""
+    logger = logging.getLogger(log.LOGGER_NAME)
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    monkeypatch.setattr(log, "adopt_vllm_format", lambda: False)
+    logger.handlers.clear()
+    logger.propagate = True
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])

@@ -45,10 +45,17 @@ def fake_dynamo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (omni / "utils.py").write_text(textwrap.dedent(FAKE_UTILS))
     (omni / "stage_worker.py").write_text(textwrap.dedent(FAKE_STAGE_WORKER))
     monkeypatch.syspath_prepend(str(tmp_path))
+    # In a host cell the real ai-dynamo may be imported already: set it aside meanwhile.
+    real = {m: sys.modules.pop(m) for m in list(sys.modules) if _is_dynamo(m)}
     yield
     omni_sizefix.unpatch()
-    for name in [m for m in sys.modules if m == "dynamo" or m.startswith("dynamo.")]:
+    for name in [m for m in sys.modules if _is_dynamo(m)]:
         del sys.modules[name]
+    sys.modules.update(real)
+
+
+def _is_dynamo(module_name: str) -> bool:
+    return module_name == "dynamo" or module_name.startswith("dynamo.")
 
 
 def test_register_with_kill_switch_does_nothing(monkeypatch, caplog) -> None:
