@@ -9,18 +9,15 @@ cd "$(dirname "$0")/.."
 CELL="${1:-dynamo-1.1-tf5}"
 REQ="tests/requirements/$CELL.txt"
 [ -f "$REQ" ] || { echo "no such cell: $REQ" >&2; exit 2; }
-TOOLS=".venv-tools"
 ENV=".cells/$CELL"
 start=$(date +%s)
+source scripts/tools.sh
 
 step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
-if [ ! -x "$TOOLS/bin/uv" ]; then
-  step "installing uv and nox into $TOOLS (once)"
-  python3 -m venv "$TOOLS"
-  "$TOOLS/bin/pip" install --disable-pip-version-check -q uv nox
-fi
+bootstrap || { echo "could not install uv and nox into $TOOLS" >&2; exit 2; }
 UV="$TOOLS/bin/uv"
+unset VIRTUAL_ENV
 
 step "creating $ENV (host pins from $REQ; ~10 GB, about 1 minute with a warm cache, several from an empty one)"
 "$UV" venv --allow-existing -q -p python3 "$ENV"
