@@ -192,6 +192,8 @@ def render(report: CheckReport) -> str:
 
 
 def quiet_host_logs() -> None:
-    """Keep the host's per-request INFO lines out of the table."""
+    """Keep the host's per-request log lines out of the table."""
     for name in ("vllm", "vllm_omni", "dynamo", "glm_image"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # transformers warns once per prompt about how vLLM-Omni passes processor kwargs.
+    logging.getLogger("transformers").setLevel(logging.ERROR)

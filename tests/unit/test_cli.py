@@ -1,0 +1,111 @@
+"""The ``omni-sizefix`` command line, where no host is needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omni_sizefix import cli, doctor
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_help_everywhere(capsys: pytest.CaptureFixture) -> None:
+    for argv in ([], ["doctor"], ["check"], ["stage-config"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*argv, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: omni-sizefix" in capsys.readouterr().out
+
+
+def test_doctor_json_is_machine_readable(capsys: pytest.CaptureFixture) -> None:
+    code, out = run(capsys, "doctor", "--json")
+    report = json.loads(out)
+    assert report["exit_code"] == code
+    assert set(report["versions"]) >= {"ai-dynamo", "vllm-omni", "pluggy"}
+    assert report["entry_points"] == {
+        "vllm_omni.general_plugins": True,
+        "vllm.general_plugins": True,
+    }
+    for finding in report["findings"]:
+        assert finding["problem"] and finding["fix"]
+
+
+def test_doctor_flags_kill_switch_and_vllm_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
+    monkeypatch.setenv("VLLM_PLUGINS", "some_other_plugin")
+    report = doctor.diagnose()
+    problems = " ".join(f.problem for f in report.findings)
+    assert "OMNI_SIZEFIX_DISABLE is set" in problems
+    assert "filters omni_sizefix out" in problems
+    assert report.exit_code >= doctor.ATTENTION
+
+
+def test_doctor_says_unsupported_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = {
+        "ai-dynamo": "1.0.2",
+        "vllm": None,
+        "vllm-omni": "0.20.0",
+        "torch": None,
+        "transformers": None,
+        "pluggy": "1.6.0",
+    }
+    monkeypatch.setattr(doctor.version_policy, "host_versions", lambda: versions)
+    report = doctor.diagnose()
+    assert report.exit_code == doctor.UNSUPPORTED
+    assert any("ai-dynamo 1.0.2 is outside" in f.problem for f in report.findings)
+
+
+def test_doctor_reads_host_signatures_without_importing(tmp_path: Path, monkeypatch) -> None:
+    utils = tmp_path / "dynamo" / "vllm" / "omni" / "utils.py"
+    utils.parent.mkdir(parents=True)
+    utils.write_text(
+        "def build_original_prompt(request, nvext, height, width):\n    pass\n"
+        "async def parse_omni_request(request, output_modalities, fps=16):\n    pass\n"
+    )
+
+    class FakeDistribution:  # FAKE: an installed ai-dynamo whose parse signature drifted
+        def locate_file(self, name: str) -> Path:
+            return tmp_path / name
+
+    monkeypatch.setattr(doctor.metadata, "distribution", lambda name: FakeDistribution())
+    found = doctor.host_signatures_from_source()
+    assert found["parse_omni_request"] == "async (request, output_modalities, fps)"
+    monkeypatch.undo()
+    monkeypatch.setattr(doctor, "host_signatures_from_source", lambda: found)
+    report = doctor.diagnose()
+    assert report.exit_code == doctor.UNSUPPORTED
+    assert any(
+        "parse_omni_request is async (request, output_modalities, fps)" in f.problem
+        for f in report.findings
+    )
+
+
+@pytest.mark.parametrize("schema", ["legacy", "deploy"])
+def test_stage_config_prints_a_shipped_file(capsys, schema: str) -> None:
+    code, out = run(capsys, "stage-config", "glm_image", "--schema", schema)
+    assert code == 0
+    path = Path(out.strip())
+    assert path.is_file() and path.name == f"glm_image.{schema}.yaml"
+
+
+def test_check_rejects_malformed_sizes(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["check", "--size", "big"]) == 2
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_check_without_host_exits_2(capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("omni_sizefix")
+    try:
+        import dynamo.vllm.omni.stage_worker  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("a host is installed here; tests/host covers check")
+    assert cli.main(["check", "--size", "512x512"]) == 2
+    assert "cannot import" in capsys.readouterr().err
