@@ -54,6 +54,7 @@ SIDE = st.one_of(  # a width/height field
 )
 SIZE = st.one_of(  # a size field
     st.builds(lambda w, h: f"{w}x{h}", VALID_SIDES, VALID_SIDES),
+    st.builds(lambda w, h: f"{w}x{h}", st.integers(1, 4096), st.integers(1, 4096)),
     st.builds(
         lambda w, sep, h: f"{w}{sep}{h}",
         SIDE_TEXT,

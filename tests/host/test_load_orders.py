@@ -96,9 +96,12 @@ def _sized_via_stage_worker() -> bool:
 
 def _omni_loader() -> None:
     """What ``dynamo.vllm.omni`` does at worker start: ``OmniEngineArgs.from_cli_args``."""
+    import tempfile
+
     from vllm_omni.engine.arg_utils import OmniEngineArgs
 
-    OmniEngineArgs(model="zai-org/GLM-Image", worker_cls="unused")
+    with tempfile.TemporaryDirectory() as model:  # a local model folder: no hub lookup
+        OmniEngineArgs(model=model, worker_cls="unused")
 
 
 def _vllm_loader() -> None:
