@@ -26,18 +26,26 @@ def request_kind(request: Mapping, output_modalities: list) -> Kind | None:
     ai-dynamo >= 1.2 rule that a chat request is an image request when any output
     modality is ``image``.
     """
-    first = str(output_modalities[0]).lower() if output_modalities else "text"
+    first = output_modalities[0] if output_modalities else "text"
+    if first != "image" and first != "video":
+        first = str(first).lower()
     if first == "video":
         return "video"
-    if first == "image" and "messages" not in request:
-        return "image"
+    if first == "image":
+        return "image"  # a chat on an image worker is one too (ai-dynamo >= 1.2)
     if any(str(modality).lower() == "image" for modality in output_modalities):
         return "image"
     return None
 
 
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the ABC check is slow
+
+
 def as_dimension(value: Any, name: str) -> int:
     """Coerce one requested dimension to a positive int, or raise SizeRejected."""
+    if type(value) is int and value > 0:
+        return value
     if isinstance(value, bool):
         raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
     if isinstance(value, int):
@@ -98,7 +106,7 @@ def omni_sizefix_target_geometry(
     if kind is None:
         return None
     sampling = parsed.get("sampling_params_list")
-    if isinstance(sampling, Mapping) and "height" in sampling and "width" in sampling:
+    if _is_mapping(sampling) and "height" in sampling and "width" in sampling:
         height = as_dimension(sampling["height"], "height")
         width = as_dimension(sampling["width"], "width")
     elif kind == "image":
@@ -133,14 +141,17 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
             prompt["negative_prompt"] = negative
         if request.get("multi_modal_data"):
             prompt["multi_modal_data"] = request["multi_modal_data"]
-    elif isinstance(engine_inputs, Mapping):
+    elif _is_mapping(engine_inputs):
         prompt = dict(engine_inputs)
     else:
         return None
     if geometry.kind == "image" and "modalities" not in prompt:
         prompt["modalities"] = ["image"]
     existing = prompt.get("mm_processor_kwargs")
-    kwargs = dict(existing) if isinstance(existing, Mapping) else {}
+    if existing is None:  # the common case (ai-dynamo 1.1): just add them
+        prompt["mm_processor_kwargs"] = {"target_h": geometry.height, "target_w": geometry.width}
+        return prompt
+    kwargs = dict(existing) if _is_mapping(existing) else {}
     requested = geometry.requested or (geometry.height, geometry.width)
     for key, value, asked in (
         ("target_h", geometry.height, requested[0]),
@@ -157,14 +168,16 @@ def omni_sizefix_original_prompt(
     original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
 ) -> dict | None:
     """Write the size where the installed ``ar2diffusion`` reads it."""
-    prompt = dict(original_prompt) if isinstance(original_prompt, Mapping) else {}
-    if shape in (Shape.TOP_LEVEL, Shape.BOTH):
-        prompt["height"] = geometry.height
-        prompt["width"] = geometry.width
-    if shape in (Shape.MM_KWARGS, Shape.BOTH):
+    prompt = dict(original_prompt) if _is_mapping(original_prompt) else {}
+    height, width = geometry.height, geometry.width
+    if shape is not Shape.MM_KWARGS:  # top-level or both
+        prompt["height"] = height
+        prompt["width"] = width
+    if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
         existing = prompt.get("mm_processor_kwargs")
-        kwargs = dict(existing) if isinstance(existing, Mapping) else {}
-        kwargs.update(geometry.mm_processor_kwargs())
+        kwargs = dict(existing) if existing is not None and _is_mapping(existing) else {}
+        kwargs["target_h"] = height
+        kwargs["target_w"] = width
         prompt["mm_processor_kwargs"] = kwargs
     return prompt
 
@@ -174,7 +187,7 @@ def omni_sizefix_sampling_params(
     sampling_params: dict | None, geometry: TargetGeometry, request: dict
 ) -> dict | None:
     """Set height/width; build ai-dynamo >= 1.2's overrides for a chat image request."""
-    if isinstance(sampling_params, Mapping):
+    if _is_mapping(sampling_params):
         overrides = dict(sampling_params)
     else:
         overrides = {}

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from omni_sizefix import size_policy
 from omni_sizefix.geometry import TargetGeometry
-from omni_sizefix.plugins import get_plugin_manager
+from omni_sizefix.plugins import hook_calls
 from omni_sizefix.settings import Shape
 
 logger = logging.getLogger("omni_sizefix")
+
+_SIZED_MODALITIES = frozenset({"image", "video"})
 
 
 def is_candidate(parsed: Any, output_modalities: Any) -> bool:
@@ -18,35 +21,107 @@ def is_candidate(parsed: Any, output_modalities: Any) -> bool:
         return False
     if parsed.get("sampling_params_list") is not None:
         return True
-    return any(str(modality).lower() == "image" for modality in output_modalities or ())
+    for modality in output_modalities or ():
+        if modality == "image":
+            return True
+        if not (type(modality) is str and modality.islower()) and str(modality).lower() == "image":
+            return True
+    return False
+
+
+def may_need_size(output_modalities: Any) -> bool:
+    """False only when no output modality is image or video: the host's result then
+    carries no size, and the wrapper can skip all of its work (text and audio workers).
+    """
+    try:
+        for modality in output_modalities:
+            if modality in _SIZED_MODALITIES:
+                return True
+            if not (type(modality) is str and modality.islower()):
+                if str(modality).lower() in _SIZED_MODALITIES:
+                    return True
+        return False
+    except Exception:  # e.g. not iterable: let the guarded repair path deal with it
+        return True
+
+
+def _int_equal(value: Any, expected: int) -> bool:
+    return type(value) is int and value == expected
+
+
+def host_already_sized(parsed: dict, shape: Shape) -> bool:
+    """True when the host wrote one valid size, as plain ints, everywhere the default
+    hooks write it, and marked stage 0 as an image prompt.
+
+    The default hooks would then return equal values, so the result is served as the
+    host built it. This is every image request on ai-dynamo >= 1.2 with a vLLM-Omni that
+    reads ``mm_processor_kwargs``; checking it first saves most of the per-request cost.
+    """
+    stage0 = parsed.get("engine_inputs")
+    if type(stage0) is not dict or "modalities" not in stage0:
+        return False  # ai-dynamo 1.1, video: nothing there yet (checked without raising)
+    kwargs = stage0.get("mm_processor_kwargs")
+    if type(kwargs) is not dict:
+        return False
+    height, width = kwargs.get("target_h"), kwargs.get("target_w")
+    if type(height) is not int or type(width) is not int:
+        return False
+    if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
+        return False  # the size policy has a say
+    sampling = parsed.get("sampling_params_list")
+    if type(sampling) is not dict:
+        return False
+    if not (
+        _int_equal(sampling.get("height"), height) and _int_equal(sampling.get("width"), width)
+    ):
+        return False
+    original = parsed.get("original_prompt")
+    if type(original) is not dict:
+        return False
+    if shape is not Shape.TOP_LEVEL:
+        theirs = original.get("mm_processor_kwargs")
+        if theirs is not kwargs and not (  # ai-dynamo >= 1.2 shares the one dict
+            type(theirs) is dict
+            and _int_equal(theirs.get("target_h"), height)
+            and _int_equal(theirs.get("target_w"), width)
+        ):
+            return False
+    if shape is not Shape.MM_KWARGS:
+        return _int_equal(original.get("height"), height) and _int_equal(
+            original.get("width"), width
+        )
+    return True
 
 
 def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: Shape) -> dict:
     """Return ``parsed`` with the target geometry in every place the stages read it.
 
-    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request.
+    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request,
+    and, when only the default hooks are installed, when the host already sized it.
     """
     if not is_candidate(parsed, output_modalities):
         return parsed
-    hook = get_plugin_manager().hook
-    geometry = hook.omni_sizefix_target_geometry(
+    hooks = hook_calls()
+    if hooks.defaults_only and host_already_sized(parsed, shape):
+        return parsed
+    geometry = hooks.target_geometry(
         request=request, parsed=parsed, output_modalities=output_modalities
     )
     if geometry is None:
         return parsed
-    engine_inputs = hook.omni_sizefix_stage0_prompt(
+    engine_inputs = hooks.stage0_prompt(
         engine_inputs=parsed.get("engine_inputs"), geometry=geometry, request=request
     )
     if engine_inputs is None:  # no stage-0 prompt to size: all places or none
         return parsed
     repaired = dict(parsed)
     repaired["engine_inputs"] = engine_inputs
-    original_prompt = hook.omni_sizefix_original_prompt(
+    original_prompt = hooks.original_prompt(
         original_prompt=parsed.get("original_prompt"), geometry=geometry, shape=shape
     )
     if original_prompt is not None:
         repaired["original_prompt"] = original_prompt
-    sampling_params = hook.omni_sizefix_sampling_params(
+    sampling_params = hooks.sampling_params(
         sampling_params=parsed.get("sampling_params_list"), geometry=geometry, request=request
     )
     if sampling_params is not None:
@@ -74,7 +149,5 @@ def repair_original_prompt(prompt: Any, height: Any, width: Any, shape: Shape) -
     if not (_positive_int(height) and _positive_int(width) and isinstance(prompt, dict)):
         return prompt
     geometry = TargetGeometry(height, width, kind=None)
-    repaired = get_plugin_manager().hook.omni_sizefix_original_prompt(
-        original_prompt=prompt, geometry=geometry, shape=shape
-    )
+    repaired = hook_calls().original_prompt(original_prompt=prompt, geometry=geometry, shape=shape)
     return prompt if repaired is None else repaired

@@ -69,8 +69,12 @@ def apply(height: int, width: int, policy: SizePolicy | None = None) -> tuple[in
     ``reject`` raises SizeRejected for an invalid size, ``snap`` moves each side to the
     nearest valid value (and logs it), ``off`` returns the request unchanged.
     """
+    # Every policy keeps a valid size: checked first (inline), so the common case is cheap.
+    if MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE:
+        if height % FACTOR == 0 and width % FACTOR == 0:
+            return height, width
     policy = policy or settings.size_policy()
-    if policy is SizePolicy.OFF or (is_valid_side(height) and is_valid_side(width)):
+    if policy is SizePolicy.OFF:
         return height, width
     if policy is SizePolicy.REJECT:
         raise SizeRejected(rejection_message(height, width))

@@ -145,6 +145,8 @@ def wrap_parse(original: Callable) -> Callable:
 
         @functools.wraps(original)
         async def parse_omni_request(request, output_modalities, *args, **kwargs):
+            if not repair.may_need_size(output_modalities):
+                return await original(request, output_modalities, *args, **kwargs)
             token = _in_parse.set(True)
             try:
                 parsed = await original(request, output_modalities, *args, **kwargs)
@@ -156,6 +158,8 @@ def wrap_parse(original: Callable) -> Callable:
 
         @functools.wraps(original)
         def parse_omni_request(request, output_modalities, *args, **kwargs):
+            if not repair.may_need_size(output_modalities):
+                return original(request, output_modalities, *args, **kwargs)
             token = _in_parse.set(True)
             try:
                 parsed = original(request, output_modalities, *args, **kwargs)
