@@ -214,15 +214,39 @@ def update_readme(readme: Path, body: str) -> bool:
     return True
 
 
+def totals(reports: list[dict[str, Any]]) -> str:
+    """One closing line over every cell: ``matrix: N passed, N failed, N skipped``.
+
+    Tests are counted per cell; a failed harness step (build, install check) counts as failed.
+    """
+    passed = failed = skipped = 0
+    for report in reports:
+        for row in report.get("rows", []):
+            outcome = row["outcome"]
+            if row.get("suite") == "harness":
+                failed += outcome in ("failed", "error")
+            elif outcome == "passed":
+                passed += 1
+            elif outcome in ("failed", "error", "xpassed"):
+                failed += 1
+            else:
+                skipped += 1
+    return f"matrix: {passed} passed, {failed} failed, {skipped} skipped"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=Path, default=ROOT / "reports")
     parser.add_argument("--output", type=Path, default=None, help="default: REPORTS/matrix.md")
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--totals", action="store_true", help="print only the closing line")
     args = parser.parse_args(argv)
 
     reports = load_reports(args.reports)
+    if args.totals:
+        print(totals(reports))
+        return 0
     if not reports:
         print(f"no cell reports in {args.reports}; nothing to tabulate")
         return 0

@@ -111,6 +111,8 @@ for cell in "${cells[@]}"; do
         $((duration[$cell] / 60)) $((duration[$cell] % 60))
 done
 printf '  total: %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
+# The closing line: every cell's tests counted together.
+"$TOOLS/bin/python" scripts/matrix_report.py --totals || failed=1
 
 if ((interrupted)); then
     exit 130
