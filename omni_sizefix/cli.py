@@ -1,6 +1,7 @@
-"""The ``omni-sizefix`` command: ``doctor``, ``check`` and ``stage-config``.
+"""The ``omni-sizefix`` command: ``doctor``, ``check``, ``smoke`` and ``stage-config``.
 
-Exit codes: 0 all good, 1 something needs attention (or a size fails), 2 unsupported host.
+Exit codes: 0 all good, 1 something needs attention (or a size fails), 2 unsupported host
+(for ``smoke``: the deployment could not be checked).
 """
 
 from __future__ import annotations
@@ -41,6 +42,46 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(report.to_dict(), indent=2) if args.json else check.render(report))
     return 0 if report.ok else 1
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from omni_sizefix import smoke
+
+    sizes = args.size or list(smoke.DEFAULT_SIZES)
+    url = smoke.base_url(args.url)
+
+    def fail(message: str) -> int:
+        print(f"omni-sizefix smoke: {message}", file=sys.stderr)
+        if args.json:
+            doc = {"url": url, "model": args.model, "ok": False, "exit_code": 2}
+            print(json.dumps({**doc, "error": message, "results": []}, indent=2))
+        return smoke.EXIT_ERROR
+
+    def progress(result: smoke.SizeResult) -> None:
+        latency = "-" if result.latency_s is None else f"{result.latency_s:.2f} s"
+        print(
+            f"omni-sizefix smoke: {result.requested} {result.response_format}: "
+            f"{result.verdict} ({result.returned or '-'}, {latency})",
+            file=sys.stderr,
+        )
+
+    try:
+        report = smoke.run(
+            url,
+            sizes,
+            model=args.model,
+            response_formats=args.response_format,
+            timeout=args.timeout,
+            concurrency=args.concurrency,
+            prompt=args.prompt or smoke.DEFAULT_PROMPT,
+            progress=None if args.quiet else progress,
+        )
+    except (smoke.SmokeError, ValueError) as exc:
+        return fail(str(exc))
+    for line in smoke.error_lines(report):
+        print(f"omni-sizefix smoke: {line}", file=sys.stderr)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else smoke.render(report))
+    return report.exit_code
 
 
 def _stage_config(args: argparse.Namespace) -> int:
@@ -92,6 +133,40 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--verbose", action="store_true", help="keep the host's own log lines")
     check.set_defaults(func=_check)
+
+    smoke = sub.add_parser(
+        "smoke",
+        help="request images from a running deployment and check their size",
+        description="POST /v1/images/generations to a running OpenAI-compatible frontend "
+        "(Dynamo's, on GPUs or with faked engines) for each size, decode each image and "
+        "compare its size with the requested one. Exit 0: every image came back at the "
+        "requested size; 1: some came back at another size; 2: the deployment could not be "
+        "checked (unreachable, unknown model, an HTTP error, a response that is no image).",
+    )
+    smoke.add_argument("--url", required=True, help="frontend base URL, e.g. http://HOST:8000")
+    smoke.add_argument("--model", help="model name (default: the one GET /v1/models lists)")
+    smoke.add_argument(
+        "--size",
+        action="append",
+        metavar="WxH",
+        help="size to request, repeatable (default: 1024x1024 768x1024 1024x768 512x512)",
+    )
+    smoke.add_argument(
+        "--response-format",
+        choices=["b64_json", "url", "both"],
+        default="b64_json",
+        help="how the image comes back (url: fetched from http(s):// or file:// URLs)",
+    )
+    smoke.add_argument(
+        "--timeout", type=float, default=300.0, metavar="S", help="per request, seconds"
+    )
+    smoke.add_argument(
+        "--concurrency", type=int, default=1, metavar="N", help="requests in flight at once"
+    )
+    smoke.add_argument("--prompt", default=None, help="prompt to send (default: a fixed one)")
+    smoke.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    smoke.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    smoke.set_defaults(func=_smoke)
 
     stage_config = sub.add_parser(
         "stage-config",

@@ -16,7 +16,7 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture) -> None:
-    for argv in ([], ["doctor"], ["check"], ["stage-config"]):
+    for argv in ([], ["doctor"], ["check"], ["smoke"], ["stage-config"]):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([*argv, "--help"])
         assert exit_info.value.code == 0
