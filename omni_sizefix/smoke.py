@@ -10,20 +10,27 @@ HTTP goes through the standard library (``urllib``); the image size is read with
 when it is importable, else from the PNG (IHDR), JPEG (SOF), WebP (VP8/VP8L/VP8X) or GIF
 header with the standard library. Nothing here imports Dynamo or vLLM.
 
-Sizes outside the OpenAI enum: ai-dynamo 1.1.x's frontend parses ``size`` into the OpenAI
-enum (``auto``, ``256x256``, ``512x512``, ``1024x1024``, ``1792x1024``, ``1024x1792``,
-``1536x1024``, ``1024x1536``) and answers HTTP 400 ``unknown variant '1024x768', expected
-one of ...`` for any other value. Its omni worker would take a size from ``nvext``
-(``sampling_params_list = {"height", "width", **nvext}``, ``dynamo/vllm/omni/utils.py``), but
-the frontend's image ``NvExt`` has five typed fields only (``annotations``,
-``negative_prompt``, ``num_inference_steps``, ``guidance_scale``, ``seed``) and no field for
-unknown keys, so ``nvext.height``/``nvext.width`` are dropped before the worker sees them:
-on 1.1.x only the enum sizes reach the worker over HTTP. ai-dynamo 1.5+ workers read
-``nvext.width``/``nvext.height`` too, and 1.6's frontend accepts any ``WxH`` string. So when
-a server rejects the plain ``size`` as an unknown variant, :func:`run` retries once with
-``nvext: {"height": H, "width": W}`` and no ``size`` (recorded as ``size_field="nvext"``);
-on ai-dynamo 1.1.x that request comes back 1024x1024 and is reported as ``wrong-size``
-with a note saying the frontend accepts only the enum sizes.
+Sizes outside the OpenAI enum (measured per release: ``python -m dynamo.frontend`` in front
+of a worker that records the request it receives):
+
+* ai-dynamo 1.1.1, 1.2.1 and 1.3.1 frontends parse ``size`` into the OpenAI enum (``auto``,
+  ``256x256``, ``512x512``, ``1024x1024``, ``1792x1024``, ``1024x1792``, ``1536x1024``,
+  ``1024x1536``) and answer any other value with HTTP 400 ``Failed to deserialize the JSON
+  body into the target type: unknown variant `1024x768`, expected one of ...``; 1.4.2, 1.5.1
+  and 1.6.1 forward any string.
+* ``nvext.height``/``nvext.width`` never reach the worker: the frontend's image ``NvExt`` has
+  five typed fields (``annotations``, ``negative_prompt``, ``num_inference_steps``,
+  ``guidance_scale``, ``seed``) and drops other keys (the worker gets ``"nvext": {}`` on every
+  release above), although the 1.1.x worker would let ``nvext`` override the size
+  (``{"height", "width", **nvext}`` in ``dynamo/vllm/omni/utils.py``).
+* Top-level ``height``/``width`` are dropped up to 1.4.2; 1.5.1 and 1.6.1 forward them as
+  ``extra_args.media_passthrough``.
+
+So a frontend that rejects the size as an unknown variant (ai-dynamo 1.1-1.3) has no request
+field that carries another size to the worker. :func:`check_size` then retries once with
+``nvext: {"height": H, "width": W}`` and no ``size`` (``size_field="nvext"``), which a frontend
+that forwarded ``nvext`` sizes would serve right; on those releases the image comes back
+1024x1024 and the result is ``wrong-size`` with a note naming the enum sizes they serve.
 """
 
 from __future__ import annotations
@@ -461,7 +468,7 @@ def check_size(
         if _is_unknown_size_variant(resp):
             # ai-dynamo 1.1.x's frontend: the size is not an OpenAI enum value (see above)
             size_field = "nvext"
-            note = f"the frontend rejected size {size} ({resp.message}); sent as nvext"
+            note = f"the frontend rejects size {size} (unknown variant); sent as nvext"
             resp = post_image(
                 url,
                 model,
@@ -486,9 +493,13 @@ def check_size(
     returned = format_size(got_w, got_h)
     if (got_w, got_h) == (width, height):
         return result("ok", note, returned)
-    if size_field == "nvext" and size not in OPENAI_ENUM_SIZES:
-        note += "; this frontend passes only the OpenAI enum sizes to the worker"
-    return result("wrong-size", f"asked {size}, got {returned}. {note}".strip(" ."), returned)
+    if size_field == "nvext":
+        note = (
+            f"the frontend rejects size {size} (unknown variant) and drops nvext.height/width "
+            "(ai-dynamo 1.1-1.3 do): over HTTP it serves only the OpenAI enum sizes "
+            + ", ".join(OPENAI_ENUM_SIZES)
+        )
+    return result("wrong-size", f"asked {size}, got {returned}; {note}".strip("; "), returned)
 
 
 def _image_bytes(body: Any, response_format: str, timeout: float) -> bytes:

@@ -79,7 +79,7 @@ class FakeImagesServer:
 
     def __init__(self, media_dir: Path) -> None:
         self.models = ["glm-image"]
-        #: per requested size: "ok", "wrong", "400", "500", "garbage", "text", "empty"
+        #: per size: "ok", "wrong", "400", "500", "500-openai", "garbage", "text", "empty"
         self.behaviour: dict[str, str] = {}
         self.url_style = "file"  # how "url" responses point at the image: "file" or "http"
         #: "any": every WxH accepted; "enum": like ai-dynamo 1.1's frontend, other sizes get
@@ -120,9 +120,11 @@ class FakeImagesServer:
             return 404, {"message": f"Model not found: {req.get('model')}", "code": 404}
         size = req.get("size")
         if size is not None and self.size_parsing == "enum" and size not in smoke.OPENAI_ENUM_SIZES:
+            # the body ai-dynamo 1.1.1's frontend answers (measured)
+            expected = ", ".join(f"`{s}`" for s in ("auto", *smoke.OPENAI_ENUM_SIZES))
             return 400, {
-                "message": "Failed to deserialize the JSON body into the target type: size: "
-                f"unknown variant `{size}`, expected one of `auto`, `256x256`, `512x512`",
+                "message": "Failed to deserialize the JSON body into the target type: unknown "
+                f"variant `{size}`, expected one of {expected} at line 1 column 87",
                 "type": "Bad Request",
                 "code": 400,
             }
@@ -143,8 +145,11 @@ class FakeImagesServer:
                 "type": "Bad Request",
                 "code": 400,
             }
-        if behaviour == "500":
-            return 500, {"error": {"message": "Failed to fold images stream", "code": 500}}
+        if behaviour == "500":  # Dynamo's error body
+            body = {"message": "Failed to fold images stream", "type": "Internal Server Error"}
+            return 500, {**body, "code": 500}
+        if behaviour == "500-openai":  # OpenAI's error body
+            return 500, {"error": {"message": "The server had an error", "type": "server_error"}}
         if behaviour == "text":
             return 200, "<html>gateway says hello</html>"
         if behaviour == "empty":
@@ -368,9 +373,11 @@ def test_http_400_carries_the_servers_message(
 
 def test_http_500_carries_the_servers_message(server: FakeImagesServer) -> None:
     server.behaviour["512x512"] = "500"
-    (result,) = smoke.run(server.url, ["512x512"]).results
-    assert result.verdict == "http-error"
-    assert result.message == "HTTP 500: Failed to fold images stream"
+    server.behaviour["256x256"] = "500-openai"
+    dynamo_body, openai_body = smoke.run(server.url, ["512x512", "256x256"]).results
+    assert dynamo_body.verdict == openai_body.verdict == "http-error"
+    assert dynamo_body.message == "HTTP 500: Failed to fold images stream"
+    assert openai_body.message == "HTTP 500: The server had an error"
 
 
 @pytest.mark.parametrize(
@@ -447,7 +454,7 @@ def test_enum_only_frontend_gets_the_size_through_nvext(server: FakeImagesServer
     report = smoke.run(server.url, ["768x1024", "1024x1792"])
     odd, enum = report.results
     assert (odd.returned, odd.verdict, odd.size_field) == ("768x1024", "ok", "nvext")
-    assert "unknown variant" in odd.message
+    assert odd.message == "the frontend rejects size 768x1024 (unknown variant); sent as nvext"
     assert (enum.verdict, enum.size_field) == ("ok", "size")
     retried = [r for r in server.requests if "nvext" in r]
     assert retried == [
