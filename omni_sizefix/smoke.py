@@ -408,9 +408,10 @@ def resolve_model(url: str, model: str | None, timeout: float = 30.0) -> str | N
 def fetch_url(image_url: str, timeout: float = 60.0) -> bytes:
     """The bytes behind an image URL: ``http(s)://``, ``file://`` or ``data:``.
 
-    Dynamo's output formatter returns ``{protocol}://{root}/images/<request>/<uuid>.png``
-    for ``--media-output-fs-url`` (``file:///srv/media/images/...`` for a local folder), or
-    ``{--media-output-http-url}/images/...`` when that is set.
+    Dynamo's output formatter (ai-dynamo 1.1.1 and 1.6.1 alike) returns
+    ``{protocol}://{root}/images/<request>/<uuid>.png`` for the worker's
+    ``--media-output-fs-url`` (a local ``file://`` folder by default; fsspec makes a local
+    root absolute), or ``{--media-output-http-url}/images/<request>/<uuid>.png`` when set.
     """
     parsed = urllib.parse.urlparse(image_url)
     if parsed.scheme == "data":
@@ -420,8 +421,16 @@ def fetch_url(image_url: str, timeout: float = 60.0) -> bytes:
         # fsspec makes the local root absolute, so Dynamo's file URLs are file:///abs/path
         if parsed.netloc not in ("", "localhost"):
             raise ValueError(f"{image_url} names another host; fetch it there or use b64_json")
-        with open(urllib.request.url2pathname(parsed.path), "rb") as fh:
-            return fh.read()
+        path = urllib.request.url2pathname(parsed.path)
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{path} does not exist here: the server wrote it to its own filesystem "
+                "(--media-output-fs-url); run smoke there, or serve the media through "
+                "--media-output-http-url"
+            ) from None
     if parsed.scheme in ("http", "https"):
         with urllib.request.urlopen(image_url, timeout=timeout) as resp:
             return resp.read()

@@ -339,7 +339,8 @@ def test_url_that_cannot_be_fetched_is_an_error(server: FakeImagesServer, tmp_pa
     server.generate = generate_then_delete  # type: ignore[method-assign]
     (result,) = smoke.run(server.url, ["64x64"], response_formats="url").results
     assert result.verdict == "error"
-    assert "No such file" in result.message or "FileNotFoundError" in result.message
+    assert result.message.startswith("FileNotFoundError: ")
+    assert "does not exist here: the server wrote it to its own filesystem" in result.message
 
 
 def test_wrong_size(server: FakeImagesServer, decoder: str) -> None:
