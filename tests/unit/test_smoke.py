@@ -28,7 +28,8 @@ import pytest
 
 from omni_sizefix import cli, smoke
 
-REPO = Path(__file__).resolve().parents[2]
+# The subprocess imports the same omni_sizefix as this test (the installed wheel in a cell).
+PACKAGE_PARENT = Path(smoke.__file__).resolve().parents[1]
 
 # --- images built with the standard library ------------------------------------------
 
@@ -491,7 +492,8 @@ def test_render_shows_every_row(server: FakeImagesServer) -> None:
 
 
 def _run_cli(*argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "omni_sizefix.cli", "smoke", *argv],
         capture_output=True,
