@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         action="append",
         metavar="WxH",
-        help="size to request, repeatable (default: 1024x1024 768x1024 1024x768 512x512)",
+        help="size to request, repeatable (default: 1024x1024 1536x1024 1024x1536 512x512)",
     )
     smoke.add_argument(
         "--response-format",

@@ -58,7 +58,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 IMAGES_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 DEFAULT_PROMPT = "a lighthouse on a rocky coast at dawn, photograph"
-DEFAULT_SIZES = ("1024x1024", "768x1024", "1024x768", "512x512")
+#: Non-square both ways and square, all in the OpenAI enum: every ai-dynamo frontend lets
+#: them through (see above), and GLM-Image renders each exactly.
+DEFAULT_SIZES = ("1024x1024", "1536x1024", "1024x1536", "512x512")
 RESPONSE_FORMATS = ("b64_json", "url")
 #: The sizes the OpenAI enum (and so ai-dynamo 1.1.x's frontend) accepts.
 OPENAI_ENUM_SIZES = (

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -80,7 +81,8 @@ class FakeImagesServer:
 
     def __init__(self, media_dir: Path) -> None:
         self.models = ["glm-image"]
-        #: per size: "ok", "wrong", "400", "500", "500-openai", "garbage", "text", "empty"
+        #: per size: "ok", "wrong", "400", "500", "500-openai", "garbage", "text", "empty",
+        #: "slow" (answers after 2 s)
         self.behaviour: dict[str, str] = {}
         self.url_style = "file"  # how "url" responses point at the image: "file" or "http"
         #: "any": every WxH accepted; "enum": like ai-dynamo 1.1's frontend, other sizes get
@@ -133,6 +135,8 @@ class FakeImagesServer:
         if size is None and self.nvext == "forward" and "width" in nvext:
             size = f"{nvext['width']}x{nvext['height']}"
         size = size or "1024x1024"
+        if self.behaviour.get(size) == "slow":
+            time.sleep(2)
         if self.barrier is not None:
             try:
                 self.barrier.wait()
@@ -399,6 +403,22 @@ def test_not_an_image(
     assert result.verdict == "not-an-image"
     assert fragment in result.message
     assert report.exit_code == smoke.EXIT_ERROR
+
+
+def test_a_request_that_times_out_is_an_error(server: FakeImagesServer) -> None:
+    server.behaviour["64x64"] = "slow"
+    report = smoke.run(server.url, ["64x64", "32x32"], timeout=0.5)
+    slow, fast = report.results
+    assert (slow.verdict, slow.returned) == ("error", None)
+    assert slow.message == f"no answer from {server.url}{smoke.IMAGES_PATH}: timed out"
+    assert fast.verdict == "ok"
+    assert report.exit_code == smoke.EXIT_ERROR
+
+
+def test_default_sizes_pass_every_frontend() -> None:
+    assert set(smoke.DEFAULT_SIZES) <= set(smoke.OPENAI_ENUM_SIZES)
+    widths_heights = [smoke.parse_size(size) for size in smoke.DEFAULT_SIZES]
+    assert any(w > h for w, h in widths_heights) and any(w < h for w, h in widths_heights)
 
 
 def test_unreachable_url(capsys: pytest.CaptureFixture) -> None:
