@@ -5,7 +5,8 @@ Exit codes: 0 all good, 1 something needs attention (or a size fails), 2 unsuppo
 Output rule for every command: a command hands its result to ``out.emit`` and its own
 messages to ``out.error``; it runs inside ``console.diverted``, so anything else printed
 meanwhile (host imports, host and plugin log lines) never reaches stdout. With ``--json``
-stdout is exactly one JSON document.
+stdout is exactly one JSON document (``{"error": ..., "exit_code": ...}`` when the command
+could not produce its result).
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     log_path = _check_log_path(args) if args.command == "check" else None
     with console.diverted(log_path) as out:
         code = args.func(args, out)
+        if getattr(args, "json", False) and not out.results:
+            # A program still gets one document: what went wrong, and the exit code.
+            out.emit(json.dumps({"error": "\n".join(out.errors), "exit_code": code}, indent=2))
     if code == 2 and log_path and not args.log_file and log_path.stat().st_size == 0:
         log_path.unlink()  # nothing ran: no empty log file left behind
     return code

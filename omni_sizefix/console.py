@@ -26,6 +26,7 @@ class Output:
 
     log_path: Path | None = None
     results: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     _stderr: TextIO | None = None
 
     def emit(self, text: str) -> None:
@@ -34,6 +35,7 @@ class Output:
 
     def error(self, text: str) -> None:
         """A message of our own for the person at the terminal (the real stderr, at once)."""
+        self.errors.append(text)
         stream = self._stderr or sys.__stderr__ or sys.stderr
         print(text, file=stream, flush=True)
 
