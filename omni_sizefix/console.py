@@ -85,7 +85,7 @@ def diverted(log_path: Path | None = None) -> Iterator[Output]:
     try:
         target = log.fileno() if log else 2
         for fd in (1, 2) if log else (1,):
-            if _fd_usable(fd):
+            if _fd_usable(fd) and _fd_usable(target):
                 moved.append((fd, os.dup(fd)))
                 os.dup2(target, fd)
         saved_err = dict(moved).get(2)
