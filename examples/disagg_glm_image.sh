@@ -40,7 +40,7 @@ done
 
 if [[ -z "$STAGE_CONFIG" ]]; then
     if ! command -v omni-sizefix >/dev/null 2>&1; then
-        echo "omni-sizefix is not installed in this environment (pip install omni-sizefix)" >&2
+        echo "omni-sizefix is not installed in this environment (see Install in the README)" >&2
         exit 2
     fi
     if [[ -n "$SCHEMA" ]]; then

@@ -7,7 +7,6 @@ Imports the real host; engines are faked (see ``omni_sizefix.dryrun``).
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ class CheckReport:
     versions: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
     stage_config: str | None = None
+    log_file: str | None = None
     rows: list[SizeRow] = field(default_factory=list)
 
     @property
@@ -163,6 +163,8 @@ def render(report: CheckReport) -> str:
     lines = ["Host: " + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)]
     if report.stage_config:
         lines.append(f"Stage config: {report.stage_config}")
+    if report.log_file:
+        lines.append(f"Host and plugin log lines: {report.log_file} (-v prints them instead)")
     lines += [f"Note: {note}" for note in report.notes]
     lines += ["", "With omni-sizefix:"]
     lines += _table(
@@ -189,11 +191,3 @@ def render(report: CheckReport) -> str:
         else "RESULT: some sizes do NOT render as requested",
     ]
     return "\n".join(lines)
-
-
-def quiet_host_logs() -> None:
-    """Keep the host's per-request log lines out of the table."""
-    for name in ("vllm", "vllm_omni", "dynamo", "glm_image"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # transformers warns once per prompt about how vLLM-Omni passes processor kwargs.
-    logging.getLogger("transformers").setLevel(logging.ERROR)

@@ -2,59 +2,81 @@
 
 Exit codes: 0 all good, 1 something needs attention (or a size fails), 2 unsupported host
 (for ``smoke``: the deployment could not be checked).
+
+Output rule for every command: a command hands its result to ``out.emit`` and its own
+messages to ``out.error``; it runs inside ``console.diverted``, so anything else printed
+meanwhile (host imports, host and plugin log lines) never reaches stdout. With ``--json``
+stdout is exactly one JSON document (``{"error": ..., "exit_code": ...}`` when the command
+could not produce its result).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 
-from omni_sizefix import __version__
+from omni_sizefix import __version__, console
+from omni_sizefix.console import Output
 
 
-def _doctor(args: argparse.Namespace) -> int:
+def _doctor(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix import doctor
 
     report = doctor.diagnose()
-    print(json.dumps(report.to_dict(), indent=2) if args.json else doctor.render(report))
+    out.emit(json.dumps(report.to_dict(), indent=2) if args.json else doctor.render(report))
     return report.exit_code
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix import check
 
     sizes = args.size or list(check.DEFAULT_SIZES)
     try:
         [check.parse_size(size) for size in sizes]
     except ValueError:
-        print(f"sizes must look like WIDTHxHEIGHT, got {sizes}", file=sys.stderr)
+        out.error(f"sizes must look like WIDTHxHEIGHT, got {sizes}")
         return 2
-    if not args.verbose:
-        check.quiet_host_logs()
     try:
         report = check.run(sizes)
-    except ImportError as exc:
-        print(f"cannot import the Dynamo omni worker here: {exc}", file=sys.stderr)
+    except (ImportError, RuntimeError) as exc:
+        prefix = (
+            "cannot import the Dynamo omni worker here: " if isinstance(exc, ImportError) else ""
+        )
+        out.error(prefix + str(exc))
+        if out.log_path is not None:
+            out.error(f"host and plugin log lines: {out.log_path}")
         return 2
-    except RuntimeError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else check.render(report))
+    report.log_file = str(out.log_path) if out.log_path else None
+    out.emit(json.dumps(report.to_dict(), indent=2) if args.json else check.render(report))
     return 0 if report.ok else 1
 
 
-def _smoke(args: argparse.Namespace) -> int:
+def _check_log_path(args: argparse.Namespace) -> Path | None:
+    """Where ``check`` writes host and plugin log lines (None: ``-v``, they go to stderr)."""
+    if args.verbose:
+        return None
+    if args.log_file:
+        return Path(args.log_file)
+    handle, name = tempfile.mkstemp(prefix="omni-sizefix-check-", suffix=".log")
+    os.close(handle)
+    return Path(name)
+
+
+def _smoke(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix import smoke
 
     sizes = args.size or list(smoke.DEFAULT_SIZES)
     url = smoke.base_url(args.url)
 
     def fail(message: str) -> int:
-        print(f"omni-sizefix smoke: {message}", file=sys.stderr)
+        out.error(f"omni-sizefix smoke: {message}")
         if args.json:
-            doc = {"url": url, "model": args.model, "ok": False, "exit_code": 2}
-            print(json.dumps({**doc, "error": message, "results": []}, indent=2))
+            doc = {"url": url, "model": args.model, "ok": False, "exit_code": smoke.EXIT_ERROR}
+            out.emit(json.dumps({**doc, "error": message, "results": []}, indent=2))
         return smoke.EXIT_ERROR
 
     def progress(result: smoke.SizeResult) -> None:
@@ -79,23 +101,24 @@ def _smoke(args: argparse.Namespace) -> int:
     except (smoke.SmokeError, ValueError) as exc:
         return fail(str(exc))
     for line in smoke.error_lines(report):
-        print(f"omni-sizefix smoke: {line}", file=sys.stderr)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else smoke.render(report))
+        out.error(f"omni-sizefix smoke: {line}")
+    out.emit(json.dumps(report.to_dict(), indent=2) if args.json else smoke.render(report))
     return report.exit_code
 
 
-def _stage_config(args: argparse.Namespace) -> int:
+def _stage_config(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix import stage_configs
 
     try:
-        if args.schema:
-            path = stage_configs.config_path(args.model, args.schema)
-        else:
-            path = stage_configs.path_for_installed_host(args.model)
+        schema = args.schema or stage_configs.fitting_schema()
+        path = stage_configs.config_path(args.model, schema)
     except (LookupError, ValueError) as exc:
-        print(str(exc), file=sys.stderr)
+        out.error(str(exc))
         return 2
-    print(path)
+    if args.json:
+        out.emit(json.dumps({"model": args.model, "schema": schema, "path": str(path)}, indent=2))
+    else:
+        out.emit(str(path))
     return 0
 
 
@@ -131,7 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="size to check, repeatable (default: a standard set)",
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
-    check.add_argument("--verbose", action="store_true", help="keep the host's own log lines")
+    check.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the host's and the plugin's log lines (on stderr) instead of a log file",
+    )
+    check.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="where the log lines go without -v (default: a new file in the temp folder)",
+    )
     check.set_defaults(func=_check)
 
     smoke = sub.add_parser(
@@ -180,15 +213,32 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["legacy", "deploy"],
         help="force a schema (default: the one the installed vLLM-Omni loads)",
     )
+    stage_config.add_argument("--json", action="store_true", help="machine-readable output")
     stage_config.set_defaults(func=_stage_config)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Run one command. Its result alone goes to stdout; what the host prints meanwhile goes
+    to stderr (``check``: to a log file, unless ``-v``)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    log_path = _check_log_path(args) if args.command == "check" else None
+    with console.diverted(log_path) as out:
+        code = args.func(args, out)
+        if getattr(args, "json", False) and not out.results:
+            # A program still gets one document: what went wrong, and the exit code.
+            out.emit(json.dumps({"error": "\n".join(out.errors), "exit_code": code}, indent=2))
+    if code == 2 and log_path and not args.log_file and log_path.stat().st_size == 0:
+        log_path.unlink()  # nothing ran: no empty log file left behind
+    return code
+
+
+def run() -> None:
+    """Console-script entry point: :func:`main`, then stdout is sealed until exit."""
+    code = main()
+    console.seal_stdout()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

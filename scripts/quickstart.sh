@@ -23,10 +23,12 @@ step "creating $ENV (host pins from $REQ; ~10 GB, about 1 minute with a warm cac
 "$UV" venv --allow-existing -q -p python3 "$ENV"
 args=(-r "$REQ")
 [ -f "tests/requirements/$CELL.overrides.txt" ] && args+=(--override "tests/requirements/$CELL.overrides.txt")
-VIRTUAL_ENV="$ENV" "$UV" pip install "${args[@]}"
+# -q: no list of ~250 installed distributions; errors still show.
+VIRTUAL_ENV="$ENV" "$UV" pip install -q "${args[@]}"
 if [ -f "tests/requirements/$CELL.nodeps.txt" ]; then
-  VIRTUAL_ENV="$ENV" "$UV" pip install --no-deps -r "tests/requirements/$CELL.nodeps.txt"
+  VIRTUAL_ENV="$ENV" "$UV" pip install -q --no-deps -r "tests/requirements/$CELL.nodeps.txt"
 fi
+echo "$(VIRTUAL_ENV="$ENV" "$UV" pip list -q --format freeze | wc -l) distributions installed in $ENV"
 
 step "building the omni-sizefix wheel and installing it into the populated environment"
 rm -rf dist
@@ -36,7 +38,7 @@ VIRTUAL_ENV="$ENV" "$UV" pip install --reinstall-package omni-sizefix dist/omni_
 step "omni-sizefix doctor"
 "$ENV/bin/omni-sizefix" doctor || true
 
-step "omni-sizefix check (real host code; engines faked, no GPU needed)"
+step "omni-sizefix check (real host code; engines faked, no GPU needed; -v shows the host's log lines)"
 status=0
 "$ENV/bin/omni-sizefix" check || status=$?
 step "done (exit $status); remove the cell with: rm -rf $ENV"

@@ -6,6 +6,16 @@ PY=${PYTHON:-python3}
 
 say() { printf '\n==> %s\n' "$*"; }
 
+# Run a command quietly: its output (pip's notices about the local configuration included)
+# is shown only when it fails, so a failure is never hidden.
+quietly() {
+    local output
+    if ! output=$("$@" 2>&1); then
+        printf '%s\n' "$output" >&2
+        return 1
+    fi
+}
+
 bootstrap() {
     local stamp="$TOOLS/.requirements"
     if [[ -x "$TOOLS/bin/nox" && -x "$TOOLS/bin/uv" && -f "$stamp" ]] \
@@ -18,10 +28,10 @@ bootstrap() {
         # No ensurepip (e.g. Debian without python3-venv): a bare venv, filled by the outer pip.
         rm -rf "$TOOLS"
         "$PY" -m venv --without-pip "$TOOLS" || return 1
-        "$PY" -m pip --python "$TOOLS/bin/python" install -q --disable-pip-version-check \
+        quietly "$PY" -m pip --python "$TOOLS/bin/python" install --disable-pip-version-check \
             "${TOOLS_REQUIREMENTS[@]}" || return 1
     else
-        "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
+        quietly "$TOOLS/bin/python" -m pip install --disable-pip-version-check \
             "${TOOLS_REQUIREMENTS[@]}" || return 1
     fi
     echo "${TOOLS_REQUIREMENTS[*]}" >"$stamp"

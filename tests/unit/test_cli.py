@@ -99,7 +99,7 @@ def test_check_rejects_malformed_sizes(capsys: pytest.CaptureFixture) -> None:
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
-def test_check_without_host_exits_2(capsys: pytest.CaptureFixture) -> None:
+def test_check_without_host_exits_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     pytest.importorskip("omni_sizefix")
     try:
         import dynamo.vllm.omni.stage_worker  # noqa: F401
@@ -107,5 +107,5 @@ def test_check_without_host_exits_2(capsys: pytest.CaptureFixture) -> None:
         pass
     else:
         pytest.skip("a host is installed here; tests/host covers check")
-    assert cli.main(["check", "--size", "512x512"]) == 2
+    assert cli.main(["check", "--size", "512x512", "--log-file", str(tmp_path / "c.log")]) == 2
     assert "cannot import" in capsys.readouterr().err
