@@ -58,8 +58,38 @@ def _on_import(module: ModuleType) -> None:
             rebound = dynamo_omni_utils.rebind_new_aliases()
             if rebound:
                 logger.info("omni-sizefix: rebound %s", ", ".join(rebound))
+            if module.__name__ == STAGE_WORKER_MODULE:
+                done = _patch_stage_processor(module)
+                if done:
+                    logger.info("omni-sizefix: patched %s", ", ".join(done))
     except Exception as exc:
         logger.warning("omni-sizefix: not activated: %s: %s", type(exc).__name__, exc)
+
+
+def _patch_stage_processor(stage_worker: ModuleType | None) -> list[str]:
+    """Wrap the stage worker's processor loader (see ``patches.dynamo_stage_processor``).
+
+    Applied once the parse patch is in place; a failure here logs one WARNING, changes
+    nothing and leaves the parse patch in place.
+    Called again when the stage worker is imported after ``utils`` (a partially imported
+    module is skipped until then). Returns what was newly patched.
+    """
+    from omni_sizefix.patches import dynamo_stage_processor as target
+
+    if stage_worker is None or not hasattr(stage_worker, "OmniStageWorker"):
+        return []
+    try:
+        if target.apply(stage_worker):
+            return [f"{STAGE_WORKER_MODULE}.{target.TARGET}"]
+    except LookupError as exc:
+        from omni_sizefix.patches import dynamo_omni_utils
+
+        dynamo_omni_utils.warn_once(
+            "stage-processor",
+            "omni-sizefix: stage-1 processor left as the host loads it, the host changed: %s",
+            exc,
+        )
+    return []
 
 
 def is_patched() -> bool:
@@ -117,6 +147,7 @@ def patch() -> bool:
                 exc,
             )
             return False
+        done += _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
         if not was_patched:
             # Only the two versions the line shows: each metadata lookup scans site-packages
             # (about 6 ms in a large worker environment).
@@ -144,6 +175,10 @@ def unpatch() -> bool:
         from omni_sizefix.patches import dynamo_omni_utils
 
         restored = dynamo_omni_utils.remove()
+        if "omni_sizefix.patches.dynamo_stage_processor" in sys.modules:
+            from omni_sizefix.patches import dynamo_stage_processor
+
+            restored = dynamo_stage_processor.remove() or restored
         if restored:
             logger.info("omni-sizefix: unpatched; Dynamo's original functions are back")
         return restored
