@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omni_sizefix import size_policy
+from omni_sizefix import default_plugin, size_policy
 from omni_sizefix.geometry import TargetGeometry
 from omni_sizefix.plugins import hook_calls
 from omni_sizefix.settings import Shape
@@ -103,6 +103,7 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
         return parsed
     hooks = hook_calls()
     if hooks.defaults_only and host_already_sized(parsed, shape):
+        default_plugin.check_size_format(request)  # the host turned a malformed size into 1024
         return parsed
     geometry = hooks.target_geometry(
         request=request, parsed=parsed, output_modalities=output_modalities

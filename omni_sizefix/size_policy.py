@@ -63,6 +63,15 @@ def rejection_message(height: int, width: int) -> str:
     )
 
 
+def malformed_message(size: object) -> str:
+    """The message for a ``size`` that is not ``WIDTHxHEIGHT`` (hosts silently use 1024x1024)."""
+    return (
+        f"size {size!r} is not WIDTHxHEIGHT: width and height must be integers joined by a "
+        f"lowercase 'x', e.g. 1024x768 (multiples of {FACTOR} between {MIN_SIDE} and "
+        f"{MAX_SIDE} for GLM-Image)."
+    )
+
+
 def apply(height: int, width: int, policy: SizePolicy | None = None) -> tuple[int, int]:
     """Return the size to render for a requested (height, width) under ``policy``.
 
