@@ -71,6 +71,49 @@ def stage0_grids(prompt: Any) -> glm_layout.Grids | None:
 ScaffoldReader = Callable[[Any], "glm_layout.Grids | None"]
 
 
+def _construct(cls: Any, **values: Any) -> Any:
+    params = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in values.items() if k in params})
+
+
+def vllm_request_output(request_id: str, tokens: list[int]) -> Any:
+    """A real vLLM ``RequestOutput`` holding the AR tokens, shaped as the AR engine yields it.
+
+    ``cumulative_token_ids`` is set as a dynamic attribute of the ``CompletionOutput`` (it is
+    not one of its dataclass fields), as vLLM-Omni's AR output processing sets it.
+    """
+    from vllm.outputs import CompletionOutput, RequestOutput
+
+    completion = _construct(
+        CompletionOutput,
+        index=0,
+        text="",
+        token_ids=list(tokens),
+        cumulative_logprob=None,
+        logprobs=None,
+        finish_reason="stop",
+    )
+    completion.cumulative_token_ids = list(tokens)
+    return _construct(
+        RequestOutput,
+        request_id=request_id,
+        prompt=None,
+        prompt_token_ids=[0],
+        prompt_logprobs=None,
+        outputs=[completion],
+        finished=True,
+    )
+
+
+def shared_memory_connector(stage_id: int = 0) -> Any:
+    """vLLM-Omni's own ``SharedMemoryConnector`` (real serialisation and shared memory)."""
+    from vllm_omni.distributed.omni_connectors.connectors.shm_connector import (
+        SharedMemoryConnector,
+    )
+
+    return SharedMemoryConnector({"stage_id": stage_id})
+
+
 class FakeAREngine:
     """FAKE (no GPU, no weights): the GLM-Image AR engine.
 
@@ -78,9 +121,13 @@ class FakeAREngine:
     scaffold, else a collapsed stream of repeated codes, as the real model does.
     """
 
-    def __init__(self, scaffold_reader: ScaffoldReader = stage0_grids) -> None:
+    def __init__(
+        self, scaffold_reader: ScaffoldReader = stage0_grids, *, real_outputs: bool = False
+    ) -> None:
         self.calls: list[tuple[Any, Any]] = []
         self.scaffold_reader = scaffold_reader
+        #: Yield vLLM's own ``RequestOutput`` (as a real engine) instead of the synthetic one.
+        self.real_outputs = real_outputs
 
     async def get_tokenizer(self) -> Any:
         raise RuntimeError("no tokenizer in a dry run")
@@ -90,6 +137,9 @@ class FakeAREngine:
         grids = self.scaffold_reader(prompt)
         tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
         request_id = kwargs.get("request_id") or (args[0] if args else "dryrun")
+        if self.real_outputs:
+            yield vllm_request_output(str(request_id), list(tokens))
+            return
         yield SyntheticAROutput(
             request_id=str(request_id),
             outputs=[SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=tokens)],
@@ -228,14 +278,22 @@ async def run_request_async(
     *,
     output_modalities: list | None = None,
     scaffold_reader: ScaffoldReader = stage0_grids,
+    connector: Any = None,
+    real_outputs: bool = False,
 ) -> StageOneResult:
-    """Send ``request`` through stage 0, the router models and stage 1 of the real host."""
+    """Send ``request`` through stage 0, the router models and stage 1 of the real host.
+
+    ``connector``: the inter-stage connector (default: ``InMemoryConnector``, which keeps the
+    AR output object as is; ``shared_memory_connector()`` runs vLLM-Omni's own serialisation).
+    ``real_outputs``: the fake AR engine yields vLLM's ``RequestOutput``.
+    """
     stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
     types = importlib.import_module(TYPES_MODULE)
     modalities = output_modalities or ["image"]
-    connector = InMemoryConnector()
+    connector = connector if connector is not None else InMemoryConnector()
     connectors = {_connector_key(stage_worker, 0, 1): connector}
-    ar, dit = FakeAREngine(scaffold_reader), FakeDiffusionEngine()
+    ar = FakeAREngine(scaffold_reader, real_outputs=real_outputs)
+    dit = FakeDiffusionEngine()
     worker0 = _make_worker(stage_worker, ar, stage_configs[0], connectors, 0, modalities)
     worker1 = _make_worker(stage_worker, dit, stage_configs[1], connectors, 1, modalities)
     request_id = f"dryrun-{uuid.uuid4().hex[:12]}"
