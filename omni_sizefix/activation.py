@@ -74,22 +74,23 @@ def _patch_stage_processor(stage_worker: ModuleType | None) -> list[str]:
     Called again when the stage worker is imported after ``utils`` (a partially imported
     module is skipped until then). Returns what was newly patched.
     """
-    from omni_sizefix.patches import dynamo_stage_processor as target
+    from omni_sizefix.patches import dynamo_omni_utils, dynamo_stage_budget, dynamo_stage_processor
 
     if stage_worker is None or not hasattr(stage_worker, "OmniStageWorker"):
         return []
-    try:
-        if target.apply(stage_worker):
-            return [f"{STAGE_WORKER_MODULE}.{target.TARGET}"]
-    except LookupError as exc:
-        from omni_sizefix.patches import dynamo_omni_utils
-
-        dynamo_omni_utils.warn_once(
-            "stage-processor",
-            "omni-sizefix: stage-1 processor left as the host loads it, the host changed: %s",
-            exc,
-        )
-    return []
+    done = []
+    for target, what in (
+        (dynamo_stage_processor, "stage-1 processor left as the host loads it"),
+        (dynamo_stage_budget, "stage-0 budget not read (sizes checked up to the policy's max)"),
+    ):
+        try:
+            if target.apply(stage_worker):
+                done.append(f"{STAGE_WORKER_MODULE}.{target.TARGET}")
+        except LookupError as exc:
+            dynamo_omni_utils.warn_once(
+                target.__name__, "omni-sizefix: %s, the host changed: %s", what, exc
+            )
+    return done
 
 
 def is_patched() -> bool:
@@ -176,9 +177,10 @@ def unpatch() -> bool:
 
         restored = dynamo_omni_utils.remove()
         if "omni_sizefix.patches.dynamo_stage_processor" in sys.modules:
-            from omni_sizefix.patches import dynamo_stage_processor
+            from omni_sizefix.patches import dynamo_stage_budget, dynamo_stage_processor
 
             restored = dynamo_stage_processor.remove() or restored
+            restored = dynamo_stage_budget.remove() or restored
         if restored:
             logger.info("omni-sizefix: unpatched; Dynamo's original functions are back")
         return restored

@@ -68,6 +68,8 @@ def host_already_sized(parsed: dict, shape: Shape) -> bool:
         return False
     if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
         return False  # the size policy has a say
+    if not size_policy.fits_budget(height, width):
+        return False  # so does this deployment's stage-0 budget
     sampling = parsed.get("sampling_params_list")
     if type(sampling) is not dict:
         return False

@@ -258,16 +258,22 @@ def test_host_defect_with_vllm_omni_config(
     assert result.error and expect.kill_switch_error in result.error, result.error
 
 
-def test_host_defect_shows_only_across_processes(
-    kill_switch: DynamoHost, own_configs: list
-) -> None:
-    """ai-dynamo 1.1: the same request is fine while the AR output object is not serialised."""
+def test_host_defect_shows_only_across_processes(patched: DynamoHost, own_configs: list) -> None:
+    """ai-dynamo 1.1 with only the processor patch removed (the parse patch on): the same
+    request renders while the AR output object is handed over as is, and fails once it
+    goes through vLLM-Omni's real shared-memory connector."""
     expect = expectation()
     if not expect.needs_real_connector:
         pytest.skip("the defect of this pair does not depend on the connector")
-    assert run(image_request(768, 1024), own_configs, real_connector=False).verdict(
-        768, 1024
-    ) == ("ok")
+    from omni_sizefix.patches import dynamo_stage_processor
+
+    assert dynamo_stage_processor.remove()
+    assert stage1_processor(patched, own_configs) is upstream_function()
+    in_memory = run(image_request(768, 1024), own_configs, real_connector=False)
+    assert in_memory.verdict(768, 1024) == "ok"
+    across = run(image_request(768, 1024), own_configs, real_connector=True)
+    assert across.error and expect.kill_switch_error in across.error, across.error
+    assert "cumulative_token_ids" in across.error
 
 
 @pytest.mark.parametrize(("height", "width"), [(768, 1024), (1024, 1024)])
