@@ -24,7 +24,14 @@ import yaml
 from conftest import UPSTREAM_PROCESSOR, DynamoHost
 
 import omni_sizefix
-from omni_sizefix import dryrun, stage1_profile, stage_configs, version_policy
+from omni_sizefix import (
+    dryrun,
+    glm_layout,
+    size_policy,
+    stage1_profile,
+    stage_configs,
+    version_policy,
+)
 from omni_sizefix.processors import glm_image
 
 fake_glm_image_model = configs_support.fake_glm_image_model
@@ -300,3 +307,54 @@ def test_the_real_connector_drops_cumulative_token_ids(dynamo_host: DynamoHost) 
     assert not hasattr(got.outputs[0], "cumulative_token_ids")
     prepare = getattr(dynamo_host.stage_worker, "_prepare_connector_payload", None)
     assert (prepare is None) == expect.needs_real_connector
+
+
+# --- the stage-0 budget of the loaded config ----------------------------------------------
+
+
+def largest_fitting_square(max_tokens: int) -> int:
+    """Computed from the scaffold layout, independently of the size policy's helpers."""
+    fitting = [
+        s for s in range(256, 2049, 32) if glm_layout.grids_for(s, s).token_count <= max_tokens
+    ]
+    return fitting[-1]
+
+
+def test_stage0_worker_learns_the_budget_and_the_policy_keeps_to_it(
+    patched: DynamoHost, own_configs: list
+) -> None:
+    max_tokens = int(own_configs[0].default_sampling_params.max_tokens)
+    side = largest_fitting_square(max_tokens)
+    try:
+        # the real stage-0 OmniStageWorker of this release, built from the loaded config
+        dryrun._make_worker(patched.stage_worker, None, own_configs[0], {}, 0, ["image"])
+        assert size_policy.budget() == max_tokens
+        fits = run(image_request(side, side), own_configs, real_connector=False)
+        assert fits.verdict(side, side) == "ok"
+        if side < size_policy.MAX_SIDE:
+            too_big = (side, side + 512)
+            with pytest.raises(ValueError) as caught:
+                patched.parse(image_request(*too_big), ["image"])
+            message = str(caught.value)
+            assert f"up to {side}x{side}" in message
+            assert "omni-sizefix stage-config glm_image" in message
+    finally:
+        size_policy.set_budget(None)
+
+
+def test_host_alone_accepts_sizes_its_stage0_budget_truncates(
+    kill_switch: DynamoHost, own_configs: list
+) -> None:
+    """Plugin off: a size above the config's budget goes to stage 0, whose max_tokens
+    cannot hold its scaffold (the prior would be cut short)."""
+    max_tokens = int(own_configs[0].default_sampling_params.max_tokens)
+    side = largest_fitting_square(max_tokens)
+    if side >= 2048:
+        pytest.skip(f"this config holds up to {side}x{side}: nothing the policy accepts is cut")
+    height, width = side, side + 512
+    parsed = kill_switch.parse(image_request(height, width), ["image"])
+    assert (parsed["sampling_params_list"]["height"], parsed["sampling_params_list"]["width"]) == (
+        height,
+        width,
+    )
+    assert glm_layout.grids_for(height, width).token_count > max_tokens
