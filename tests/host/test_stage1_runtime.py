@@ -14,6 +14,7 @@ processor, what the kill switch shows, and which processor the plugin must leave
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,3 +359,101 @@ def test_host_alone_accepts_sizes_its_stage0_budget_truncates(
         width,
     )
     assert glm_layout.grids_for(height, width).token_count > max_tokens
+
+
+# --- doctor --stage-configs-path: four verdicts -------------------------------------------
+
+
+def doctor_json(path: Path, model: str, capsys: pytest.CaptureFixture) -> tuple[int, dict]:
+    from omni_sizefix import cli
+
+    capsys.readouterr()
+    code = cli.main(["doctor", "--json", "--stage-configs-path", str(path), "--model", model])
+    out = capsys.readouterr().out
+    return code, json.loads(out[out.index("{") :])
+
+
+def loaded_max_tokens(path: Path, model: str) -> int:
+    configs = stage_configs.load_with_host_loader(path, hf_model=model)
+    return int(configs[0].default_sampling_params.max_tokens)
+
+
+def test_doctor_on_vllm_omni_config(
+    dynamo_host: DynamoHost,
+    fake_glm_image_model: str,
+    cpu_platform_named: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    expect = expectation()
+    path = own_config_file(tmp_path)
+    code, report = doctor_json(path, fake_glm_image_model, capsys)
+    check = report["config_check"]
+    assert code == 0, report["findings"]
+    assert check["processor"] == UPSTREAM_PROCESSOR
+    if expect.plugin == PACKAGE:
+        assert "replaced at run time" in check["stage1"]
+    else:
+        assert "runs right" in check["stage1"]
+    side = largest_fitting_square(loaded_max_tokens(path, fake_glm_image_model))
+    assert check["largest_size"] == f"{side}x{side}"
+    assert check["summary"].startswith("This will work")
+
+
+def test_doctor_on_the_shipped_config(
+    dynamo_host: DynamoHost,
+    fake_glm_image_model: str,
+    cpu_platform_named: Any,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    code, report = doctor_json(
+        stage_configs.path_for_installed_host(), fake_glm_image_model, capsys
+    )
+    assert code == 0, report["findings"]
+    assert report["config_check"]["largest_size"] == "2048x2048"
+
+
+def test_doctor_on_a_config_over_budget(
+    dynamo_host: DynamoHost,
+    fake_glm_image_model: str,
+    cpu_platform_named: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Stage-0 max_tokens 1000: not even the default 1024x1024 (1281 tokens) fits."""
+    source = stage_configs.path_for_installed_host()
+    data = yaml.safe_load(source.read_text())
+    stages = data["stage_args"] if "stage_args" in data else data["stages"]
+    stages[0]["default_sampling_params"]["max_tokens"] = 1000
+    path = tmp_path / source.name
+    path.write_text(yaml.safe_dump(data))
+    code, report = doctor_json(path, fake_glm_image_model, capsys)
+    assert code == 1
+    assert report["config_check"]["max_tokens"] == 1000
+    assert report["config_check"]["largest_size"] == f"{largest_fitting_square(1000)}x" + str(
+        largest_fitting_square(1000)
+    )
+    assert any("1024x1024 will be rejected" in f["problem"] for f in report["findings"])
+
+
+def test_doctor_on_a_config_the_workers_cannot_start_with(
+    dynamo_host: DynamoHost,
+    fake_glm_image_model: str,
+    cpu_platform_named: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A schema this release's loader does not read, else a stage-1 processor that does not
+    exist: either way the workers fail at start, and doctor says so with exit 2."""
+    readable = stage_configs.host_loader().schemas
+    unread = [s for s in stage_configs.SCHEMAS if s not in readable]
+    if unread:
+        path = stage_configs.config_path(schema=unread[0])
+    else:
+        data = yaml.safe_load(stage_configs.config_path(schema="legacy").read_text())
+        data["stage_args"][1]["custom_process_input_func"] = "omni_sizefix_missing.ar2diffusion"
+        path = tmp_path / "glm_image.yaml"
+        path.write_text(yaml.safe_dump(data))
+    code, report = doctor_json(path, fake_glm_image_model, capsys)
+    assert code == 2, report["findings"]
+    assert "NOT start" in report["config_check"]["summary"]
