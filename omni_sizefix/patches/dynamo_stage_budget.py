@@ -77,7 +77,7 @@ def record(stage_config: Any, stage_id: Any) -> None:
     budget = stage0_budget(stage_config)
     if budget is None or budget == size_policy.budget():
         return
-    size_policy.set_budget(budget, "stage-0 max_tokens of the loaded stage config")
+    size_policy.set_budget(budget)
     side = size_policy.largest_square_side(budget)
     logger.info(
         "omni-sizefix: stage-0 max_tokens %d holds GLM-Image sizes up to %s; larger "
