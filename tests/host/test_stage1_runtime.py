@@ -457,3 +457,33 @@ def test_doctor_on_a_config_the_workers_cannot_start_with(
     code, report = doctor_json(path, fake_glm_image_model, capsys)
     assert code == 2, report["findings"]
     assert "NOT start" in report["config_check"]["summary"]
+
+
+# --- vLLM-Omni without Dynamo -------------------------------------------------------------
+
+
+def test_without_dynamo_the_probe_finds_what_the_table_says(tmp_path: Path) -> None:
+    """vLLM-Omni alone (its own orchestrator calls the processor its config names): the
+    probe of its own GLM-Image processor, and the package's processor on the same output."""
+    if version_policy.installed_version("ai-dynamo") is not None:
+        pytest.skip("Dynamo is installed: covered through its stage worker above")
+    expect = expectation()
+    pytest.importorskip("vllm_omni")
+    path = own_config_file(tmp_path)
+    configs = stage_configs.load_with_host_loader(path)
+    func_path = stage_configs.stage_processor(configs[1])
+    assert func_path == UPSTREAM_PROCESSOR
+    module_name, name = func_path.rsplit(".", 1)
+    upstream = getattr(importlib.import_module(module_name), name)
+    found = stage1_profile.build(None, upstream, glm_image.ar2diffusion)
+    assert found.defects == ((expect.defect,) if expect.defect else ())
+    height, width = stage1_profile.PROBE_SIZE
+    prompt = {"prompt": "", "height": height, "width": width}
+    output = stage1_profile._probe_output(height, width, cumulative=True)
+    upstream_verdict = stage1_profile.dit_verdict(
+        stage1_profile.call_upstream(upstream, output, dict(prompt)), height, width
+    )
+    assert (upstream_verdict == "ok") == (expect.defect is None), upstream_verdict
+    package = glm_image.ar2diffusion([output], prompt)
+    assert stage1_profile.dit_verdict(package, height, width) == "ok"
+    assert int(configs[0].default_sampling_params.max_tokens) == 1281  # vLLM-Omni's legacy budget
