@@ -5,8 +5,10 @@ parsing, the stage-1 processor dispatch of that release, ``_build_sampling_param
 the router models ``StageOutput``/``StageRequest`` with a JSON round trip in between,
 the stage configs as loaded by the host's loader, and the stage-1 processor the config
 names. What is fake, because it cannot run here: the engines (``FakeAREngine`` emits a
-synthetic AR output laid out as GLM-Image's scaffold asks; ``FakeDiffusionEngine``
-records what would reach the DiT) and the inter-stage connector (``InMemoryConnector``).
+synthetic AR output laid out as GLM-Image's scaffold asks, optionally in vLLM-Omni's and
+vLLM's own output classes; ``FakeDiffusionEngine`` records what would reach the DiT) and by
+default the inter-stage connector (``InMemoryConnector``; ``shared_memory_connector()``
+is vLLM-Omni's real one, whose serialisation drops fields some releases need).
 """
 
 from __future__ import annotations
@@ -105,6 +107,26 @@ def vllm_request_output(request_id: str, tokens: list[int]) -> Any:
     )
 
 
+def omni_stage_output(request_id: str, tokens: list[int]) -> Any:
+    """The AR stage's output as vLLM-Omni's engine yields it: its ``OmniRequestOutput``
+    wrapping ``vllm_request_output`` (``from_pipeline`` in vLLM-Omni <= 0.28,
+    ``from_stage_output`` later); the bare ``RequestOutput`` where neither exists."""
+    request_output = vllm_request_output(request_id, tokens)
+    try:
+        from vllm_omni.outputs import OmniRequestOutput
+    except ImportError:
+        return request_output
+    if hasattr(OmniRequestOutput, "from_stage_output"):
+        return OmniRequestOutput.from_stage_output(
+            request_output, request_id=request_id, stage_id=0, final_output_type="text"
+        )
+    if hasattr(OmniRequestOutput, "from_pipeline"):
+        return OmniRequestOutput.from_pipeline(
+            stage_id=0, final_output_type="text", request_output=request_output
+        )
+    return request_output
+
+
 def shared_memory_connector(stage_id: int = 0) -> Any:
     """vLLM-Omni's own ``SharedMemoryConnector`` (real serialisation and shared memory)."""
     from vllm_omni.distributed.omni_connectors.connectors.shm_connector import (
@@ -126,7 +148,8 @@ class FakeAREngine:
     ) -> None:
         self.calls: list[tuple[Any, Any]] = []
         self.scaffold_reader = scaffold_reader
-        #: Yield vLLM's own ``RequestOutput`` (as a real engine) instead of the synthetic one.
+        #: Yield vLLM-Omni's / vLLM's own output objects (``omni_stage_output``) instead of
+        #: the synthetic one.
         self.real_outputs = real_outputs
 
     async def get_tokenizer(self) -> Any:
@@ -138,7 +161,7 @@ class FakeAREngine:
         tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
         request_id = kwargs.get("request_id") or (args[0] if args else "dryrun")
         if self.real_outputs:
-            yield vllm_request_output(str(request_id), list(tokens))
+            yield omni_stage_output(str(request_id), list(tokens))
             return
         yield SyntheticAROutput(
             request_id=str(request_id),
@@ -285,7 +308,8 @@ async def run_request_async(
 
     ``connector``: the inter-stage connector (default: ``InMemoryConnector``, which keeps the
     AR output object as is; ``shared_memory_connector()`` runs vLLM-Omni's own serialisation).
-    ``real_outputs``: the fake AR engine yields vLLM's ``RequestOutput``.
+    ``real_outputs``: the fake AR engine yields vLLM-Omni's ``OmniRequestOutput`` around a
+    vLLM ``RequestOutput`` (``omni_stage_output``).
     """
     stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
     types = importlib.import_module(TYPES_MODULE)

@@ -218,16 +218,22 @@ def reads_cumulative(function: Any) -> bool:
     return False
 
 
-def upstream_verdict(function: Any) -> str:
-    """What upstream makes of a non-square request sized only in ``mm_processor_kwargs``."""
+def _sized(shape: str, height: int, width: int) -> dict:
+    prompt: dict = {"prompt": "", "modalities": ["image"]}
+    if shape in ("mm-kwargs", "both"):
+        prompt["mm_processor_kwargs"] = {"target_h": height, "target_w": width}
+    if shape in ("top-level", "both"):
+        prompt.update(height=height, width=width)
+    return prompt
+
+
+def upstream_verdict(function: Any, shape: str = "mm-kwargs") -> str:
+    """What upstream makes of a non-square request with the size in ``shape``
+    (``mm-kwargs``: what ai-dynamo >= 1.2 and the parse patch write; ``top-level``; ``both``)."""
     height, width = PROBE_SIZE
-    prompt = {
-        "prompt": "",
-        "modalities": ["image"],
-        "mm_processor_kwargs": {"target_h": height, "target_w": width},
-    }
+    output = _probe_output(height, width, cumulative=True)
     try:
-        result = call_upstream(function, _probe_output(height, width, cumulative=True), prompt)
+        result = call_upstream(function, output, _sized(shape, height, width))
     except Exception as exc:
         return f"raised {type(exc).__name__}: {exc}"
     return dit_verdict(result, height, width)
@@ -242,7 +248,9 @@ def build(stage_worker: Any, upstream: Any, package_processor: Any) -> Stage1Pro
     )
     cumulative = reads_cumulative(upstream)
     bridged = host_bridges_cumulative(stage_worker) if stage_worker is not None else True
-    verdict = upstream_verdict(upstream)
+    verdict = upstream_verdict(upstream, "mm-kwargs")
+    # The size in both places isolates the prior from where the size is read.
+    both = verdict if verdict == "ok" else upstream_verdict(upstream, "both")
     defects, reasons = [], []
     if call != convention:
         defects.append(DISPATCH)
@@ -259,12 +267,13 @@ def build(stage_worker: Any, upstream: Any, package_processor: Any) -> Stage1Pro
             "vLLM-Omni's ar2diffusion reads cumulative_token_ids, which this Dynamo does not "
             "restore after the connector"
         )
-    if verdict != "ok":
-        defects.append(PRIOR if "prior" in verdict else SIZE)
-        reasons.append(
-            f"vLLM-Omni's ar2diffusion on a {PROBE_SIZE[1]}x{PROBE_SIZE[0]} request sized in "
-            f"mm_processor_kwargs: {verdict}"
-        )
+    probe = f"vLLM-Omni's ar2diffusion on a {PROBE_SIZE[1]}x{PROBE_SIZE[0]} request"
+    if verdict.startswith(("wrong size", "raised", "no DiT", "0 DiT")) and verdict != both:
+        defects.append(SIZE)
+        reasons.append(f"{probe} sized only in mm_processor_kwargs: {verdict}")
+    if both != "ok":
+        defects.append(PRIOR if "prior" in both else SIZE)
+        reasons.append(f"{probe} sized in mm_processor_kwargs and at top level: {both}")
     return Stage1Profile(
         host_call=call,
         upstream_convention=convention,

@@ -46,8 +46,8 @@ UPSTREAM = "upstream"  # the plugin must leave vLLM-Omni's own processor in plac
 class Expect:
     """One release pair with vLLM-Omni's own GLM-Image processor."""
 
-    #: What is broken (a Stage1Profile defect key), None when the pair is right.
-    defect: str | None
+    #: What is broken (Stage1Profile defect keys), empty when the pair is right.
+    defects: tuple[str, ...]
     #: The exception stage 1 raises without the plugin ("" when it renders, or with no Dynamo).
     kill_switch_error: str
     #: Which processor stage 1 must run with the plugin.
@@ -65,12 +65,12 @@ class Expect:
 #: slices the prior at a h//2 x w//2 preview grid.
 PAIRS: dict[tuple[str | None, str], Expect] = {
     ("1.1.1", "0.20.0rc1"): Expect(
-        "token-field", "AttributeError", PACKAGE, needs_real_connector=True
+        ("token-field",), "AttributeError", PACKAGE, needs_real_connector=True
     ),
-    ("1.2.1", "0.20.0"): Expect("dispatch", "TypeError", PACKAGE),
-    ("1.4.2", "0.26.0"): Expect(None, "", UPSTREAM),
-    ("1.6.1", "0.31.0rc1"): Expect(None, "", UPSTREAM),
-    (None, "0.18.0"): Expect("prior", "", PACKAGE),
+    ("1.2.1", "0.20.0"): Expect(("dispatch",), "TypeError", PACKAGE),
+    ("1.4.2", "0.26.0"): Expect((), "", UPSTREAM),
+    ("1.6.1", "0.31.0rc1"): Expect((), "", UPSTREAM),
+    (None, "0.18.0"): Expect(("size", "prior"), "", PACKAGE),
 }
 SIZES = [(768, 1024), (1024, 768), (512, 512), (1024, 1024)]  # (height, width)
 
@@ -189,7 +189,7 @@ def test_requested_size_reaches_the_dit_with_vllm_omni_config(
 def test_profile_finds_what_the_table_says(patched: DynamoHost) -> None:
     expect = expectation()
     found = stage1_profile.profile()
-    assert found.defects == ((expect.defect,) if expect.defect else ())
+    assert found.defects == expect.defects
     assert found.needs_fix == (expect.plugin == PACKAGE)
     assert found.package_dispatchable
 
@@ -257,7 +257,7 @@ def test_host_defect_with_vllm_omni_config(
     kill_switch: DynamoHost, own_configs: list, height: int, width: int
 ) -> None:
     expect = expectation()
-    if expect.defect is None:
+    if not expect.defects:
         pytest.skip("this release pair runs vLLM-Omni's processor right (next test)")
     assert stage1_processor(kill_switch, own_configs) is upstream_function()
     result = run(
@@ -289,7 +289,7 @@ def test_host_alone_right_where_the_table_says_so(
     kill_switch: DynamoHost, own_configs: list, height: int, width: int
 ) -> None:
     expect = expectation()
-    if expect.defect is not None:
+    if expect.defects:
         pytest.skip("this release pair is broken without the plugin (previous test)")
     result = run(image_request(height, width), own_configs, real_connector=True)
     assert result.verdict(height, width) == "ok"
@@ -476,14 +476,14 @@ def test_without_dynamo_the_probe_finds_what_the_table_says(tmp_path: Path) -> N
     module_name, name = func_path.rsplit(".", 1)
     upstream = getattr(importlib.import_module(module_name), name)
     found = stage1_profile.build(None, upstream, glm_image.ar2diffusion)
-    assert found.defects == ((expect.defect,) if expect.defect else ())
+    assert found.defects == expect.defects
     height, width = stage1_profile.PROBE_SIZE
     prompt = {"prompt": "", "height": height, "width": width}
     output = stage1_profile._probe_output(height, width, cumulative=True)
     upstream_verdict = stage1_profile.dit_verdict(
         stage1_profile.call_upstream(upstream, output, dict(prompt)), height, width
     )
-    assert (upstream_verdict == "ok") == (expect.defect is None), upstream_verdict
+    assert (upstream_verdict == "ok") == (not expect.defects), upstream_verdict
     package = glm_image.ar2diffusion([output], prompt)
     assert stage1_profile.dit_verdict(package, height, width) == "ok"
     assert int(configs[0].default_sampling_params.max_tokens) == 1281  # vLLM-Omni's legacy budget
