@@ -148,8 +148,9 @@ def patch() -> bool:
                 exc,
             )
             return False
-        done += _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
+        stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
         if not was_patched:
+            done += stage_done
             # Only the two versions the line shows: each metadata lookup scans site-packages
             # (about 6 ms in a large worker environment).
             logger.info(
@@ -160,8 +161,11 @@ def patch() -> bool:
                 decision.shape.value,
                 decision.reason,
             )
-        elif done:
-            logger.info("omni-sizefix: rebound %s", ", ".join(done))
+        else:
+            if done:
+                logger.info("omni-sizefix: rebound %s", ", ".join(done))
+            if stage_done:
+                logger.info("omni-sizefix: patched %s", ", ".join(stage_done))
         return True
 
 
