@@ -93,6 +93,10 @@ def check_size_format(request: Any) -> None:
     if type(request) is not dict:
         return
     size = request.get("size")
+    if type(size) is str:  # the common case, "WIDTHxHEIGHT" in plain digits: done
+        width, sep, height = size.partition("x")
+        if sep and width.isdigit() and height.isdigit() and width.isascii() and height.isascii():
+            return
     extra_body = request.get("extra_body")
     if not size and type(extra_body) is dict:
         size = extra_body.get("size")

@@ -147,8 +147,9 @@ def apply(height: int, width: int, policy: SizePolicy | None = None) -> tuple[in
     # Every policy keeps a valid size: checked first (inline), so the common case is cheap.
     if MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE:
         if height % FACTOR == 0 and width % FACTOR == 0:
-            if _budget is not None and (policy or settings.size_policy()) is not SizePolicy.OFF:
-                _check_budget(height, width)
+            if _budget is not None and not fits_budget(height, width):
+                if (policy or settings.size_policy()) is not SizePolicy.OFF:
+                    raise SizeRejected(over_budget_message(height, width, _budget))
             return height, width
     policy = policy or settings.size_policy()
     if policy is SizePolicy.OFF:
