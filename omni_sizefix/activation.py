@@ -58,8 +58,39 @@ def _on_import(module: ModuleType) -> None:
             rebound = dynamo_omni_utils.rebind_new_aliases()
             if rebound:
                 logger.info("omni-sizefix: rebound %s", ", ".join(rebound))
+            if module.__name__ == STAGE_WORKER_MODULE:
+                done = _patch_stage_processor(module)
+                if done:
+                    logger.info("omni-sizefix: patched %s", ", ".join(done))
     except Exception as exc:
         logger.warning("omni-sizefix: not activated: %s: %s", type(exc).__name__, exc)
+
+
+def _patch_stage_processor(stage_worker: ModuleType | None) -> list[str]:
+    """Wrap the stage worker's processor loader (see ``patches.dynamo_stage_processor``).
+
+    Applied once the parse patch is in place; a failure here logs one WARNING, changes
+    nothing and leaves the parse patch in place.
+    Called again when the stage worker is imported after ``utils`` (a partially imported
+    module is skipped until then). Returns what was newly patched.
+    """
+    from omni_sizefix.patches import dynamo_omni_utils, dynamo_stage_budget, dynamo_stage_processor
+
+    if stage_worker is None or not hasattr(stage_worker, "OmniStageWorker"):
+        return []
+    done = []
+    for target, what in (
+        (dynamo_stage_processor, "stage-1 processor left as the host loads it"),
+        (dynamo_stage_budget, "stage-0 budget not read (sizes checked up to the policy's max)"),
+    ):
+        try:
+            if target.apply(stage_worker):
+                done.append(f"{STAGE_WORKER_MODULE}.{target.TARGET}")
+        except LookupError as exc:
+            dynamo_omni_utils.warn_once(
+                target.__name__, "omni-sizefix: %s, the host changed: %s", what, exc
+            )
+    return done
 
 
 def is_patched() -> bool:
@@ -117,7 +148,9 @@ def patch() -> bool:
                 exc,
             )
             return False
+        stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
         if not was_patched:
+            done += stage_done
             # Only the two versions the line shows: each metadata lookup scans site-packages
             # (about 6 ms in a large worker environment).
             logger.info(
@@ -128,8 +161,11 @@ def patch() -> bool:
                 decision.shape.value,
                 decision.reason,
             )
-        elif done:
-            logger.info("omni-sizefix: rebound %s", ", ".join(done))
+        else:
+            if done:
+                logger.info("omni-sizefix: rebound %s", ", ".join(done))
+            if stage_done:
+                logger.info("omni-sizefix: patched %s", ", ".join(stage_done))
         return True
 
 
@@ -144,6 +180,11 @@ def unpatch() -> bool:
         from omni_sizefix.patches import dynamo_omni_utils
 
         restored = dynamo_omni_utils.remove()
+        if "omni_sizefix.patches.dynamo_stage_processor" in sys.modules:
+            from omni_sizefix.patches import dynamo_stage_budget, dynamo_stage_processor
+
+            restored = dynamo_stage_processor.remove() or restored
+            restored = dynamo_stage_budget.remove() or restored
         if restored:
             logger.info("omni-sizefix: unpatched; Dynamo's original functions are back")
         return restored

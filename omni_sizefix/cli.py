@@ -26,7 +26,7 @@ from omni_sizefix.console import Output
 def _doctor(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix import doctor
 
-    report = doctor.diagnose()
+    report = doctor.diagnose(args.stage_configs_path, model=args.model)
     out.emit(json.dumps(report.to_dict(), indent=2) if args.json else doctor.render(report))
     return report.exit_code
 
@@ -138,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         "problems with fixes. Exit 0: will act correctly; 1: needs attention; 2: unsupported.",
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--stage-configs-path",
+        metavar="FILE",
+        help="also load this stage config as a worker would: loadable by this release? "
+        "stage 1 dispatchable and right (or fixed at run time)? stage-0 budget? "
+        "(imports the host)",
+    )
+    doctor.add_argument(
+        "--model",
+        help="the model the workers serve (deploy configs resolve their pipeline from it; "
+        "default zai-org/GLM-Image)",
+    )
     doctor.set_defaults(func=_doctor)
 
     check = sub.add_parser(

@@ -78,13 +78,45 @@ def _parse_size(size: Any) -> tuple[int, int] | None:
         return None
 
 
+#: ``size`` values that mean "the default size" (OpenAI's enum), not a malformed size.
+_DEFAULT_SIZE_WORDS = frozenset({"auto"})
+
+
+def check_size_format(request: Any) -> None:
+    """Raise SizeRejected when the request's ``size`` is not ``WIDTHxHEIGHT``.
+
+    Every Dynamo release parses ``size`` with ``parse_size``, which turns a malformed value
+    (``"abcxdef"``, ``"512"``, ``"x"``, ``"512X512"``) into 1024x1024 with only a log line.
+    Checked where the host reads it (``size``, else ``extra_body.size``), unless explicit
+    ``width`` and ``height`` replace it anyway. Empty and ``"auto"`` mean the default size.
+    """
+    if type(request) is not dict:
+        return
+    size = request.get("size")
+    if type(size) is str:  # the common case, "WIDTHxHEIGHT" in plain digits: done
+        width, sep, height = size.partition("x")
+        if sep and width.isdigit() and height.isdigit() and width.isascii() and height.isascii():
+            return
+    extra_body = request.get("extra_body")
+    if not size and type(extra_body) is dict:
+        size = extra_body.get("size")
+    if not size or _parse_size(size) is not None:
+        return
+    if isinstance(size, str) and size.strip().lower() in _DEFAULT_SIZE_WORDS:
+        return
+    for source in (request, extra_body, request.get("nvext")):
+        if isinstance(source, Mapping) and None not in (source.get("width"), source.get("height")):
+            return
+    raise SizeRejected(size_policy.malformed_message(size))
+
+
 def size_from_request(request: Mapping) -> tuple[int, int]:
     """(height, width) of a chat image request, resolved as ai-dynamo >= 1.2 does.
 
-    ``size`` | ``extra_body.size`` | 1024x1024 (a malformed size falls back to the
-    default, as the host's ``parse_size`` does), then ``width``/``height`` from
-    ``extra_body``, then from the request itself. Only the values that win are checked:
-    one that a later source replaces never reaches the engine.
+    ``size`` | ``extra_body.size`` | 1024x1024 (``check_size_format`` rejects a malformed
+    size first; the host's ``parse_size`` would fall back to the default), then
+    ``width``/``height`` from ``extra_body``, then from the request itself. Only the values
+    that win are checked: one that a later source replaces never reaches the engine.
     """
     extra_body = _dict_or_empty(request.get("extra_body"))
     size = request.get("size") or extra_body.get("size")
@@ -105,6 +137,8 @@ def omni_sizefix_target_geometry(
     kind = request_kind(request, output_modalities)
     if kind is None:
         return None
+    if kind == "image":
+        check_size_format(request)
     sampling = parsed.get("sampling_params_list")
     if _is_mapping(sampling) and "height" in sampling and "width" in sampling:
         height = as_dimension(sampling["height"], "height")

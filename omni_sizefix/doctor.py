@@ -1,6 +1,8 @@
 """``omni-sizefix doctor``: will the plugin act, and act correctly, in this environment?
 
-Reads distribution metadata and the host's source files; imports no host module.
+Reads distribution metadata and the host's source files; imports no host module, except
+with ``--stage-configs-path``, which loads that config as a worker would
+(``omni_sizefix.config_check``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from omni_sizefix.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, describ
 OK, ATTENTION, UNSUPPORTED = 0, 1, 2
 GROUPS = ("vllm_omni.general_plugins", "vllm.general_plugins")
 UTILS_FILE = "dynamo/vllm/omni/utils.py"
+STAGE_WORKER_FILE = "dynamo/vllm/omni/stage_worker.py"
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Report:
     kill_switch: bool = False
     size_policy: str = ""
     stage_config: str | None = None
+    stage1_runtime_fix: str = ""
+    config_check: dict | None = None
     third_party_plugins: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -75,6 +80,34 @@ def host_signatures_from_source() -> dict[str, str] | None:
     return found
 
 
+def stage1_fixable_from_source() -> bool | None:
+    """Whether the installed stage worker loads processors through ``_load_processor(func_path)``
+    from ``OmniStageWorker.__init__`` (what the run-time stage-1 fix wraps); None: no Dynamo."""
+    try:
+        path = metadata.distribution("ai-dynamo").locate_file(STAGE_WORKER_FILE)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (metadata.PackageNotFoundError, OSError, SyntaxError):
+        return None
+    loader = any(
+        isinstance(node, ast.FunctionDef)
+        and node.name == "_load_processor"
+        and [a.arg for a in node.args.args] == ["func_path"]
+        for node in tree.body
+    )
+    called = any(
+        isinstance(node, ast.ClassDef)
+        and node.name == "OmniStageWorker"
+        and any(
+            isinstance(sub, ast.Name) and sub.id == "_load_processor"
+            for item in node.body
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__"
+            for sub in ast.walk(item)
+        )
+        for node in tree.body
+    )
+    return loader and called
+
+
 def _expected(name: str) -> set[str]:
     return {
         f"{'async' if is_async else 'sync'} ({', '.join(params)})"
@@ -82,8 +115,12 @@ def _expected(name: str) -> set[str]:
     }
 
 
-def diagnose() -> Report:
-    """Collect the report; every problem gets a finding with a fix."""
+def diagnose(stage_configs_path: str | None = None, model: str | None = None) -> Report:
+    """Collect the report; every problem gets a finding with a fix.
+
+    With ``stage_configs_path``, also load that config as a worker would and say what will
+    happen with it (this imports the host).
+    """
     report = Report(versions=version_policy.host_versions())
     add = report.findings.append
     for dist, spec in SUPPORTED_HOSTS.items():
@@ -173,6 +210,31 @@ def diagnose() -> Report:
                 "pass vLLM-Omni's own GLM-Image config to --stage-configs-path",
             )
         )
+    fixable = stage1_fixable_from_source()
+    if fixable:
+        report.stage1_runtime_fix = (
+            "a stage-1 worker that loads vLLM-Omni's GLM-Image processor gets one that works on "
+            "this release pair (checked when the worker starts)"
+        )
+    elif fixable is False:
+        report.stage1_runtime_fix = "not available on this Dynamo"
+        add(
+            Finding(
+                ATTENTION,
+                "stage 1 cannot be fixed at run time here (dynamo.vllm.omni.stage_worker has no "
+                "_load_processor(func_path) called by OmniStageWorker.__init__): with "
+                "vLLM-Omni's own GLM-Image config stage 1 may fail on this release pair",
+                "pass the shipped config: --stage-configs-path $(omni-sizefix stage-config "
+                "glm_image); check it with doctor --stage-configs-path",
+            )
+        )
+    if stage_configs_path is not None:
+        from omni_sizefix import config_check
+
+        verdict = config_check.check(stage_configs_path, model=model)
+        report.config_check = asdict(verdict)
+        for level, problem, fix in verdict.problems:
+            add(Finding(level, problem, fix))
     try:
         from omni_sizefix import plugins
 
@@ -211,10 +273,34 @@ def render(report: Report) -> str:
     )
     lines.append(f"Size policy: {report.size_policy or '?'}")
     lines.append(f"Stage config that fits: {report.stage_config or 'none'}")
+    if report.stage1_runtime_fix:
+        lines.append(f"Stage-1 run-time fix: {report.stage1_runtime_fix}")
+    check = report.config_check
+    if check is not None:
+        lines += ["", f"Stage config {check['path']}:"]
+        lines.append(f"  loads with this release's loader: {check['loads']}")
+        if check["processor"]:
+            lines.append(f"  stage-1 processor: {check['processor']}")
+        if check["stage1"]:
+            lines.append(f"  stage 1 runs: {check['stage1']}")
+        if check["max_tokens"] is not None:
+            lines.append(
+                f"  stage-0 max_tokens: {check['max_tokens']} "
+                f"(holds up to {check['largest_size'] or 'no size'})"
+            )
+        lines.append(f"  => {check['summary']}")
     lines.append(f"Third-party hook plugins: {', '.join(report.third_party_plugins) or 'none'}")
     lines.append("")
     if not report.findings:
-        lines.append("OK: the plugin will patch this host when a worker starts.")
+        lines.append(
+            "OK: the plugin will patch this host when a worker starts"
+            + (
+                "; stage 1's GLM-Image processor is fixed at run time where this release "
+                "pair needs it."
+                if report.stage1_runtime_fix and report.config_check is None
+                else "."
+            )
+        )
     for finding in report.findings:
         label = {ATTENTION: "ATTENTION", UNSUPPORTED: "UNSUPPORTED"}[finding.level]
         lines.append(f"{label}: {finding.problem}\n  -> {finding.fix}")

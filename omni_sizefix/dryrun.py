@@ -5,8 +5,10 @@ parsing, the stage-1 processor dispatch of that release, ``_build_sampling_param
 the router models ``StageOutput``/``StageRequest`` with a JSON round trip in between,
 the stage configs as loaded by the host's loader, and the stage-1 processor the config
 names. What is fake, because it cannot run here: the engines (``FakeAREngine`` emits a
-synthetic AR output laid out as GLM-Image's scaffold asks; ``FakeDiffusionEngine``
-records what would reach the DiT) and the inter-stage connector (``InMemoryConnector``).
+synthetic AR output laid out as GLM-Image's scaffold asks, optionally in vLLM-Omni's and
+vLLM's own output classes; ``FakeDiffusionEngine`` records what would reach the DiT) and by
+default the inter-stage connector (``InMemoryConnector``; ``shared_memory_connector()``
+is vLLM-Omni's real one, whose serialisation drops fields some releases need).
 """
 
 from __future__ import annotations
@@ -71,6 +73,69 @@ def stage0_grids(prompt: Any) -> glm_layout.Grids | None:
 ScaffoldReader = Callable[[Any], "glm_layout.Grids | None"]
 
 
+def _construct(cls: Any, **values: Any) -> Any:
+    params = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in values.items() if k in params})
+
+
+def vllm_request_output(request_id: str, tokens: list[int]) -> Any:
+    """A real vLLM ``RequestOutput`` holding the AR tokens, shaped as the AR engine yields it.
+
+    ``cumulative_token_ids`` is set as a dynamic attribute of the ``CompletionOutput`` (it is
+    not one of its dataclass fields), as vLLM-Omni's AR output processing sets it.
+    """
+    from vllm.outputs import CompletionOutput, RequestOutput
+
+    completion = _construct(
+        CompletionOutput,
+        index=0,
+        text="",
+        token_ids=list(tokens),
+        cumulative_logprob=None,
+        logprobs=None,
+        finish_reason="stop",
+    )
+    completion.cumulative_token_ids = list(tokens)
+    return _construct(
+        RequestOutput,
+        request_id=request_id,
+        prompt=None,
+        prompt_token_ids=[0],
+        prompt_logprobs=None,
+        outputs=[completion],
+        finished=True,
+    )
+
+
+def omni_stage_output(request_id: str, tokens: list[int]) -> Any:
+    """The AR stage's output as vLLM-Omni's engine yields it: its ``OmniRequestOutput``
+    wrapping ``vllm_request_output`` (``from_pipeline`` in vLLM-Omni <= 0.28,
+    ``from_stage_output`` later); the bare ``RequestOutput`` where neither exists."""
+    request_output = vllm_request_output(request_id, tokens)
+    try:
+        from vllm_omni.outputs import OmniRequestOutput
+    except ImportError:
+        return request_output
+    if hasattr(OmniRequestOutput, "from_stage_output"):
+        return OmniRequestOutput.from_stage_output(
+            request_output, request_id=request_id, stage_id=0, final_output_type="text"
+        )
+    if hasattr(OmniRequestOutput, "from_pipeline"):
+        return OmniRequestOutput.from_pipeline(
+            stage_id=0, final_output_type="text", request_output=request_output
+        )
+    return request_output
+
+
+def shared_memory_connector(stage_id: int = 0) -> Any:
+    """vLLM-Omni's own ``SharedMemoryConnector`` (real serialisation and shared memory)."""
+    from vllm_omni.distributed.omni_connectors.connectors.shm_connector import (
+        SharedMemoryConnector,
+    )
+
+    return SharedMemoryConnector({"stage_id": stage_id})
+
+
 class FakeAREngine:
     """FAKE (no GPU, no weights): the GLM-Image AR engine.
 
@@ -78,9 +143,14 @@ class FakeAREngine:
     scaffold, else a collapsed stream of repeated codes, as the real model does.
     """
 
-    def __init__(self, scaffold_reader: ScaffoldReader = stage0_grids) -> None:
+    def __init__(
+        self, scaffold_reader: ScaffoldReader = stage0_grids, *, real_outputs: bool = False
+    ) -> None:
         self.calls: list[tuple[Any, Any]] = []
         self.scaffold_reader = scaffold_reader
+        #: Yield vLLM-Omni's / vLLM's own output objects (``omni_stage_output``) instead of
+        #: the synthetic one.
+        self.real_outputs = real_outputs
 
     async def get_tokenizer(self) -> Any:
         raise RuntimeError("no tokenizer in a dry run")
@@ -90,6 +160,9 @@ class FakeAREngine:
         grids = self.scaffold_reader(prompt)
         tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
         request_id = kwargs.get("request_id") or (args[0] if args else "dryrun")
+        if self.real_outputs:
+            yield omni_stage_output(str(request_id), list(tokens))
+            return
         yield SyntheticAROutput(
             request_id=str(request_id),
             outputs=[SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=tokens)],
@@ -228,14 +301,23 @@ async def run_request_async(
     *,
     output_modalities: list | None = None,
     scaffold_reader: ScaffoldReader = stage0_grids,
+    connector: Any = None,
+    real_outputs: bool = False,
 ) -> StageOneResult:
-    """Send ``request`` through stage 0, the router models and stage 1 of the real host."""
+    """Send ``request`` through stage 0, the router models and stage 1 of the real host.
+
+    ``connector``: the inter-stage connector (default: ``InMemoryConnector``, which keeps the
+    AR output object as is; ``shared_memory_connector()`` runs vLLM-Omni's own serialisation).
+    ``real_outputs``: the fake AR engine yields vLLM-Omni's ``OmniRequestOutput`` around a
+    vLLM ``RequestOutput`` (``omni_stage_output``).
+    """
     stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
     types = importlib.import_module(TYPES_MODULE)
     modalities = output_modalities or ["image"]
-    connector = InMemoryConnector()
+    connector = connector if connector is not None else InMemoryConnector()
     connectors = {_connector_key(stage_worker, 0, 1): connector}
-    ar, dit = FakeAREngine(scaffold_reader), FakeDiffusionEngine()
+    ar = FakeAREngine(scaffold_reader, real_outputs=real_outputs)
+    dit = FakeDiffusionEngine()
     worker0 = _make_worker(stage_worker, ar, stage_configs[0], connectors, 0, modalities)
     worker1 = _make_worker(stage_worker, dit, stage_configs[1], connectors, 1, modalities)
     request_id = f"dryrun-{uuid.uuid4().hex[:12]}"

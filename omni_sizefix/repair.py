@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omni_sizefix import size_policy
+from omni_sizefix import default_plugin, size_policy
 from omni_sizefix.geometry import TargetGeometry
 from omni_sizefix.plugins import hook_calls
 from omni_sizefix.settings import Shape
@@ -68,6 +68,8 @@ def host_already_sized(parsed: dict, shape: Shape) -> bool:
         return False
     if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
         return False  # the size policy has a say
+    if not size_policy.fits_budget(height, width):
+        return False  # so does this deployment's stage-0 budget
     sampling = parsed.get("sampling_params_list")
     if type(sampling) is not dict:
         return False
@@ -103,6 +105,7 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
         return parsed
     hooks = hook_calls()
     if hooks.defaults_only and host_already_sized(parsed, shape):
+        default_plugin.check_size_format(request)  # the host turned a malformed size into 1024
         return parsed
     geometry = hooks.target_geometry(
         request=request, parsed=parsed, output_modalities=output_modalities

@@ -35,9 +35,11 @@ none          vLLM-Omni alone: legacy while it has ``load_stage_configs_from_yam
               (< 0.28), else deploy
 ============  ==================================================================  ======
 
-ai-dynamo 1.2/1.3 read a deploy YAML from vLLM-Omni 0.20.0 on, but they cannot dispatch
-that config's (upstream) processor, so only the legacy schema works there. 1.4 reads
-both. The legacy config is chosen so that 1.1-1.4 share one config and one stage-1 path.
+ai-dynamo 1.2/1.3 read a deploy YAML from vLLM-Omni 0.20.0 on, but cannot dispatch that
+config's (upstream) processor by themselves; the run-time fix
+(``omni_sizefix.patches.dynamo_stage_processor``) swaps it in the stage-1 worker, while the
+legacy schema names the package's processor directly. 1.4 reads both. The legacy config is
+chosen so that 1.1-1.4 share one config and one stage-1 path.
 """
 
 from __future__ import annotations

@@ -168,6 +168,27 @@ def host_rule_size(request: dict) -> tuple[Any, Any]:
     return height, width
 
 
+def malformed_size(request: dict) -> bool:
+    """A ``size`` the host reads but cannot parse as WIDTHxHEIGHT (it would use 1024x1024),
+    not replaced by explicit width and height; empty and "auto" mean the default size."""
+    extra = request.get("extra_body") if isinstance(request.get("extra_body"), dict) else {}
+    size = request.get("size") or extra.get("size")
+    if not size or (isinstance(size, str) and size.strip().lower() == "auto"):
+        return False
+    try:
+        width, height = size.split("x")
+        int(width), int(height)
+        return False
+    except (ValueError, AttributeError):
+        pass
+    return not any(
+        isinstance(source, dict)
+        and source.get("width") is not None
+        and source.get("height") is not None
+        for source in (request, extra, request.get("nvext"))
+    )
+
+
 def renders_exactly(height: int, width: int) -> bool:
     """The documented GLM-Image size rule of the default ``reject`` policy."""
     return all(
@@ -219,6 +240,7 @@ class Checker:
         if not isinstance(host["engine_inputs"], (str, dict)):  # e.g. a chat without text
             assert _same(ours, host), "no stage-0 prompt to size, yet the result changed"
             return "unsizable"
+        assert not (kind == "image" and malformed_size(request)), "a malformed size was sized"
         height, width = self.check_sized(ours, host, request, kind)
         self.check_round_trip(ours, height, width)
         return f"{kind}-sized"
@@ -230,6 +252,9 @@ class Checker:
         return host_rule_size(request)  # ai-dynamo 1.1 chat: the host sends no size
 
     def check_rejection(self, message: str, request: dict, host: dict, kind: str) -> None:
+        if kind == "image" and malformed_size(request):
+            assert "is not WIDTHxHEIGHT" in message, message
+            return
         height, width = self.expected_size(host, request)
         assert re.search(r"\b(width|height|size)\b", message), message
         if plain_int(height) and plain_int(width):

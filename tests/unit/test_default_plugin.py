@@ -81,6 +81,45 @@ def test_target_geometry_rejects_sizes_glm_image_cannot_render() -> None:
         )
 
 
+MALFORMED = ["abcxdef", "512", "x", "512X512", "512x512x2", "1024 by 768"]
+
+
+@pytest.mark.parametrize("size", MALFORMED)
+@pytest.mark.parametrize("host", [dynamo_1_1_image, dynamo_1_2_image])
+def test_malformed_size_is_rejected_not_turned_into_1024(size: str, host) -> None:
+    """The hosts' parse_size turns these into 1024x1024; the plugin refuses them."""
+    request = {**IMAGE, "size": size}
+    with pytest.raises(SizeRejected, match=r"is not WIDTHxHEIGHT") as caught:
+        repair.repair_parsed(request, ["image"], host(1024, 1024), Shape.MM_KWARGS)
+    assert repr(size) in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {**IMAGE, "size": ""},
+        {**IMAGE, "size": "auto"},
+        {"model": "m", "prompt": "p"},
+        {**IMAGE, "size": "abcxdef", "nvext": {"width": 512, "height": 512}},
+    ],
+)
+def test_default_or_replaced_size_is_not_malformed(request_: dict) -> None:
+    default_plugin.check_size_format(request_)
+    repaired = repair.repair_parsed(
+        request_, ["image"], dynamo_1_2_image(1024, 1024), Shape.MM_KWARGS
+    )
+    assert repaired["sampling_params_list"]["height"] == 1024
+
+
+def test_malformed_size_of_a_chat_image_request() -> None:
+    chat = {"messages": [{"role": "user", "content": "an apple"}], "extra_body": {"size": "big"}}
+    with pytest.raises(SizeRejected, match="'big' is not WIDTHxHEIGHT"):
+        default_plugin.omni_sizefix_target_geometry(
+            request=chat, parsed=chat_text(), output_modalities=["image"]
+        )
+
+
 def test_target_geometry_of_video_is_not_size_checked() -> None:
     parsed = dynamo_1_1_image(481, 833)
     parsed["sampling_params_list"]["num_frames"] = 33

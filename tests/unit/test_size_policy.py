@@ -243,3 +243,70 @@ def test_upstream_legacy_budget_would_truncate_sizes_the_policy_accepts() -> Non
     ]
     assert (1024, 1024) not in truncated
     assert (2048, 2048) in truncated and (1024, 1536) in truncated
+
+
+# --- the stage-0 budget of this deployment -------------------------------------------
+
+
+@pytest.fixture
+def legacy_budget():
+    """vLLM-Omni's legacy GLM-Image config: stage-0 max_tokens 1281."""
+    size_policy.set_budget(1281, "stage-0 max_tokens of the loaded stage config")
+    yield 1281
+    size_policy.set_budget(None)
+
+
+def test_tokens_needed_matches_the_scaffold_layout() -> None:
+    for height, width in [(1024, 1024), (768, 1152), (2048, 2048), (256, 2048)]:
+        assert size_policy.tokens_needed(height, width) == (
+            glm_layout.grids_for(height, width).token_count
+        )
+
+
+def test_largest_square_side_of_a_budget() -> None:
+    assert size_policy.largest_square_side(1281) == 1024
+    assert size_policy.largest_square_side(4353) == size_policy.MAX_SIDE
+    assert size_policy.largest_square_side(100) is None
+
+
+@pytest.mark.parametrize("host", list(HOST_SHAPES))
+def test_over_budget_size_is_rejected_naming_the_largest_and_the_fix(
+    legacy_budget: int, host: str
+) -> None:
+    parsed = HOST_SHAPES[host](1536, 1024)
+    with pytest.raises(SizeRejected) as caught:
+        repair.repair_parsed(image_request(1536, 1024), ["image"], parsed, Shape.MM_KWARGS)
+    message = str(caught.value)
+    assert "1024x1536" in message and "max_tokens is 1281" in message
+    assert "up to 1024x1024" in message
+    assert "`omni-sizefix stage-config glm_image`" in message
+
+
+@pytest.mark.parametrize("host", list(HOST_SHAPES))
+def test_sizes_within_budget_pass(legacy_budget: int, host: str) -> None:
+    for height, width in [(1024, 1024), (768, 1024), (512, 512)]:
+        parsed = HOST_SHAPES[host](height, width)
+        repaired = repair.repair_parsed(
+            image_request(height, width), ["image"], parsed, Shape.MM_KWARGS
+        )
+        assert repaired["sampling_params_list"]["height"] == height
+
+
+def test_without_a_budget_the_policy_limit_applies() -> None:
+    size_policy.set_budget(None)
+    assert size_policy.apply(2048, 2048) == (2048, 2048)
+    assert size_policy.fits_budget(2048, 2048)
+
+
+def test_snap_lands_within_the_budget_or_rejects(
+    legacy_budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    assert size_policy.apply(1000, 1000) == (992, 992)
+    with pytest.raises(SizeRejected, match="max_tokens is 1281"):
+        size_policy.apply(1500, 1000)
+
+
+def test_policy_off_ignores_the_budget(legacy_budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "off")
+    assert size_policy.apply(2048, 2048) == (2048, 2048)
