@@ -74,8 +74,18 @@ def tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _child_setup(pgid: int) -> Callable[[], None]:
+    """Runs in each child before exec: join the topology's process group (``pgid`` 0: lead a
+    new one) and ask Linux to SIGTERM the child when the process that started it dies."""
+
+    def setup() -> None:
+        os.setpgid(0, pgid)
+        _set_parent_death_signal()
+
+    return setup
+
+
 def _set_parent_death_signal() -> None:
-    """Ask Linux to SIGTERM this child when the process that started it dies."""
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -256,7 +266,9 @@ class Topology:
                 logs / "stage1.log",
                 "serving internal stage endpoint",
             ),
-            Process("router", self._worker_argv("--omni-router"), logs / "router.log", "registered at"),
+            Process(
+                "router", self._worker_argv("--omni-router"), logs / "router.log", "registered at"
+            ),
             Process("frontend", frontend, logs / "frontend.log"),
         ]
 
@@ -285,10 +297,10 @@ class Topology:
         return self
 
     def _spawn(self, proc: Process, env: dict[str, str]) -> None:
-        log = open(proc.log, "ab")  # noqa: SIM115 - the child owns it
+        log = open(proc.log, "ab")
         # One new process group for all four (the first child leads it): Ctrl-C in a
         # terminal reaches only this process, which then stops the whole group.
-        kwargs: dict = {"process_group": 0 if self._pgid is None else self._pgid}
+        setup = _child_setup(self._pgid or 0)
         try:
             proc.popen = subprocess.Popen(
                 proc.argv,
@@ -297,8 +309,7 @@ class Topology:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=str(self.run_dir),
-                preexec_fn=_set_parent_death_signal,
-                **kwargs,
+                preexec_fn=setup,
             )
         finally:
             log.close()
@@ -324,9 +335,7 @@ class Topology:
         return any(m.get("id") == self.served_model for m in models)
 
     def _failure(self, proc: Process, why: str) -> TopologyError:
-        return TopologyError(
-            f"{proc.name} {why}; last lines of {proc.log}:\n{tail(proc.log)}"
-        )
+        return TopologyError(f"{proc.name} {why}; last lines of {proc.log}:\n{tail(proc.log)}")
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = self._t0 + timeout
@@ -413,7 +422,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             "\nReady (FAKE engines: the picture shows the prior tokens the DiT received). Try:\n"
             f"  curl -s {topology.url}/v1/images/generations -H 'Content-Type: application/json' "
-            f"\\\n    -d '{{\"model\": \"{topology.served_model}\", \"prompt\": \"a red apple\", "
+            f'\\\n    -d \'{{"model": "{topology.served_model}", "prompt": "a red apple", '
             '"size": "1024x768", "response_format": "b64_json"}\'\n'
             "Ctrl-C stops every process.",
             flush=True,
@@ -440,7 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m omni_sizefix.live.topology",
         description="Run Dynamo's disaggregated GLM-Image topology here with FAKE engines.",
     )
-    parser.add_argument("--port", type=int, default=None, help="HTTP port (default: DYN_HTTP_PORT or free)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="HTTP port (default: DYN_HTTP_PORT or free)"
+    )
     parser.add_argument(
         "--stage-configs-path",
         default=None,
@@ -449,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disable-plugin", action="store_true", help="OMNI_SIZEFIX_DISABLE=1")
     parser.add_argument("--run-dir", default=None, help="folder for logs (default: temporary)")
     parser.add_argument("--served-model-name", default=SERVED_MODEL)
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="start-up limit, s")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="start-up limit, s"
+    )
     return _serve(parser.parse_args(argv))
 
 

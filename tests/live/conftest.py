@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix import version_policy
 from omni_sizefix.live import topology as live
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,13 +31,6 @@ def _host_or_skip() -> None:
     reason = weightless.unavailable_reason()
     if reason:
         pytest.skip(f"no weightless GLM-Image folder here: {reason}")
-
-
-def dynamo_version() -> tuple[int, int]:
-    """(major, minor) of the installed ai-dynamo."""
-    version = version_policy.installed_version("ai-dynamo")
-    assert version is not None, "ai-dynamo is not installed"
-    return version.major, version.minor
 
 
 class _Topologies:

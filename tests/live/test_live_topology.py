@@ -4,25 +4,35 @@ Only the GPU engines are fake (``omni_sizefix.live.fake_engines``): the DiT's pi
 shows, block by block, the prior tokens it received, so every check below compares the
 returned PNG's size *and* pixels with what GLM-Image would need for the requested size.
 
-ai-dynamo 1.1's frontend accepts only the OpenAI ``size`` enum; other sizes go through
-``nvext`` ``height``/``width`` there (``size_fields``).
+ai-dynamo 1.1.1's frontend accepts only the OpenAI ``size`` enum (``auto``, 256x256,
+512x512, 1024x1024, 1792x1024, 1024x1792, 1536x1024, 1024x1536) and its image ``nvext``
+has no height/width: any other size is refused with HTTP 400 before a worker sees it
+(measured; ``test_frontend_refuses_sizes_outside_the_enum``).
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from packaging.version import Version
 
-from omni_sizefix import glm_layout, size_policy
+from omni_sizefix import glm_layout, size_policy, version_policy
 from omni_sizefix.live import client
 from omni_sizefix.live.client import verdict
 
-from .conftest import dynamo_version
-
 pytestmark = pytest.mark.live
 
-OPENAI_ENUM = {"256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536"}
+OPENAI_ENUM = {
+    "256x256",
+    "512x512",
+    "1024x1024",
+    "1792x1024",
+    "1024x1792",
+    "1536x1024",
+    "1024x1536",
+}
 #: Sizes sent with the real ``openai`` client (in the enum, so every release's frontend takes them).
 OPENAI_SIZES = ("1536x1024",)
 #: Sizes sent with the plain HTTP client: portrait, the smallest, the largest, a non-enum one.
@@ -32,19 +42,30 @@ CONCURRENT_SIZES = tuple(
     f"{w}x{h}" for w, h in [(256 + 32 * i, 512 - 32 * (i % 5)) for i in range(16)]
 )
 #: Sizes the released hosts are checked with under the kill switch.
-DEFECT_SIZES = ("1536x1024", "768x1024", "512x512")
+DEFECT_SIZES = ("1536x1024", "1024x1536", "512x512", "768x1024")
 
 
-def size_fields(size: str) -> dict:
-    """Request fields carrying ``size`` the way this release's frontend takes them."""
-    if dynamo_version() >= (1, 2) or size in OPENAI_ENUM:
-        return {"size": size}
-    width, height = client.parse_size(size)
-    return {"size": None, "nvext": {"height": height, "width": width}}
+def dynamo_version() -> tuple[int, int]:
+    """(major, minor) of the installed ai-dynamo ((0, 0) when there is none)."""
+    text = version_policy.installed_version("ai-dynamo")
+    if text is None:
+        return (0, 0)
+    version = Version(text)
+    return (version.major, version.minor)
+
+
+def enum_only() -> bool:
+    """True when this release's frontend takes only the OpenAI size enum (ai-dynamo 1.1)."""
+    return dynamo_version() < (1, 2)
+
+
+def needs_enum(size: str) -> None:
+    if enum_only() and size not in OPENAI_ENUM:
+        pytest.skip(f"ai-dynamo {dynamo_version()}'s frontend refuses {size} (OpenAI enum only)")
 
 
 def post(topology, size: str, **kwargs) -> client.ImageReply:
-    return client.generate(topology.url, model=topology.served_model, **size_fields(size), **kwargs)
+    return client.generate(topology.url, size, model=topology.served_model, **kwargs)
 
 
 def assert_image(reply: client.ImageReply, size: str) -> None:
@@ -73,19 +94,33 @@ def test_openai_client_gets_the_requested_image(plugin_on, size):
 
 @pytest.mark.parametrize("size", HTTP_SIZES)
 def test_http_client_gets_the_requested_image(plugin_on, size):
+    needs_enum(size)
     assert_image(post(plugin_on, size), size)
 
 
+@pytest.mark.parametrize("size", ["768x1024", "2048x2048", "1000x700", "abcxdef", "512"])
+def test_frontend_refuses_sizes_outside_the_enum(plugin_on, size):
+    if not enum_only():
+        pytest.skip("this release's frontend takes any size string")
+    reply = post(plugin_on, size)
+    assert reply.status == 400 and "unknown variant" in reply.message, reply.message
+
+
 def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
-    assert len(set(CONCURRENT_SIZES)) == 16
+    sizes = CONCURRENT_SIZES
+    if enum_only():  # seven enum sizes, each twice, and 1024x1024 twice more
+        sizes = tuple(sorted(OPENAI_ENUM)) * 2 + ("1024x1024",) * 2
+    assert len(sizes) == 16
     with ThreadPoolExecutor(max_workers=16) as pool:
-        replies = list(pool.map(lambda size: post(plugin_on, size), CONCURRENT_SIZES))
-    wrong = {s: verdict(r, s) for s, r in zip(CONCURRENT_SIZES, replies) if verdict(r, s) != "ok"}
+        replies = list(pool.map(lambda size: post(plugin_on, size), sizes))
+    wrong = {s: verdict(r, s) for s, r in zip(sizes, replies, strict=True) if verdict(r, s) != "ok"}
     assert not wrong
 
 
 def test_rejected_size_is_a_4xx_and_the_next_request_is_served(plugin_on):
+    needs_enum("1000x700")
     reply = post(plugin_on, "1000x700")
+    print(f"1000x700 with the plugin: HTTP {reply.status} {reply.message[:300]!r}")
     nearest = size_policy.nearest_valid_sizes(700, 1000)
     named = [f"{w}x{h}" for h, w in nearest]
     assert 400 <= reply.status < 500, (reply.status, reply.message)
@@ -103,9 +138,11 @@ def test_rejected_size_is_a_4xx_and_the_next_request_is_served(plugin_on):
 
 @pytest.mark.parametrize("size", DEFECT_SIZES)
 def test_kill_switch_shows_the_released_defect(plugin_off, size):
+    needs_enum(size)
     reply = post(plugin_off, size)
     outcome = verdict(reply, size)
     release = dynamo_version()
+    print(f"kill switch, ai-dynamo {release}, {size}: {outcome}")
     if release < (1, 2):
         # 1.1: stage 0 gets no size, the AR prompt no scaffold: no usable image.
         assert outcome != "ok", outcome
@@ -129,9 +166,9 @@ def test_kill_switch_shows_the_released_defect(plugin_off, size):
     strict=False,
 )
 @pytest.mark.skipif(
-    __import__("os").environ.get("OMNI_SIZEFIX_LIVE_OWN_CONFIG") != "1",
+    os.environ.get("OMNI_SIZEFIX_LIVE_OWN_CONFIG") != "1",
     reason="set OMNI_SIZEFIX_LIVE_OWN_CONFIG=1 (a third topology, 2-4 min)",
 )
 def test_own_config_with_plugin(own_config_plugin_on):
-    for size in ("1536x1024", "768x1024"):
+    for size in ("1536x1024", "1024x1536"):
         assert_image(post(own_config_plugin_on, size), size)
