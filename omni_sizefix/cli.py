@@ -20,9 +20,29 @@ def _doctor(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _check_live(args: argparse.Namespace) -> int:
+    from omni_sizefix.live import live_check
+
+    try:
+        report = live_check.run(args.size, timeout=args.timeout)
+    except ImportError as exc:
+        print(f"cannot run the live topology here: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else live_check.render(report))
+    return 0 if report.ok else 1
+
+
 def _check(args: argparse.Namespace) -> int:
     from omni_sizefix import check
 
+    if args.size:
+        try:
+            [check.parse_size(size) for size in args.size]
+        except ValueError:
+            print(f"sizes must look like WIDTHxHEIGHT, got {args.size}", file=sys.stderr)
+            return 2
+    if args.live:
+        return _check_live(args)
     sizes = args.size or list(check.DEFAULT_SIZES)
     try:
         [check.parse_size(size) for size in sizes]
@@ -91,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--verbose", action="store_true", help="keep the host's own log lines")
+    check.add_argument(
+        "--live",
+        action="store_true",
+        help="start the real Dynamo processes here (frontend, router, two stage workers; "
+        "engines FAKE) and request images over HTTP, with and without the plugin",
+    )
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="--live: give up when a topology is not up after S seconds (default 600)",
+    )
     check.set_defaults(func=_check)
 
     stage_config = sub.add_parser(
