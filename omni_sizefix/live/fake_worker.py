@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     changed = install_cpu_platforms()
     install_fake_engines()
+    from omni_sizefix.live import error_probe
+
+    if os.environ.get(error_probe.PROBE_VAR) == "1":  # measurement only (error_probe.py)
+        error_probe.install()
+        changed.append("error probe in stage 0")
     print(
         "omni-sizefix live: FAKE stage engines (no GPU, no weights) in this "
         f"{WORKER_MODULE} process" + (f"; {'; '.join(changed)}" if changed else ""),
