@@ -179,6 +179,8 @@ def _param(sampling: Any, name: str) -> Any:
 
 
 def _tokenizer(folder: Path) -> Any:
+    """The tokenizer of stage 0's preprocessing route (building the route once: the
+    health check asks for it before the worker registers, so requests find it ready)."""
     from omni_sizefix import stage0
 
     return stage0.tokenizer(folder)
@@ -200,6 +202,14 @@ class FakeGlmImageAREngine:
 
         if isinstance(prompt, str):
             prompt = {"prompt": prompt}
+        if isinstance(prompt, dict) and "prompt" not in prompt:
+            # A token prompt, e.g. Dynamo's health-check canary ({"token_ids": [bos], ...}):
+            # nothing for GLM-Image's processor to scaffold.
+            ids = prompt.get("prompt_token_ids") or prompt.get("token_ids") or []
+            tokens = glm_layout.collapsed_tokens()
+            if max_tokens is not None:
+                tokens = tokens[: max(1, max_tokens)]
+            return [int(i) for i in ids], tokens, "length"
         result = stage0.process_prompt(prompt, self.folder)
         grids = result.grids
         tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
@@ -226,9 +236,15 @@ class FakeGlmImageDiTEngine:
 
     def __init__(self, model: str) -> None:
         self.folder = Path(model)
+        self._tokenizer: Any = None
 
     async def get_tokenizer(self) -> Any:
-        return _tokenizer(self.folder)
+        # The folder's own tokenizer: the DiT never preprocesses text prompts.
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        return self._tokenizer
 
     @staticmethod
     def inputs(prompt: Any, sampling: Any) -> tuple[int, int, list[int] | None]:
