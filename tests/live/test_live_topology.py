@@ -98,12 +98,12 @@ def test_http_client_gets_the_requested_image(plugin_on, size):
     assert_image(post(plugin_on, size), size)
 
 
-@pytest.mark.parametrize("size", ["768x1024", "2048x2048", "1000x700", "abcxdef", "512"])
-def test_frontend_refuses_sizes_outside_the_enum(plugin_on, size):
+def test_frontend_refuses_sizes_outside_the_enum(plugin_on):
     if not enum_only():
         pytest.skip("this release's frontend takes any size string")
-    reply = post(plugin_on, size)
-    assert reply.status == 400 and "unknown variant" in reply.message, reply.message
+    for size in ("768x1024", "2048x2048", "1000x700", "abcxdef", "512"):
+        reply = post(plugin_on, size)
+        assert reply.status == 400 and "unknown variant" in reply.message, (size, reply.message)
 
 
 def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
