@@ -17,7 +17,7 @@ from packaging.version import Version
 from omni_sizefix import version_policy
 from omni_sizefix.live import client, topology
 
-#: ai-dynamo 1.1's frontend takes only the OpenAI size enum; other sizes get HTTP 400.
+#: The frontends of ai-dynamo < 1.4 take only the OpenAI size enum; other sizes get HTTP 400.
 ENUM_SIZES = ("1536x1024", "1024x1536", "256x256", "512x512", "1024x1024")
 DEFAULT_SIZES = ("1536x1024", "768x1024", "256x256", "2048x2048", "1024x1024")
 
@@ -25,7 +25,7 @@ DEFAULT_SIZES = ("1536x1024", "768x1024", "256x256", "2048x2048", "1024x1024")
 def default_sizes() -> tuple[str, ...]:
     """The sizes checked by default: the OpenAI enum only where the frontend takes no other."""
     text = version_policy.installed_version("ai-dynamo")
-    if text is not None and Version(text) < Version("1.2"):
+    if text is not None and Version(text) < Version("1.4"):
         return ENUM_SIZES
     return DEFAULT_SIZES
 

@@ -4,10 +4,10 @@ Only the GPU engines are fake (``omni_sizefix.live.fake_engines``): the DiT's pi
 shows, block by block, the prior tokens it received, so every check below compares the
 returned PNG's size *and* pixels with what GLM-Image would need for the requested size.
 
-ai-dynamo 1.1.1's frontend accepts only the OpenAI ``size`` enum (``auto``, 256x256,
-512x512, 1024x1024, 1792x1024, 1024x1792, 1536x1024, 1024x1536) and its image ``nvext``
-has no height/width: any other size is refused with HTTP 400 before a worker sees it
-(measured; ``test_frontend_refuses_sizes_outside_the_enum``).
+The frontends of ai-dynamo up to 1.3 accept only the OpenAI ``size`` enum (``auto``,
+256x256, 512x512, 1024x1024, 1792x1024, 1024x1792, 1536x1024, 1024x1536) and their image
+``nvext`` has no height/width: any other size is refused with HTTP 400 before a worker
+sees it (measured; ``test_frontend_refuses_sizes_outside_the_enum``).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def dynamo_version() -> tuple[int, int]:
 
 
 def enum_only() -> bool:
-    """True when this release's frontend takes only the OpenAI size enum (ai-dynamo 1.1)."""
-    return dynamo_version() < (1, 2)
+    """True when this release's frontend takes only the OpenAI size enum (ai-dynamo < 1.4)."""
+    return dynamo_version() < (1, 4)
 
 
 def needs_enum(size: str) -> None:
