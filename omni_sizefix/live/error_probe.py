@@ -10,7 +10,8 @@ the HTTP status and body the client got, and whether the message text reached it
 
 KINDS: ``ValueError`` (what the plugin raises today), ``TypeError``, ``RuntimeError``,
 ``InvalidArgument`` / ``HttpError400`` (``dynamo.llm.exceptions``, when the release has
-them), and ``error-chunk`` (the worker yields ``{"error": ...}`` instead of raising).
+them), ``ValueError+InvalidArgument`` (a class deriving from both, as the plugin's
+``SizeRejected`` could), and ``error-chunk`` (the worker yields ``{"error": ...}``).
 The probe is installed only when ``OMNI_SIZEFIX_LIVE_ERROR_PROBE=1`` (set by this module).
 """
 
@@ -47,6 +48,9 @@ def _exception(kind: str) -> BaseException | None:
         return exceptions.InvalidArgument(MESSAGE)
     if kind == "HttpError400" and hasattr(exceptions, "HttpError"):
         return exceptions.HttpError(400, MESSAGE)
+    if kind == "ValueError+InvalidArgument" and hasattr(exceptions, "InvalidArgument"):
+        both = type("ProbeSizeRejected", (ValueError, exceptions.InvalidArgument), {})
+        return both(MESSAGE)
     return None
 
 
