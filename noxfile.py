@@ -21,7 +21,12 @@ Every host session:
 5. removes the environment (cells weigh 7-12 GB), unless ``OMNI_SIZEFIX_KEEP_CELLS=1``,
    which also makes the next run reuse the kept environment.
 
-``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, or ``none`` to only build) narrows step 4;
+``OMNI_SIZEFIX_LIVE=<cell>[,<cell>...]`` (or ``all``) adds ``tests/live`` to those host cells:
+the four real Dynamo processes with fake engines, served over HTTP (2-4 min per topology,
+two topologies per cell), with ``tests/requirements/live-tools.txt`` (the ``openai``
+client) installed as test support first.
+
+``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, ``live``, or ``none`` to only build) narrows step 4;
 ``OMNI_SIZEFIX_PYTHON`` picks the cells' Python (default 3.11).
 
 Arguments after ``--`` go to both pytest runs, e.g. ``nox -s dynamo-1.2 -- -k size``.
@@ -53,14 +58,20 @@ HARNESS_DIR = ROOT / "tests" / "harness"
 CPU_PLATFORM = ROOT / "tests" / "support" / "cpu_platform"
 REPORTS = ROOT / "reports"
 TEST_TOOLS = REQUIREMENTS / "test-tools.txt"
-SUITES = {"unit": ROOT / "tests" / "unit", "host": ROOT / "tests" / "host"}
+SUITES = {
+    "unit": ROOT / "tests" / "unit",
+    "host": ROOT / "tests" / "host",
+    "live": ROOT / "tests" / "live",
+}
+LIVE_TOOLS = REQUIREMENTS / "live-tools.txt"
+LIVE_VAR = "OMNI_SIZEFIX_LIVE"
 PACKAGE = "omni-sizefix"
 CPU_PLATFORM_DIST = "omni-sizefix-cpu-platform"
 
 sys.path.insert(0, str(HARNESS_DIR))
 import matrix_records as records  # noqa: E402
 
-NOT_CELLS = {"test-tools"}
+NOT_CELLS = {"test-tools", "live-tools"}
 COMPANIONS = {"overrides": ".overrides.txt", "nodeps": ".nodeps.txt"}
 PYTHON = os.environ.get("OMNI_SIZEFIX_PYTHON", "3.11")
 KEEP_VAR = "OMNI_SIZEFIX_KEEP_CELLS"
@@ -324,7 +335,7 @@ def run_cell(session: nox.Session, cell: str) -> None:
 
 
 def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> list[str]:
-    suites = selected_suites(host)  # a typo in the variable fails before the long build
+    suites = selected_suites(host, cell)  # a typo in the variable fails before the long build
     scratch = Path(session.create_tmp())
     pins = REQUIREMENTS / f"{cell}.txt"
 
@@ -368,6 +379,15 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
             session.warn(f"the test support changed the cell: {note['reason']}")
         report.update(versions=versions_of(final))
 
+    if "live" in suites:
+        with report.check(session, "live test support installs", "live_support") as note:
+            before_live = snapshot(session, scratch)
+            session.install("-r", rel(LIVE_TOOLS), silent=False)
+            added, removed, changed = diff(before_live, snapshot(session, scratch))
+            note["reason"] = f"added {len(added)} distributions" + (
+                f"; changed {', '.join(removed + changed)}" if removed or changed else ""
+            )
+
     problems = []
     for suite in suites:
         problem = run_suite(session, cell, suite, report, scratch)
@@ -376,9 +396,18 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
     return problems
 
 
-def selected_suites(host: bool) -> list[str]:
-    """``unit`` and, in host cells, ``host``; ``OMNI_SIZEFIX_SUITES=host`` (or ``none``) narrows."""
+def live_selected(cell: str) -> bool:
+    """True when ``OMNI_SIZEFIX_LIVE`` is ``all`` or names ``cell``."""
+    wanted = os.environ.get(LIVE_VAR, "").replace(",", " ").split()
+    return "all" in wanted or cell in wanted
+
+
+def selected_suites(host: bool, cell: str = "") -> list[str]:
+    """``unit`` and, in host cells, ``host`` (and ``live`` when ``OMNI_SIZEFIX_LIVE`` selects
+    the cell); ``OMNI_SIZEFIX_SUITES=host`` (or ``none``) narrows."""
     suites = ["unit", "host"] if host else ["unit"]
+    if host and live_selected(cell):
+        suites.append("live")
     wanted = os.environ.get(SUITES_VAR, "").replace(",", " ").split()
     if not wanted:
         return suites
@@ -440,7 +469,8 @@ def run_suite(
         f"--matrix-suite={suite}",
         f"--rootdir={ROOT}",
         "-ra",
-        *(["-v", "--durations=10"] if suite == "host" else []),
+        *(["-v", "--durations=10"] if suite in ("host", "live") else []),
+        *(["-s"] if suite == "live" else []),  # start-up progress of the topologies
         str(path),
         *session.posargs,
     ]

@@ -14,8 +14,14 @@
 # are not multiples of 32 (default: reject, with the nearest valid sizes in the error).
 #
 # Usage: disagg_glm_image.sh [--model M] [--schema legacy|deploy]
-#                            [--stage-configs-path FILE] [--print-config] [-- worker args...]
+#                            [--stage-configs-path FILE] [--print-config] [--fake-engines]
+#                            [-- worker args...]
 #   --print-config  print the stage config this script would use, and exit
+#   --fake-engines  no GPU: the same four processes on this machine with FAKE stage engines
+#                   (python -m omni_sizefix.live.topology; the DiT's picture shows the prior
+#                   tokens it received), file discovery, TCP request plane, ZMQ events, a
+#                   weightless model folder, 127.0.0.1 only, DYN_HTTP_PORT or a free port.
+#                   Prints each process's log path; Ctrl-C stops all of them.
 # Environment: MODEL, STAGE_CONFIG, STAGE0_GPU (0), STAGE1_GPU (1), DYN_HTTP_PORT (8000),
 #   DYN_NAMESPACE (default: a fresh one per run), STAGE_STARTUP_WAIT (seconds, 20),
 #   MEDIA_OUTPUT_FS_URL (default: file://$TMPDIR/dynamo_media).
@@ -25,6 +31,7 @@ MODEL="${MODEL:-zai-org/GLM-Image}"
 STAGE_CONFIG="${STAGE_CONFIG:-}"
 SCHEMA=""
 PRINT_CONFIG=0
+FAKE_ENGINES=0
 WORKER_ARGS=()
 
 while [[ $# -gt 0 ]]; do
@@ -33,6 +40,7 @@ while [[ $# -gt 0 ]]; do
         --schema) SCHEMA="$2"; shift 2 ;;
         --stage-configs-path) STAGE_CONFIG="$2"; shift 2 ;;
         --print-config) PRINT_CONFIG=1; shift ;;
+        --fake-engines) FAKE_ENGINES=1; shift ;;
         --) shift; WORKER_ARGS+=("$@"); break ;;
         *) WORKER_ARGS+=("$1"); shift ;;
     esac
@@ -56,6 +64,12 @@ fi
 if [[ "$PRINT_CONFIG" == 1 ]]; then
     echo "$STAGE_CONFIG"
     exit 0
+fi
+if [[ "$FAKE_ENGINES" == 1 ]]; then
+    # The live topology module starts, watches and stops the four processes itself.
+    # --model names the served model here; the weights are never loaded.
+    exec python -m omni_sizefix.live.topology --stage-configs-path "$STAGE_CONFIG" \
+        --served-model-name "$MODEL"
 fi
 
 STAGE0_GPU="${STAGE0_GPU:-0}"

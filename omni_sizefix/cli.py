@@ -31,9 +31,29 @@ def _doctor(args: argparse.Namespace, out: Output) -> int:
     return report.exit_code
 
 
+def _check_live(args: argparse.Namespace, out: Output) -> int:
+    from omni_sizefix.live import live_check
+
+    try:
+        report = live_check.run(args.size, timeout=args.timeout)
+    except ImportError as exc:
+        out.error(f"cannot run the live topology here: {exc}")
+        return 2
+    out.emit(json.dumps(report.to_dict(), indent=2) if args.json else live_check.render(report))
+    return 0 if report.ok else 1
+
+
 def _check(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix import check
 
+    if args.size:
+        try:
+            [check.parse_size(size) for size in args.size]
+        except ValueError:
+            out.error(f"sizes must look like WIDTHxHEIGHT, got {args.size}")
+            return 2
+    if args.live:
+        return _check_live(args, out)
     sizes = args.size or list(check.DEFAULT_SIZES)
     try:
         [check.parse_size(size) for size in sizes]
@@ -176,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-file",
         metavar="PATH",
         help="where the log lines go without -v (default: a new file in the temp folder)",
+    )
+    check.add_argument(
+        "--live",
+        action="store_true",
+        help="start the real Dynamo processes here (frontend, router, two stage workers; "
+        "engines FAKE) and request images over HTTP, with and without the plugin",
+    )
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="--live: give up when a topology is not up after S seconds (default 600)",
     )
     check.set_defaults(func=_check)
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: build a host cell of the broken ai-dynamo 1.1.1 release, install
 # omni-sizefix into it the way a deployment would (a wheel, pip-installed into the
-# populated environment), then run `omni-sizefix doctor` and `omni-sizefix check` there.
+# populated environment), then run `omni-sizefix doctor`, `omni-sizefix check` and
+# `omni-sizefix check --live` there (the last starts the real Dynamo processes on
+# 127.0.0.1 with fake engines, twice: with and without the plugin; several minutes).
 #
 #   bash scripts/quickstart.sh [CELL]      (CELL: a file name under tests/requirements/)
 set -euo pipefail
@@ -41,5 +43,8 @@ step "omni-sizefix doctor"
 step "omni-sizefix check (real host code; engines faked, no GPU needed; -v shows the host's log lines)"
 status=0
 "$ENV/bin/omni-sizefix" check || status=$?
+
+step "omni-sizefix check --live (four real Dynamo processes over HTTP; engines faked; 2 x 2-4 min to start)"
+"$ENV/bin/omni-sizefix" check --live || status=$?
 step "done (exit $status); remove the cell with: rm -rf $ENV"
 exit "$status"

@@ -1,0 +1,56 @@
+"""The fake DiT's picture of a prior, and the live client's verdict on it (no host needed)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+
+from omni_sizefix import glm_layout
+from omni_sizefix.live import client, fake_engines
+
+pytest.importorskip("numpy")
+pytest.importorskip("PIL")
+
+
+def _reply(image, status: int = 200) -> client.ImageReply:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    size, prior = client.decode_image(base64.b64encode(buffer.getvalue()).decode())
+    return client.ImageReply(status=status, latency_s=0.1, body={}, size=size, prior=prior)
+
+
+@pytest.mark.parametrize(("height", "width"), [(256, 256), (1024, 768), (768, 1024)])
+def test_picture_shows_the_prior_it_was_given(height, width):
+    prior = glm_layout.expected_prior(height, width)
+    image = fake_engines.encode_prior(prior, height, width)
+    assert image.size == (width, height)
+    assert fake_engines.decode_prior(image) == prior
+    assert client.verdict(_reply(image), f"{width}x{height}") == "ok"
+
+
+def test_a_prior_cut_for_another_size_is_a_wrong_picture():
+    # The right pixel size, but the prior of a 1024x1024 image squeezed into 768x1024.
+    prior = glm_layout.expected_prior(1024, 1024)[: (1024 // 16) * (768 // 16)]
+    image = fake_engines.encode_prior(prior, 1024, 768)
+    assert client.verdict(_reply(image), "768x1024") == "wrong picture (prior cut for another size)"
+
+
+def test_no_prior_is_no_grid_and_a_wrong_size_is_named():
+    grey = fake_engines.encode_prior(None, 512, 512)
+    assert fake_engines.decode_prior(grey) is None
+    assert client.verdict(_reply(grey), "512x512") == "no prior grid in the picture"
+    assert client.verdict(_reply(grey), "768x512") == "wrong size 512x512"
+
+
+def test_an_http_error_is_reported_with_the_server_message():
+    reply = client.ImageReply(status=400, latency_s=0.0, body={"message": "Invalid request"})
+    assert client.verdict(reply, "1000x700") == "HTTP 400: Invalid request"
+
+
+def test_the_dit_applies_the_pipelines_own_length_check():
+    with pytest.raises(ValueError, match="doesn't match dimensions"):
+        fake_engines.FakeGlmImageDiTEngine.inputs(
+            {"height": 512, "width": 512, "extra": {"prior_token_ids": [1, 2, 3]}}, None
+        )
