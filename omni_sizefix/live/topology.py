@@ -169,6 +169,9 @@ class Topology:
     python: str = sys.executable
     served_model: str = SERVED_MODEL
     extra_env: dict[str, str] = field(default_factory=dict)
+    transport_args: tuple[str, ...] = TRANSPORT_ARGS
+    """Discovery/request/event-plane arguments of every process; etcd and NATS:
+    ``omni_sizefix.live.etcd_nats.EtcdNats.topology_options()``."""
     progress: Progress = print
     processes: list[Process] = field(default_factory=list)
     stage_config_path: Path | None = None
@@ -237,7 +240,7 @@ class Topology:
             "image",
             "--media-output-fs-url",
             media,
-            *TRANSPORT_ARGS,
+            *self.transport_args,
             *role,
         ]
 
@@ -251,7 +254,7 @@ class Topology:
             LOOPBACK,
             "--http-port",
             str(self.http_port),
-            *TRANSPORT_ARGS,
+            *self.transport_args,
         ]
         return [
             Process(
