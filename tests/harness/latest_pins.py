@@ -8,6 +8,9 @@ loads is what the cell's tests then find out.
 ai-dynamo's requirements are read from its wheel's METADATA (``pip download --no-deps``) and
 written as a pins file; requirements that cannot be built here (``aisimulate``) are left out
 and ai-dynamo itself goes into the ``.nodeps.txt`` companion, as in the dynamo-1.5+ cells.
+A requirement the index cannot satisfy yet gets a stand-in from
+``tests/requirements/latest.overrides.txt`` (copied next to the pins, used as
+``uv pip install --override``).
 Run with the tools' Python (it has pip): ``python tests/harness/latest_pins.py OUT_DIR``.
 """
 
@@ -31,6 +34,8 @@ HOST = "ai-dynamo"
 EXTRA = "vllm"
 #: Requirements of ai-dynamo that cannot be built on a machine without access to their hosts.
 CANNOT_BUILD = {"aisimulate"}
+#: Stand-ins for requirements the index cannot satisfy yet (kept by hand, may be absent).
+OVERRIDES = Path(__file__).resolve().parents[1] / "requirements" / "latest.overrides.txt"
 
 
 def pip(*args: str) -> str:
@@ -115,6 +120,8 @@ def write(folder: Path, cell: str, python: str) -> dict:
     )
     (folder / f"{cell}.txt").write_text(header + "\n".join(found["requirements"]) + "\n")
     (folder / f"{cell}.nodeps.txt").write_text(f"{HOST}=={found['ai-dynamo']}\n")
+    if OVERRIDES.exists():
+        (folder / f"{cell}.overrides.txt").write_text(OVERRIDES.read_text())
     return found
 
 
