@@ -26,6 +26,10 @@ the four real Dynamo processes with fake engines, served over HTTP (2-4 min per 
 two topologies per cell), with ``tests/requirements/live-tools.txt`` (the ``openai``
 client) installed as test support first.
 
+The canary ``latest`` (``scripts/test.sh latest``; not in the default run) has no pins file:
+it resolves the newest ai-dynamo and the newest vLLM-Omni for its vLLM from the package index
+when it runs (``tests/harness/latest_pins.py``) and records them in ``reports/latest.json``.
+
 ``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, ``live``, or ``none`` to only build) narrows step 4;
 ``OMNI_SIZEFIX_PYTHON`` picks the cells' Python (default 3.11).
 
@@ -69,9 +73,14 @@ PACKAGE = "omni-sizefix"
 CPU_PLATFORM_DIST = "omni-sizefix-cpu-platform"
 
 sys.path.insert(0, str(HARNESS_DIR))
+import latest_pins  # noqa: E402
 import matrix_records as records  # noqa: E402
 
 NOT_CELLS = {"test-tools", "live-tools"}
+#: The canary cell: pins resolved at run time, run only on demand (never by default).
+CANARY = "latest"
+#: Cells whose pins files are not in REQUIREMENTS (the canary's, once resolved).
+PINS_DIRS: dict[str, Path] = {}
 COMPANIONS = {"overrides": ".overrides.txt", "nodeps": ".nodeps.txt"}
 PYTHON = os.environ.get("OMNI_SIZEFIX_PYTHON", "3.11")
 KEEP_VAR = "OMNI_SIZEFIX_KEEP_CELLS"
@@ -88,13 +97,17 @@ nox.options.reuse_venv = "yes" if KEEP else "no"
 # --- cells ------------------------------------------------------------------------------
 
 
+def pins_dir(cell: str) -> Path:
+    return PINS_DIRS.get(cell, REQUIREMENTS)
+
+
 def requirement_lines(path: Path) -> list[str]:
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     return [line for line in lines if line]
 
 
 def is_host_cell(cell: str) -> bool:
-    return bool(requirement_lines(REQUIREMENTS / f"{cell}.txt"))
+    return bool(requirement_lines(pins_dir(cell) / f"{cell}.txt"))
 
 
 def natural_key(name: str) -> list[Any]:
@@ -113,14 +126,17 @@ def discover_cells() -> list[str]:
 
 
 def companion(cell: str, kind: str) -> Path | None:
-    path = REQUIREMENTS / f"{cell}{COMPANIONS[kind]}"
+    path = pins_dir(cell) / f"{cell}{COMPANIONS[kind]}"
     return path if path.exists() else None
 
 
 def describe(cell: str) -> str:
     """The first sentence of the pins file's leading comment (shown by ``nox -l``)."""
     words = []
-    for line in (REQUIREMENTS / f"{cell}.txt").read_text().splitlines():
+    pins = pins_dir(cell) / f"{cell}.txt"
+    if not pins.exists():
+        return f"cell {cell}"
+    for line in pins.read_text().splitlines():
         if not line.startswith("#"):
             break
         words.append(line.lstrip("# ").strip())
@@ -306,11 +322,13 @@ def build_wheel(session: nox.Session, source: Path, out: Path) -> Path:
 # --- the session ------------------------------------------------------------------------
 
 
-def run_cell(session: nox.Session, cell: str) -> None:
+def run_cell(session: nox.Session, cell: str, resolved: dict[str, Any] | None = None) -> None:
     started = time.monotonic()
     host = is_host_cell(cell)
     report = Report(cell)
     report.update(environment=rel(Path(session.virtualenv.location)))
+    if resolved:
+        report.update(resolved=resolved)
     session.log(
         f"cell {cell} ({'host' if host else 'no host'}): {describe(cell)}; python {PYTHON}; "
         f"{free_disk()}; environment {rel(Path(session.virtualenv.location))}"
@@ -337,7 +355,7 @@ def run_cell(session: nox.Session, cell: str) -> None:
 def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> list[str]:
     suites = selected_suites(host, cell)  # a typo in the variable fails before the long build
     scratch = Path(session.create_tmp())
-    pins = REQUIREMENTS / f"{cell}.txt"
+    pins = pins_dir(cell) / f"{cell}.txt"
 
     with report.check(session, "environment builds", "build") as note:
         free_before = shutil.disk_usage(ROOT).free
@@ -565,3 +583,19 @@ def define(cell: str) -> None:
 
 for _cell in discover_cells():
     define(_cell)
+
+
+@nox.session(name=CANARY, python=PYTHON, default=False)
+def canary(session: nox.Session) -> None:
+    """Canary, on demand: the newest ai-dynamo with the newest vLLM-Omni for its vLLM."""
+    folder = Path(session.create_tmp()) / "requirements"
+    try:
+        resolved = latest_pins.write(folder, CANARY, PYTHON)
+    except Exception as exc:  # the index or a wheel could not be read: nothing to run
+        session.error(f"could not resolve the {CANARY} pins: {exc}")
+    PINS_DIRS[CANARY] = folder
+    session.log(
+        f"{CANARY} resolved: ai-dynamo {resolved['ai-dynamo']}, vllm {resolved['vllm']}, "
+        f"vllm-omni {resolved['vllm-omni']} (left out: {', '.join(resolved['left out']) or '-'})"
+    )
+    run_cell(session, CANARY, resolved={k: v for k, v in resolved.items() if k != "requirements"})

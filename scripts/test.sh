@@ -3,6 +3,8 @@
 #
 #   scripts/test.sh                      every cell (no-host first), then the matrix report
 #   scripts/test.sh dynamo-1.2           one cell (several names: several cells)
+#   scripts/test.sh latest               the canary: newest ai-dynamo + vLLM-Omni, resolved
+#                                        from the index now (never part of the default run)
 #   scripts/test.sh dynamo-1.2 -- -k size    arguments after -- go to pytest
 #   scripts/test.sh --list               the cells
 #
@@ -22,7 +24,7 @@ while (($#)); do
     case "$1" in
         --) shift; pytest_args=("$@"); break ;;
         -l|--list) list_only=1 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (pytest arguments go after --)" >&2; exit 2 ;;
         *) cells+=("$1") ;;
     esac
@@ -42,6 +44,8 @@ while IFS= read -r cell; do all_cells+=("$cell"); done < <(
     nox --list --json | "$TOOLS/bin/python" -c \
         'import json, sys; print("\n".join(s["session"] for s in json.load(sys.stdin)))'
 )
+# Cells that run only when named (nox sessions with default=False): the canary.
+on_demand=(latest)
 if ((${#all_cells[@]} == 0)); then
     echo "no cells found (nox --list failed?)" >&2
     exit 2
@@ -57,8 +61,8 @@ if ((${#cells[@]} == 0)); then
     full=1
 fi
 for cell in "${cells[@]}"; do
-    if [[ " ${all_cells[*]} " != *" $cell "* ]]; then
-        echo "unknown cell '$cell'; cells: ${all_cells[*]}" >&2
+    if [[ " ${all_cells[*]} ${on_demand[*]} " != *" $cell "* ]]; then
+        echo "unknown cell '$cell'; cells: ${all_cells[*]}; on demand: ${on_demand[*]}" >&2
         exit 2
     fi
 done
@@ -109,6 +113,13 @@ for cell in "${cells[@]}"; do
     [[ -n "${result[$cell]:-}" ]] || continue
     printf '  %-20s %-28s %3dm%02ds\n' "$cell" "${result[$cell]}" \
         $((duration[$cell] / 60)) $((duration[$cell] % 60))
+    if [[ " ${on_demand[*]} " == *" $cell "* && -f "reports/$cell.json" ]]; then
+        "$TOOLS/bin/python" -c 'import json, sys
+r = json.load(open(sys.argv[1])).get("resolved") or {}
+print("  " + sys.argv[2] + " resolved: " + ", ".join(
+    f"{k} {r[k]}" for k in ("ai-dynamo", "vllm", "vllm-omni") if k in r) + (
+    f" ({r[\"resolved\"]})" if "resolved" in r else ""))' "reports/$cell.json" "$cell"
+    fi
 done
 printf '  total: %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
 # The closing line: every cell's tests counted together.

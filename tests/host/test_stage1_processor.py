@@ -9,9 +9,11 @@ synthetic AR outputs. Expectations follow the versions and features detected her
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,9 @@ from omni_sizefix.processors import glm_image
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT" (1152x768 is 768 high, 1152 wide).
 INVALID = [(700, 1000), (500, 500), (1024, 1000), (4096, 4096)]
+#: sha256 of ``vllm_omni/model_executor/stage_input_processors/glm_image.py`` in the vLLM-Omni
+#: 0.18.0 wheel. 0.16.0 ships the same bytes: the omni-0.16 and omni-0.18 cells both check it.
+LEGACY_PROCESSOR_SHA256 = "0d40f02e44771450c3213f70b115f701fcdd0fd0e1b2664c8c3d107389283254"
 
 fake_glm_image_model = configs_support.fake_glm_image_model
 cpu_platform_named = configs_support.cpu_platform_named
@@ -126,6 +131,16 @@ def test_processor_probe_agrees_with_the_installed_release() -> None:
     found = glm_image.upstream()
     assert found.scaffold_grid == upstream_is_fixed()
     assert (found.convention == glm_image.STAGE_LIST) == upstream_is_stage_list_era()
+
+
+def test_top_level_readers_ship_the_same_processor_file() -> None:
+    """vLLM-Omni 0.16 and 0.18 ship one GLM-Image processor, byte for byte; later ones differ."""
+    source = Path(importlib.import_module(glm_image.UPSTREAM_MODULE).__file__).read_bytes()
+    digest = hashlib.sha256(source).hexdigest()
+    if upstream_is_fixed():
+        assert digest != LEGACY_PROCESSOR_SHA256
+    else:
+        assert digest == LEGACY_PROCESSOR_SHA256, version_policy.installed_version("vllm-omni")
 
 
 @pytest.mark.parametrize("shape", ["top-level", "mm-kwargs"])

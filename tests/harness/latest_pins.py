@@ -1,0 +1,132 @@
+"""Pins of the canary cell ``latest``, resolved from the package index when it runs.
+
+The newest ai-dynamo (pre-releases included) with the vLLM its ``vllm`` extra pins, and the
+newest vLLM-Omni (pre-releases included) made for that vLLM or an older one: vLLM-Omni X.Y
+targets vLLM X.Y, and ai-dynamo's METADATA never names a vLLM-Omni. Whether that pair really
+loads is what the cell's tests then find out.
+
+ai-dynamo's requirements are read from its wheel's METADATA (``pip download --no-deps``) and
+written as a pins file; requirements that cannot be built here (``aisimulate``) are left out
+and ai-dynamo itself goes into the ``.nodeps.txt`` companion, as in the dynamo-1.5+ cells.
+A requirement the index cannot satisfy yet gets a stand-in from
+``tests/requirements/latest.overrides.txt`` (copied next to the pins, used as
+``uv pip install --override``).
+Run with the tools' Python (it has pip): ``python tests/harness/latest_pins.py OUT_DIR``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.parser
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+HOST = "ai-dynamo"
+EXTRA = "vllm"
+#: Requirements of ai-dynamo that cannot be built on a machine without access to their hosts.
+CANNOT_BUILD = {"aisimulate"}
+#: Stand-ins for requirements the index cannot satisfy yet (kept by hand, may be absent).
+OVERRIDES = Path(__file__).resolve().parents[1] / "requirements" / "latest.overrides.txt"
+
+
+def pip(*args: str) -> str:
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def index_versions(dist: str) -> list[Version]:
+    """Every version of ``dist`` on the index, pre-releases included, newest first."""
+    out = pip("index", "versions", "--pre", dist)
+    match = re.search(r"Available versions:\s*(.+)", out)
+    if not match:
+        raise RuntimeError(f"pip index versions {dist}: no versions in {out!r}")
+    return sorted((Version(v.strip()) for v in match.group(1).split(",")), reverse=True)
+
+
+def wheel_requirements(dist: str, version: Version, python: str) -> list[Requirement]:
+    """Requirements of ``dist==version`` that apply to extra ``EXTRA`` on ``python``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pip("download", "--no-deps", "--only-binary=:all:", "-d", tmp, f"{dist}=={version}")
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+            meta = email.parser.Parser().parsestr(zf.read(name).decode("utf-8"))
+    env = {"python_version": python, "python_full_version": f"{python}.0", "extra": EXTRA}
+    wanted = []
+    for line in meta.get_all("Requires-Dist") or []:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate(env):
+            wanted.append(req)
+    return wanted
+
+
+def exact(req: Requirement) -> Version:
+    pins = [s.version for s in req.specifier if s.operator == "=="]
+    if not pins:
+        raise RuntimeError(f"{req} is not an exact pin")
+    return Version(pins[0])
+
+
+def resolve(python: str) -> dict:
+    """The canary's versions and requirement lines."""
+    host = index_versions(HOST)[0]
+    reqs = wheel_requirements(HOST, host, python)
+    vllm_req = next((r for r in reqs if canonicalize_name(r.name) == "vllm"), None)
+    if vllm_req is None:
+        raise RuntimeError(f"{HOST} {host} has no vllm requirement in its {EXTRA!r} extra")
+    vllm = exact(vllm_req)
+    omni = next(
+        v for v in index_versions("vllm-omni") if (v.major, v.minor) <= (vllm.major, vllm.minor)
+    )
+    lines = []
+    for req in reqs:
+        name = canonicalize_name(req.name)
+        if name in CANNOT_BUILD:
+            continue
+        if name == "vllm":  # the GPU extras (flashinfer, ...) play no part on CPU
+            lines.append(f"vllm=={vllm}")
+            continue
+        req.marker = None
+        lines.append(str(req))
+    lines.append(f"vllm-omni=={omni}")
+    return {
+        "ai-dynamo": str(host),
+        "vllm": str(vllm),
+        "vllm-omni": str(omni),
+        "left out": sorted(CANNOT_BUILD & {canonicalize_name(r.name) for r in reqs}),
+        "requirements": lines,
+        "resolved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def write(folder: Path, cell: str, python: str) -> dict:
+    """Write ``<cell>.txt`` and ``<cell>.nodeps.txt`` into ``folder``; return the resolution."""
+    found = resolve(python)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Canary: ai-dynamo {found['ai-dynamo']} (newest on the index) with vLLM-Omni "
+        f"{found['vllm-omni']} (newest for vLLM {found['vllm']}). Resolved {found['resolved']}"
+        f" from ai-dynamo's METADATA; left out (cannot be built here): "
+        f"{', '.join(found['left out']) or 'nothing'}.\n"
+    )
+    (folder / f"{cell}.txt").write_text(header + "\n".join(found["requirements"]) + "\n")
+    (folder / f"{cell}.nodeps.txt").write_text(f"{HOST}=={found['ai-dynamo']}\n")
+    if OVERRIDES.exists():
+        (folder / f"{cell}.overrides.txt").write_text(OVERRIDES.read_text())
+    return found
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+    result = write(out, "latest", sys.argv[2] if len(sys.argv) > 2 else "3.11")
+    print(json.dumps({k: v for k, v in result.items() if k != "requirements"}))
+    print((out / "latest.txt").read_text())
