@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: the version matrix, one cell after another.
 #
-#   scripts/test.sh                      every cell (no-host first), then the matrix report
+#   scripts/test.sh                      the CI set (below), then the matrix report
+#   scripts/test.sh --all                every cell of the matrix (on demand: about twice as long)
 #   scripts/test.sh dynamo-1.2           one cell (several names: several cells)
 #   scripts/test.sh latest               the canary: newest ai-dynamo + vLLM-Omni, resolved
 #                                        from the index now (never part of the default run)
@@ -11,6 +12,8 @@
 # Needs only python3 (>= 3.10) with pip: uv and nox are installed into .venv-tools/.
 # Environment: OMNI_SIZEFIX_KEEP_CELLS=1 keeps (and reuses) cell environments in .nox/;
 # OMNI_SIZEFIX_PYTHON picks the cells' Python (default 3.11); PYTHON the bootstrap interpreter.
+# OMNI_SIZEFIX_LIVE names the cells that also run tests/live (the real Dynamo processes over
+# HTTP, several minutes a cell): default dynamo-1.1-tf5; 'all' for every Dynamo cell; '' none.
 # Results: reports/<cell>.json and reports/matrix.md; exit status 1 if any cell failed.
 set -uo pipefail
 
@@ -20,11 +23,13 @@ source scripts/tools.sh
 cells=()
 pytest_args=()
 list_only=0
+all=0
 while (($#)); do
     case "$1" in
         --) shift; pytest_args=("$@"); break ;;
         -l|--list) list_only=1 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -a|--all) all=1 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (pytest arguments go after --)" >&2; exit 2 ;;
         *) cells+=("$1") ;;
     esac
@@ -46,6 +51,12 @@ while IFS= read -r cell; do all_cells+=("$cell"); done < <(
 )
 # Cells that run only when named (nox sessions with default=False): the canary.
 on_demand=(latest)
+# The CI set: the package alone, the top-level-size vLLM-Omni, and one cell per ai-dynamo minor
+# release (the broken 1.1 as a GLM-Image deployment runs it). Every other cell (another
+# vLLM-Omni or transformers beside the same Dynamo) runs with --all or by name.
+ci_cells=(no-host omni-0.18 dynamo-1.1-tf5 dynamo-1.2-tf5 dynamo-1.3 dynamo-1.4 dynamo-1.5 dynamo-1.6
+    dynamo-1.7-dev)
+export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-dynamo-1.1-tf5}"
 if ((${#all_cells[@]} == 0)); then
     echo "no cells found (nox --list failed?)" >&2
     exit 2
@@ -57,7 +68,11 @@ fi
 
 full=0
 if ((${#cells[@]} == 0)); then
-    cells=("${all_cells[@]}")
+    if ((all)); then
+        cells=("${all_cells[@]}")
+    else
+        cells=("${ci_cells[@]}")
+    fi
     full=1
 fi
 for cell in "${cells[@]}"; do
