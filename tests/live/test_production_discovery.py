@@ -27,7 +27,15 @@ pytestmark = pytest.mark.live
 
 #: Candidates: the largest, landscape, portrait, the smallest, non-enum both ways; kept where
 #: the release's frontend takes them and the own config's stage-0 budget holds them.
-CANDIDATE_SIZES = ("1024x1024", "1536x1024", "1024x1536", "256x256", "1024x768", "768x1024")
+CANDIDATE_SIZES = (
+    "1024x1024",
+    "1536x1024",
+    "1024x1536",
+    "512x512",
+    "256x256",
+    "1024x768",
+    "768x1024",
+)
 #: Sizes the released host is checked with under the kill switch.
 DEFECT_SIZES = ("512x512", "1024x1024")
 
