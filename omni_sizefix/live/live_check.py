@@ -156,10 +156,15 @@ def render(report: LiveReport) -> str:
         lines.append("  " + "  ".join(c.ljust(widths[j]) for j, c in enumerate(row)).rstrip())
         if k == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
-    lines += [
-        "",
+    rejected = bool(report.runs) and any(
+        r.verdict.startswith(REJECTED) for r in report.runs[0].rows
+    )
+    result = (
         "RESULT: every size comes back as requested with omni-sizefix"
         if report.ok
-        else "RESULT: some sizes do NOT come back as requested with omni-sizefix",
-    ]
+        else "RESULT: some sizes do NOT come back as requested with omni-sizefix"
+    )
+    if report.ok and rejected:
+        result += " (sizes over the stage config's stage-0 budget are rejected up front)"
+    lines += ["", result]
     return "\n".join(lines)
