@@ -139,6 +139,10 @@ def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
 #: ``python -m omni_sizefix.live.error_probe``: ValueError, TypeError, RuntimeError,
 #: dynamo's InvalidArgument and HttpError(400), and an error chunk): no 4xx is possible there.
 FOLDS_ERRORS_TO_500 = {(1, 4)}
+#: From this release on the frontend answers Dynamo's ``InvalidArgument`` with HTTP 400 and
+#: its message; ``SizeRejected`` is one inside the worker (measured on 1.6.1: the nearest
+#: valid sizes reach the client; a plain ValueError gave 400 "Invalid request").
+INVALID_ARGUMENT_MESSAGE_SINCE = (1, 6)
 
 
 def test_rejected_size_is_refused_and_the_next_request_is_served(plugin_on):
@@ -152,6 +156,8 @@ def test_rejected_size_is_refused_and_the_next_request_is_served(plugin_on):
         assert (reply.status, reply.message) == (500, "Failed to fold images stream")
     else:
         assert 400 <= reply.status < 500, (reply.status, reply.message)
+    if served.dynamo_version() >= INVALID_ARGUMENT_MESSAGE_SINCE:
+        assert reply.message == size_policy.rejection_message(700, 1000), reply.message
     if not any(text in reply.message for text in named):
         # The release's frontend hides the worker's message (e.g. 1.6: "Invalid request");
         # it must still have reached the Dynamo processes' logs, word for word.
