@@ -493,7 +493,7 @@ def check_size(
         if resp.status != 200:
             message = resp.message or "no message"
             return result("http-error", f"HTTP {resp.status}: {message}")
-        data = _image_bytes(resp.body, response_format, timeout)
+        data = image_bytes(resp.body, response_format, timeout)
         got_w, got_h = image_size(data)
     except Unreachable as exc:
         return result("error", str(exc))
@@ -513,7 +513,7 @@ def check_size(
     return result("wrong-size", f"asked {size}, got {returned}; {note}".strip("; "), returned)
 
 
-def _image_bytes(body: Any, response_format: str, timeout: float) -> bytes:
+def image_bytes(body: Any, response_format: str = "b64_json", timeout: float = 60.0) -> bytes:
     """The encoded image of a 200 response; NotAnImage when it carries none."""
     if not isinstance(body, dict):
         raise NotAnImage(f"the response is not JSON: {_one_line(str(body))[:120]!r}")

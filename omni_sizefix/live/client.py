@@ -1,22 +1,22 @@
-"""A minimal standard-library client for ``/v1/images/generations`` (live checks and tests).
+"""What the live checks add to ``omni_sizefix.smoke``: the picture, not only the size.
 
-``generate`` posts one request and returns an ``ImageReply``: HTTP status, the server's
-message on errors, and for a success the decoded PNG's size and the prior grid its pixels
-show (``fake_engines.decode_prior``). Pillow decodes the image (every host has it).
+HTTP, error messages, size strings and the image bytes of a response (inline ``b64_json``
+or a ``url``) are ``smoke``'s. This module adds what ``smoke`` cannot know about a real
+deployment: the fake DiT's PNG shows the prior tokens it received
+(``fake_engines.decode_prior``), so ``verdict`` also checks that the picture carries the
+prior GLM-Image needs for the requested size. Pillow decodes the picture (every host has it).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from omni_sizefix import glm_layout
+from omni_sizefix import glm_layout, smoke
+
+SERVED_MODEL = "zai-org/GLM-Image"
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ImageReply:
     """What came back for one request."""
 
     status: int
+    """HTTP status (0: nothing answered)."""
     latency_s: float
     body: Any = None
     """The decoded JSON body (or the raw text when it is not JSON)."""
@@ -35,82 +36,58 @@ class ImageReply:
 
     @property
     def message(self) -> str:
-        """The server's error message, as close to the text as the body allows."""
+        """The server's error message on one line (``smoke``'s reading of the body)."""
         if self.error:
             return self.error
-        body = self.body
-        if isinstance(body, dict):
-            err = body.get("error", body)
-            if isinstance(err, dict):
-                return str(err.get("message") or err)
-            return str(body.get("message") or err)
-        return str(body)
+        return smoke.HttpResult(self.status, self.body, self.latency_s).message
 
 
 def parse_size(size: str) -> tuple[int, int]:
-    """(width, height) of ``WIDTHxHEIGHT``."""
-    width, height = size.lower().split("x")
-    return int(width), int(height)
+    """(width, height) of ``WIDTHxHEIGHT`` (``smoke.parse_size``)."""
+    return smoke.parse_size(size)
 
 
-def decode_image(b64: str) -> tuple[tuple[int, int], list[int] | None]:
-    """(width, height) and shown prior of a base64 PNG."""
+def decode_png(data: bytes) -> tuple[tuple[int, int], list[int] | None]:
+    """(width, height) and shown prior of an encoded image."""
     from PIL import Image
 
     from omni_sizefix.live.fake_engines import decode_prior
 
-    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+    with Image.open(io.BytesIO(data)) as image:
         image.load()
         return image.size, decode_prior(image)
+
+
+def decode_image(b64: str) -> tuple[tuple[int, int], list[int] | None]:
+    """(width, height) and shown prior of a base64 image (e.g. the ``openai`` client's)."""
+    return decode_png(base64.b64decode(b64))
 
 
 def generate(
     url: str,
     size: str | None,
     *,
-    model: str = "zai-org/GLM-Image",
+    model: str = SERVED_MODEL,
     prompt: str = "a red apple on a white table",
     response_format: str = "b64_json",
     nvext: dict | None = None,
     timeout: float = 300.0,
 ) -> ImageReply:
-    """POST one image request to ``url`` (the frontend's base URL)."""
-    payload: dict[str, Any] = {"model": model, "prompt": prompt, "response_format": response_format}
-    if size is not None:
-        payload["size"] = size
-    if nvext is not None:
-        payload["nvext"] = nvext
-    request = urllib.request.Request(
-        url.rstrip("/") + "/v1/images/generations",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    started = time.monotonic()
+    """POST one image request through ``smoke.post_image`` and decode the picture."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        return ImageReply(status=0, latency_s=time.monotonic() - started, error=str(exc))
-    latency = time.monotonic() - started
-    text = raw.decode("utf-8", "replace")
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        body = text
-    reply = ImageReply(status=status, latency_s=latency, body=body)
-    if status == 200 and isinstance(body, dict):
-        data = body.get("data") or []
-        b64 = data[0].get("b64_json") if data and isinstance(data[0], dict) else None
-        if b64:
-            try:
-                reply.size, reply.prior = decode_image(b64)
-            except Exception as exc:
-                reply.error = f"not an image: {type(exc).__name__}: {exc}"
-        else:
-            reply.error = "no b64_json image in the response"
+        result = smoke.post_image(
+            url, model, size, response_format, timeout, prompt=prompt, nvext=nvext
+        )
+    except smoke.Unreachable as exc:
+        return ImageReply(status=0, latency_s=0.0, error=str(exc))
+    reply = ImageReply(status=result.status, latency_s=result.latency_s, body=result.body)
+    if result.status == 200:
+        try:
+            reply.size, reply.prior = decode_png(
+                smoke.image_bytes(result.body, response_format, timeout)
+            )
+        except Exception as exc:
+            reply.error = f"not an image: {type(exc).__name__}: {exc}"
     return reply
 
 

@@ -2,9 +2,12 @@
 requests over HTTP, with the plugin and with ``OMNI_SIZEFIX_DISABLE=1``, side by side.
 
 The two topologies run one after the other (each takes minutes to start on a small
-machine); the run without the plugin uses vLLM-Omni's own stage-1 processor, i.e. the host
-as released. A size is ``ok`` when the PNG has the requested size and its pixels show the
-prior tokens GLM-Image's DiT needs for that size (see ``fake_engines``).
+machine); both load vLLM-Omni's own GLM-Image stage config (what a deployment already runs),
+so the run without the plugin is the host as released. Requests go through
+``omni_sizefix.smoke`` (``client.generate``); a size is ``ok`` when the PNG has the requested
+size and its pixels show the prior tokens GLM-Image's DiT needs for that size (see
+``fake_engines``). By default the sizes are those the release's frontend takes and the
+config's stage-0 budget holds (``served``), plus one over the budget where there is one.
 """
 
 from __future__ import annotations
@@ -12,22 +15,22 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 
-from packaging.version import Version
-
 from omni_sizefix import version_policy
-from omni_sizefix.live import client, topology
+from omni_sizefix.live import client, served, topology
 
-#: The frontends of ai-dynamo < 1.4 take only the OpenAI size enum; other sizes get HTTP 400.
-ENUM_SIZES = ("1536x1024", "1024x1536", "256x256", "512x512", "1024x1024")
-DEFAULT_SIZES = ("1536x1024", "768x1024", "256x256", "2048x2048", "1024x1024")
+#: Candidates for the default sizes (kept where the frontend and the budget allow).
+CANDIDATE_SIZES = ("1536x1024", "768x1024", "256x256", "512x512", "2048x2048", "1024x1024")
+#: Enum sizes over vLLM-Omni's legacy budget: one is shown, rejected with the plugin.
+OVER_BUDGET_CANDIDATES = ("1536x1024", "1024x1536")
+#: Verdict prefix of a size over the stage-0 budget that the plugin refused (as it should).
+REJECTED = "rejected (over the stage-0 budget)"
 
 
-def default_sizes() -> tuple[str, ...]:
-    """The sizes checked by default: the OpenAI enum only where the frontend takes no other."""
-    text = version_policy.installed_version("ai-dynamo")
-    if text is not None and Version(text) < Version("1.4"):
-        return ENUM_SIZES
-    return DEFAULT_SIZES
+def default_sizes(max_tokens: int | None) -> list[str]:
+    """What the frontend takes and the budget holds, plus one enum size over the budget."""
+    sizes = served.servable(CANDIDATE_SIZES, max_tokens)
+    over = [s for s in OVER_BUDGET_CANDIDATES if not served.fits(s, max_tokens)]
+    return sizes + over[:1]
 
 
 @dataclass
@@ -57,7 +60,9 @@ class LiveReport:
     @property
     def ok(self) -> bool:
         plugin = self.runs[0] if self.runs else None
-        return bool(plugin and plugin.rows) and all(r.verdict == "ok" for r in plugin.rows)
+        return bool(plugin and plugin.rows) and all(
+            r.verdict == "ok" or r.verdict.startswith(REJECTED) for r in plugin.rows
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
@@ -75,12 +80,17 @@ def _run_one(
     try:
         live.start(timeout=timeout)
         run.started_s = round(live.started_s or 0.0, 1)
+        if not sizes:  # the first run picks the defaults for both
+            assert live.stage_config_path is not None
+            sizes += default_sizes(topology.stage0_max_tokens(live.stage_config_path))
+        max_tokens = topology.stage0_max_tokens(live.stage_config_path)  # type: ignore[arg-type]
         for size in sizes:
             reply = client.generate(live.url, size, model=live.served_model)
             returned = f"{reply.size[0]}x{reply.size[1]}" if reply.size else f"HTTP {reply.status}"
-            run.rows.append(
-                Row(size, returned, client.verdict(reply, size), round(reply.latency_s, 2))
-            )
+            verdict = client.verdict(reply, size)
+            if plugin and reply.status >= 400 and not served.fits(size, max_tokens):
+                verdict = f"{REJECTED}: {verdict}"
+            run.rows.append(Row(size, returned, verdict, round(reply.latency_s, 2)))
     except (topology.TopologyError, OSError, ValueError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -90,8 +100,8 @@ def _run_one(
 
 
 def run(sizes: list[str] | None = None, timeout: float = topology.DEFAULT_TIMEOUT_S) -> LiveReport:
-    """Both topologies, one after the other."""
-    chosen = list(sizes or default_sizes())
+    """Both topologies, one after the other, with vLLM-Omni's own stage config."""
+    chosen = list(sizes or [])  # empty: filled from the config the first run loads
     report = LiveReport(versions=version_policy.host_versions(), sizes=chosen)
     _progress(
         f"omni-sizefix check --live: 2 topologies, one after the other; each may take "
@@ -99,13 +109,13 @@ def run(sizes: list[str] | None = None, timeout: float = topology.DEFAULT_TIMEOU
     )
     report.runs.append(
         _run_one(
-            "with", "with omni-sizefix (shipped stage config)", True, "shipped", chosen, timeout
+            "with", "with omni-sizefix (vLLM-Omni's own stage config)", True, "own", chosen, timeout
         )
     )
     report.runs.append(
         _run_one(
             "without",
-            "without (OMNI_SIZEFIX_DISABLE=1, vLLM-Omni's own stage-1 processor)",
+            "without (OMNI_SIZEFIX_DISABLE=1, vLLM-Omni's own stage config)",
             False,
             "own",
             chosen,
@@ -146,10 +156,15 @@ def render(report: LiveReport) -> str:
         lines.append("  " + "  ".join(c.ljust(widths[j]) for j, c in enumerate(row)).rstrip())
         if k == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
-    lines += [
-        "",
+    rejected = bool(report.runs) and any(
+        r.verdict.startswith(REJECTED) for r in report.runs[0].rows
+    )
+    result = (
         "RESULT: every size comes back as requested with omni-sizefix"
         if report.ok
-        else "RESULT: some sizes do NOT come back as requested with omni-sizefix",
-    ]
+        else "RESULT: some sizes do NOT come back as requested with omni-sizefix"
+    )
+    if report.ok and rejected:
+        result += " (sizes over the stage config's stage-0 budget are rejected up front)"
+    lines += ["", result]
     return "\n".join(lines)

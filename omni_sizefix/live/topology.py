@@ -49,7 +49,6 @@ STOP_GRACE_S = 15.0
 WORKER_LAUNCHER = "omni_sizefix.live.fake_worker"
 #: vLLM-Omni's own GLM-Image stage-1 processor (the one the shipped config wraps).
 UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
-SHIPPED_PROCESSOR = "omni_sizefix.processors.glm_image.ar2diffusion"
 
 Progress = Callable[[str], None]
 
@@ -113,19 +112,65 @@ class Process:
             return ""
 
 
-def _stage_config_schema(path: Path) -> str:
+#: Stage-0 ``max_tokens`` of vLLM-Omni's legacy GLM-Image layout (holds up to 1024x1024).
+LEGACY_OWN_MAX_TOKENS = 1281
+
+
+def own_stage_config(run_dir: Path) -> tuple[Path, str]:
+    """(path, description) of vLLM-Omni's own GLM-Image stage config for this host.
+
+    The file the installed vLLM-Omni ships, in a schema this host's loader reads: its
+    legacy ``model_executor/stage_configs/glm_image.yaml`` or its ``deploy/glm_image.yaml``.
+    Where it ships only a file this Dynamo cannot read (ai-dynamo 1.1 with vLLM-Omni
+    0.20.0rc1 ships only a deploy file), the layout Dynamo 1.1's own launch used is written
+    to ``run_dir``: vLLM-Omni's legacy GLM-Image config (stage 1 names vLLM-Omni's
+    ``ar2diffusion``, stage-0 ``max_tokens`` 1281, i.e. up to 1024x1024).
+    """
+    import vllm_omni
+    import yaml
+
     from omni_sizefix import stage_configs
 
-    return stage_configs.file_schema(path)
+    root = Path(vllm_omni.__file__).parent
+    readable = stage_configs.host_loader().schemas
+    legacy = root / "model_executor" / "stage_configs" / "glm_image.yaml"
+    if legacy.is_file() and stage_configs.LEGACY in readable:
+        return legacy, "vLLM-Omni's own model_executor/stage_configs/glm_image.yaml"
+    deploy = root / "deploy" / "glm_image.yaml"
+    if deploy.is_file() and stage_configs.DEPLOY in readable:
+        return deploy, "vLLM-Omni's own deploy/glm_image.yaml"
+    if stage_configs.LEGACY not in readable:
+        raise FileNotFoundError(f"vLLM-Omni at {root} ships no GLM-Image config this host reads")
+    data = yaml.safe_load(stage_configs.config_path(schema=stage_configs.LEGACY).read_text())
+    data["stage_args"][0]["default_sampling_params"]["max_tokens"] = LEGACY_OWN_MAX_TOKENS
+    data["stage_args"][1]["custom_process_input_func"] = UPSTREAM_PROCESSOR
+    path = run_dir / "glm_image.own.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, (
+        "vLLM-Omni's own legacy GLM-Image layout (ar2diffusion, stage-0 max_tokens "
+        f"{LEGACY_OWN_MAX_TOKENS}; this vLLM-Omni ships only a file this Dynamo cannot read)"
+    )
+
+
+def stage0_max_tokens(path: Path) -> int | None:
+    """Stage 0's ``max_tokens`` in a legacy or deploy stage-config file (None: not set)."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    stages = data.get("stage_args") or data.get("stages") or []
+    for stage in stages:
+        if int(stage.get("stage_id", 0)) == 0:
+            params = stage.get("default_sampling_params") or {}
+            value = params.get("max_tokens")
+            return int(value) if value is not None else None
+    return None
 
 
 def resolve_stage_config(choice: str | None, run_dir: Path) -> tuple[Path, str]:
     """(path, description) of the stage config to run with.
 
     ``shipped`` (default): ``omni-sizefix stage-config glm_image`` for the installed host.
-    ``own``: vLLM-Omni's own stage-1 processor — on hosts that take the legacy schema, the
-    shipped file with ``custom_process_input_func`` set back to vLLM-Omni's
-    ``ar2diffusion``; on the others vLLM-Omni's own ``deploy/glm_image.yaml``.
+    ``own``: vLLM-Omni's own GLM-Image config (``own_stage_config``).
     Anything else is a path.
     """
     from omni_sizefix import stage_configs
@@ -134,20 +179,7 @@ def resolve_stage_config(choice: str | None, run_dir: Path) -> tuple[Path, str]:
         path = stage_configs.path_for_installed_host("glm_image")
         return path, f"shipped ({path.name})"
     if choice == "own":
-        shipped = stage_configs.path_for_installed_host("glm_image")
-        if _stage_config_schema(shipped) == stage_configs.LEGACY:
-            text = shipped.read_text()
-            if SHIPPED_PROCESSOR not in text:
-                raise ValueError(f"{shipped} does not name {SHIPPED_PROCESSOR}")
-            own = run_dir / "glm_image.own-processor.yaml"
-            own.write_text(text.replace(SHIPPED_PROCESSOR, UPSTREAM_PROCESSOR))
-            return own, "vLLM-Omni's own stage-1 processor (legacy schema)"
-        import vllm_omni
-
-        path = Path(vllm_omni.__file__).parent / "deploy" / "glm_image.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"vLLM-Omni ships no {path}")
-        return path, "vLLM-Omni's own deploy/glm_image.yaml"
+        return own_stage_config(run_dir)
     path = Path(choice)
     if not path.is_file():
         raise FileNotFoundError(f"stage config not found: {path}")

@@ -1,67 +1,64 @@
 """A real client gets the right image back through the four real Dynamo processes.
 
-Only the GPU engines are fake (``omni_sizefix.live.fake_engines``): the DiT's picture
-shows, block by block, the prior tokens it received, so every check below compares the
-returned PNG's size *and* pixels with what GLM-Image would need for the requested size.
+The workers load vLLM-Omni's OWN GLM-Image stage config (``topology.own_stage_config``),
+what a deployment already runs before it installs the plugin. Only the GPU engines are
+fake (``omni_sizefix.live.fake_engines``): the DiT's picture shows, block by block, the
+prior tokens it received, so every check below compares the returned PNG's size *and*
+pixels with what GLM-Image would need for the requested size.
 
-The frontends of ai-dynamo up to 1.3 accept only the OpenAI ``size`` enum (``auto``,
-256x256, 512x512, 1024x1024, 1792x1024, 1024x1792, 1536x1024, 1024x1536) and their image
-``nvext`` has no height/width: any other size is refused with HTTP 400 before a worker
-sees it (measured; ``test_frontend_refuses_sizes_outside_the_enum``).
+Two limits decide which sizes can come back (``omni_sizefix.live.served``): the frontends
+of ai-dynamo up to 1.3 accept only the OpenAI ``size`` enum (any other size is refused with
+HTTP 400 before a worker sees it, ``test_frontend_refuses_sizes_outside_the_enum``), and the
+config's stage-0 ``max_tokens`` (vLLM-Omni's legacy layout: 1281, up to 1024x1024); with the
+plugin a size over it is rejected up front. The shipped config (up to 2048x2048) is an
+opt-in third topology (``OMNI_SIZEFIX_LIVE_SHIPPED=1``) for frontends that take any size.
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from packaging.version import Version
 
-from omni_sizefix import glm_layout, size_policy, version_policy
-from omni_sizefix.live import client
+from omni_sizefix import glm_layout, size_policy
+from omni_sizefix.live import client, served
 from omni_sizefix.live.client import verdict
+from omni_sizefix.live.topology import stage0_max_tokens
 
 pytestmark = pytest.mark.live
 
-OPENAI_ENUM = {
+#: Candidate sizes with the plugin: square, non-square both ways, the smallest, non-enum ones.
+CANDIDATE_SIZES = (
     "256x256",
     "512x512",
     "1024x1024",
-    "1792x1024",
-    "1024x1792",
     "1536x1024",
     "1024x1536",
-}
-#: Sizes sent with the real ``openai`` client (in the enum, so every release's frontend takes them).
-OPENAI_SIZES = ("1536x1024",)
-#: Sizes sent with the plain HTTP client: portrait, the smallest, the largest, a non-enum one.
-HTTP_SIZES = ("1024x1536", "256x256", "2048x2048", "768x1024")
-#: 16 different sizes for the concurrency check (small, to keep 2 CPU cores free).
+    "768x1024",
+    "1024x768",
+)
+#: 16 different sizes for the concurrency check where the frontend takes any size (small).
 CONCURRENT_SIZES = tuple(
     f"{w}x{h}" for w, h in [(256 + 32 * i, 512 - 32 * (i % 5)) for i in range(16)]
 )
 #: Sizes the released hosts are checked with under the kill switch.
-DEFECT_SIZES = ("1536x1024", "1024x1536", "512x512", "768x1024")
+DEFECT_SIZES = ("512x512", "1024x1024", "1536x1024", "768x1024")
+#: Over the legacy own config's budget, in the enum (so every frontend forwards it).
+OVER_LEGACY_BUDGET = ("1536x1024", "1024x1536", "1792x1024")
+#: With the shipped config: the largest size, and non-enum sizes both ways.
+SHIPPED_SIZES = ("2048x2048", "768x1024", "1024x768", "1536x1024")
 
 
-def dynamo_version() -> tuple[int, int]:
-    """(major, minor) of the installed ai-dynamo ((0, 0) when there is none)."""
-    text = version_policy.installed_version("ai-dynamo")
-    if text is None:
-        return (0, 0)
-    version = Version(text)
-    return (version.major, version.minor)
+def budget(topology) -> int | None:
+    """Stage-0 ``max_tokens`` of the stage config the topology's workers load."""
+    return stage0_max_tokens(topology.stage_config_path)
 
 
-def enum_only() -> bool:
-    """True when this release's frontend takes only the OpenAI size enum (ai-dynamo < 1.4)."""
-    return dynamo_version() < (1, 4)
-
-
-def needs_enum(size: str) -> None:
-    if enum_only() and size not in OPENAI_ENUM:
-        pytest.skip(f"ai-dynamo {dynamo_version()}'s frontend refuses {size} (OpenAI enum only)")
+def servable(topology, sizes=CANDIDATE_SIZES) -> list[str]:
+    found = served.servable(sizes, budget(topology))
+    print(f"{topology.stage_config_note}: stage-0 max_tokens {budget(topology)}; serves {found}")
+    assert found, "no candidate size fits this frontend and budget"
+    return found
 
 
 def post(topology, size: str, **kwargs) -> client.ImageReply:
@@ -72,12 +69,16 @@ def assert_image(reply: client.ImageReply, size: str) -> None:
     assert verdict(reply, size) == "ok", (size, reply.status, reply.size, reply.message[:300])
 
 
-# --- with the plugin -----------------------------------------------------------------------
+def stage_log(topology, name: str) -> str:
+    return next(p for p in topology.processes if p.name == name).log_text()
 
 
-@pytest.mark.parametrize("size", OPENAI_SIZES)
-def test_openai_client_gets_the_requested_image(plugin_on, size):
+# --- with the plugin, vLLM-Omni's own config --------------------------------------------------
+
+
+def test_openai_client_gets_the_requested_image(plugin_on):
     openai = pytest.importorskip("openai", reason="the openai client is test support")
+    size = servable(plugin_on)[-1]  # the largest the frontend and the budget allow
     api = openai.OpenAI(base_url=plugin_on.url + "/v1", api_key="unused", max_retries=0)
     result = api.images.generate(
         model=plugin_on.served_model,
@@ -88,18 +89,36 @@ def test_openai_client_gets_the_requested_image(plugin_on, size):
     )
     (got_width, got_height), prior = client.decode_image(result.data[0].b64_json)
     width, height = client.parse_size(size)
-    assert (got_width, got_height) == (width, height)
+    assert (got_width, got_height) == (width, height), size
     assert prior == glm_layout.expected_prior(height, width), "the picture shows another prior"
 
 
-@pytest.mark.parametrize("size", HTTP_SIZES)
-def test_http_client_gets_the_requested_image(plugin_on, size):
-    needs_enum(size)
-    assert_image(post(plugin_on, size), size)
+def test_every_servable_size_comes_back_as_requested(plugin_on):
+    results = {size: verdict(post(plugin_on, size), size) for size in servable(plugin_on)}
+    print(f"own config, plugin on: {results}")
+    assert results == dict.fromkeys(results, "ok")
+
+
+def test_size_over_the_budget_is_rejected_and_the_next_request_is_served(plugin_on):
+    limit = budget(plugin_on)
+    over = [s for s in OVER_LEGACY_BUDGET if served.frontend_takes(s) and not served.fits(s, limit)]
+    if not over:
+        pytest.skip(f"every enum size fits stage-0 max_tokens {limit}")
+    size = over[0]
+    width, height = client.parse_size(size)
+    reply = post(plugin_on, size)
+    print(f"{size} over max_tokens {limit}, plugin on: HTTP {reply.status} {reply.message!r}")
+    assert reply.status >= 400, (size, reply.status, reply.size)
+    needs = f"size {width}x{height} needs {size_policy.tokens_needed(height, width)} AR tokens"
+    logs = reply.message + "".join(p.log_text() for p in plugin_on.processes)
+    assert needs in logs and f"max_tokens is {limit}" in logs, "no budget rejection was logged"
+    assert plugin_on.alive() == [p.name for p in plugin_on.processes]
+    next_size = servable(plugin_on)[-1]
+    assert_image(post(plugin_on, next_size), next_size)
 
 
 def test_frontend_refuses_sizes_outside_the_enum(plugin_on):
-    if not enum_only():
+    if not served.enum_only():
         pytest.skip("this release's frontend takes any size string")
     for size in ("768x1024", "2048x2048", "1000x700", "abcxdef", "512"):
         reply = post(plugin_on, size)
@@ -107,10 +126,8 @@ def test_frontend_refuses_sizes_outside_the_enum(plugin_on):
 
 
 def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
-    sizes = CONCURRENT_SIZES
-    if enum_only():  # seven enum sizes, each twice, and 1024x1024 twice more
-        sizes = tuple(sorted(OPENAI_ENUM)) * 2 + ("1024x1024",) * 2
-    assert len(sizes) == 16
+    pool_sizes = servable(plugin_on, CONCURRENT_SIZES + CANDIDATE_SIZES)
+    sizes = tuple((pool_sizes * 16)[:16])
     with ThreadPoolExecutor(max_workers=16) as pool:
         replies = list(pool.map(lambda size: post(plugin_on, size), sizes))
     wrong = {s: verdict(r, s) for s, r in zip(sizes, replies, strict=True) if verdict(r, s) != "ok"}
@@ -122,63 +139,65 @@ def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
 #: ``python -m omni_sizefix.live.error_probe``: ValueError, TypeError, RuntimeError,
 #: dynamo's InvalidArgument and HttpError(400), and an error chunk): no 4xx is possible there.
 FOLDS_ERRORS_TO_500 = {(1, 4)}
+#: From this release on the frontend answers Dynamo's ``InvalidArgument`` with HTTP 400 and
+#: its message; ``SizeRejected`` is one inside the worker (measured on 1.6.1: the nearest
+#: valid sizes reach the client; a plain ValueError gave 400 "Invalid request").
+INVALID_ARGUMENT_MESSAGE_SINCE = (1, 6)
 
 
 def test_rejected_size_is_refused_and_the_next_request_is_served(plugin_on):
-    needs_enum("1000x700")
+    if not served.frontend_takes("1000x700"):
+        pytest.skip(f"ai-dynamo {served.dynamo_version()}'s frontend refuses 1000x700 itself")
     reply = post(plugin_on, "1000x700")
     print(f"1000x700 with the plugin: HTTP {reply.status} {reply.message[:300]!r}")
     nearest = size_policy.nearest_valid_sizes(700, 1000)
     named = [f"{w}x{h}" for h, w in nearest]
-    if dynamo_version() in FOLDS_ERRORS_TO_500:
+    if served.dynamo_version() in FOLDS_ERRORS_TO_500:
         assert (reply.status, reply.message) == (500, "Failed to fold images stream")
     else:
         assert 400 <= reply.status < 500, (reply.status, reply.message)
+    if served.dynamo_version() >= INVALID_ARGUMENT_MESSAGE_SINCE:
+        assert reply.message == size_policy.rejection_message(700, 1000), reply.message
     if not any(text in reply.message for text in named):
         # The release's frontend hides the worker's message (e.g. 1.6: "Invalid request");
         # it must still have reached the Dynamo processes' logs, word for word.
         logs = "".join(p.log_text() for p in plugin_on.processes)
         assert size_policy.rejection_message(700, 1000) in logs
     assert plugin_on.alive() == [p.name for p in plugin_on.processes]
-    assert_image(post(plugin_on, "1024x1536"), "1024x1536")
+    size = servable(plugin_on)[-1]
+    assert_image(post(plugin_on, size), size)
 
 
-# --- the kill switch: the released defect, over HTTP ---------------------------------------
+# --- the kill switch, vLLM-Omni's own config: the released defect, over HTTP ------------------
 
 
 @pytest.mark.parametrize("size", DEFECT_SIZES)
 def test_kill_switch_shows_the_released_defect(plugin_off, size):
-    needs_enum(size)
+    if not served.frontend_takes(size):
+        pytest.skip(f"ai-dynamo {served.dynamo_version()}'s frontend refuses {size} itself")
     reply = post(plugin_off, size)
     outcome = verdict(reply, size)
-    release = dynamo_version()
-    print(f"kill switch, ai-dynamo {release}, {size}: {outcome}")
+    release = served.dynamo_version()
+    print(f"kill switch, own config, ai-dynamo {release}, {size}: {outcome}")
     if release < (1, 2):
-        # 1.1: stage 0 gets no size, the AR prompt no scaffold: no usable image.
-        assert outcome != "ok", outcome
+        # 1.1: the shared-memory connector drops cumulative_token_ids; stage 1 fails.
+        assert (reply.status, reply.message) == (500, "Failed to fold images stream"), outcome
+        log = stage_log(plugin_off, "stage-1 worker")
+        assert "AttributeError" in log and "cumulative_token_ids" in log
     elif release < (1, 4):
         # 1.2/1.3: stage 1 cannot call vLLM-Omni's own processor: the request fails.
         assert reply.status >= 400, outcome
-        stage1 = next(p for p in plugin_off.processes if p.name == "stage-1 worker")
-        assert "TypeError" in stage1.log_text()
+        assert "TypeError" in stage_log(plugin_off, "stage-1 worker")
     else:
-        # 1.4+: the host already carries the size everywhere.
+        # 1.4+: the host already carries the size everywhere (within the config's budget).
+        if not served.fits(size, budget(plugin_off)):
+            pytest.skip(f"{size} is over this config's stage-0 max_tokens")
         assert outcome == "ok", outcome
 
 
-# --- vLLM-Omni's own config with the plugin (switched on once the stage-1 fix lands) ---------
+# --- opt-in: the shipped config (stage-0 budget up to 2048x2048) --------------------------------
 
 
-@pytest.mark.xfail(
-    dynamo_version() < (1, 4),
-    reason="own stage-1 processor with the plugin on ai-dynamo < 1.4 needs the stage-1 "
-    "runtime fix (not merged yet)",
-    strict=False,
-)
-@pytest.mark.skipif(
-    os.environ.get("OMNI_SIZEFIX_LIVE_OWN_CONFIG") != "1",
-    reason="set OMNI_SIZEFIX_LIVE_OWN_CONFIG=1 (a third topology, 2-4 min)",
-)
-def test_own_config_with_plugin(own_config_plugin_on):
-    for size in ("1536x1024", "1024x1536"):
-        assert_image(post(own_config_plugin_on, size), size)
+@pytest.mark.parametrize("size", SHIPPED_SIZES)
+def test_shipped_config_serves_up_to_2048(shipped_plugin_on, size):
+    assert_image(post(shipped_plugin_on, size), size)

@@ -4,7 +4,9 @@ The same four real Dynamo processes as ``test_live_topology.py`` (engines FAKE),
 ``--discovery-backend etcd --request-plane nats --event-plane nats`` against a real
 ``etcd`` and a real ``nats-server -js`` that this module starts on 127.0.0.1
 (``omni_sizefix.live.etcd_nats``) and stops after its topologies. Skipped when the two
-binaries are missing (``apt-get install etcd-server nats-server``).
+binaries are missing (``apt-get install etcd-server nats-server``). The workers load
+vLLM-Omni's own GLM-Image stage config. By default only the plugin-on topology runs; the
+kill-switch one is opt-in (``OMNI_SIZEFIX_LIVE_ETCD_KILL_SWITCH=1``, 2-4 min more).
 """
 
 from __future__ import annotations
@@ -17,35 +19,31 @@ from collections.abc import Iterator
 import pytest
 
 from omni_sizefix import glm_layout
-from omni_sizefix.live import client, etcd_nats
+from omni_sizefix.live import client, etcd_nats, served
 from omni_sizefix.live.client import verdict
-from omni_sizefix.live.topology import Topology
+from omni_sizefix.live.topology import Topology, stage0_max_tokens
 
 pytestmark = pytest.mark.live
 
-#: What every release's frontend takes (the OpenAI enum): landscape, portrait, the smallest.
-ENUM_SIZES = ("1536x1024", "1024x1536", "256x256")
-#: Added where the frontend takes any ``WxH`` (ai-dynamo >= 1.4): non-enum both ways, the largest.
-FREE_SIZES = ("1024x768", "768x1024", "2048x2048")
+#: Candidates: the largest, landscape, portrait, the smallest, non-enum both ways; kept where
+#: the release's frontend takes them and the own config's stage-0 budget holds them.
+CANDIDATE_SIZES = (
+    "1024x1024",
+    "1536x1024",
+    "1024x1536",
+    "512x512",
+    "256x256",
+    "1024x768",
+    "768x1024",
+)
 #: Sizes the released host is checked with under the kill switch.
-DEFECT_SIZES = ("1536x1024", "1024x1536")
+DEFECT_SIZES = ("512x512", "1024x1024")
 
 
-def dynamo_version() -> tuple[int, int]:
-    from packaging.version import Version
-
-    from omni_sizefix import version_policy
-
-    text = version_policy.installed_version("ai-dynamo")
-    if text is None:
-        return (0, 0)
-    version = Version(text)
-    return (version.major, version.minor)
-
-
-def sizes_for_release() -> tuple[str, ...]:
-    # ai-dynamo up to 1.3: HTTP 400 "unknown variant" for any size outside the enum.
-    return ENUM_SIZES if dynamo_version() < (1, 4) else ENUM_SIZES + FREE_SIZES
+def sizes_for(topology: Topology) -> list[str]:
+    found = served.servable(CANDIDATE_SIZES, stage0_max_tokens(topology.stage_config_path))
+    assert found, "no candidate size fits this frontend and budget"
+    return found
 
 
 class _Started:
@@ -89,12 +87,14 @@ def started(topologies, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_S
 
 @pytest.fixture(scope="module")
 def plugin_on(started, topologies) -> Topology:
-    return started.get(topologies, "etcd-nats-plugin-on", stage_config="shipped", plugin=True)
+    return started.get(topologies, "etcd-nats-own-plugin-on", stage_config="own", plugin=True)
 
 
 @pytest.fixture(scope="module")
 def plugin_off(started, topologies) -> Topology:
-    return started.get(topologies, "etcd-nats-plugin-off", stage_config="own", plugin=False)
+    if os.environ.get("OMNI_SIZEFIX_LIVE_ETCD_KILL_SWITCH") != "1":
+        pytest.skip("set OMNI_SIZEFIX_LIVE_ETCD_KILL_SWITCH=1 (a second etcd+NATS topology)")
+    return started.get(topologies, "etcd-nats-own-plugin-off", stage_config="own", plugin=False)
 
 
 def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
@@ -113,7 +113,7 @@ def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
 
     openai = pytest.importorskip("openai", reason="the openai client is test support")
     api = openai.OpenAI(base_url=plugin_on.url + "/v1", api_key="unused", max_retries=0)
-    first, *rest = sizes_for_release()
+    first, *rest = sizes_for(plugin_on)
     result = api.images.generate(
         model=plugin_on.served_model,
         prompt="a red apple on a white table",
@@ -141,11 +141,13 @@ def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
 def test_kill_switch_shows_the_released_defect_through_etcd_and_nats(plugin_off, size):
     reply = client.generate(plugin_off.url, size, model=plugin_off.served_model)
     outcome = verdict(reply, size)
-    release = dynamo_version()
+    release = served.dynamo_version()
     print(f"etcd + NATS, kill switch, ai-dynamo {release}, {size}: {outcome}")
     if release < (1, 2):
-        # 1.1: stage 0 gets no size, the AR prompt no scaffold: no usable image.
-        assert outcome != "ok", outcome
+        # 1.1: the shared-memory connector drops cumulative_token_ids; stage 1 fails.
+        assert reply.status == 500, outcome
+        stage1 = next(p for p in plugin_off.processes if p.name == "stage-1 worker")
+        assert "cumulative_token_ids" in stage1.log_text()
     elif release < (1, 4):
         # 1.2/1.3: stage 1 cannot call vLLM-Omni's own processor: the request fails.
         assert reply.status >= 400, outcome

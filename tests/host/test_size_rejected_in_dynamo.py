@@ -1,0 +1,49 @@
+"""In a process that has loaded Dynamo, a rejected size is also Dynamo's ``InvalidArgument``.
+
+ai-dynamo 1.6 answers ``InvalidArgument`` with HTTP 400 and the message (a plain
+``ValueError`` with 400 "Invalid request"). Real ``dynamo.llm`` of this cell; the check runs
+in a fresh interpreter so that nothing else in the session has loaded Dynamo before.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import json, sys
+from omni_sizefix import errors, size_policy
+before = type(errors.SizeRejected("x")) is errors.SizeRejected
+loaded_by_plugin = "dynamo._core" in sys.modules
+import dynamo.llm
+from dynamo.llm.exceptions import InvalidArgument
+try:
+    size_policy.apply(700, 1000)
+except ValueError as exc:
+    caught = exc
+print(json.dumps({
+    "plain_before_dynamo": before,
+    "omni_sizefix_loaded_dynamo": loaded_by_plugin,
+    "invalid_argument": isinstance(caught, InvalidArgument),
+    "size_rejected": isinstance(caught, errors.SizeRejected),
+    "message": str(caught),
+    "expected": size_policy.rejection_message(700, 1000),
+}))
+"""
+
+
+def test_rejection_is_dynamos_invalid_argument() -> None:
+    try:
+        from dynamo.llm.exceptions import InvalidArgument  # noqa: F401
+    except ImportError:
+        pytest.skip("this ai-dynamo has no dynamo.llm.exceptions.InvalidArgument")
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["plain_before_dynamo"] and not seen["omni_sizefix_loaded_dynamo"]
+    assert seen["invalid_argument"] and seen["size_rejected"]
+    assert seen["message"] == seen["expected"]
