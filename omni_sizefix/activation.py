@@ -126,12 +126,9 @@ def patch() -> bool:
                 )
                 return False
         try:
-            decision = version_policy.decide_shape()
+            settings.shape_override()
         except ValueError as exc:
             target.warn_once("shape-env", "omni-sizefix: %s; using auto-detection", exc)
-            decision = version_policy.shape_for_version(
-                version_policy.installed_version("vllm-omni")
-            )
         try:
             utils = sys.modules.get(UTILS_MODULE) or importlib.import_module(UTILS_MODULE)
         except ImportError as exc:
@@ -140,7 +137,7 @@ def patch() -> bool:
             )
             return False
         try:
-            done = target.apply(utils, decision.shape)
+            done = target.apply(utils)
         except LookupError as exc:
             target.warn_once(
                 "signature",
@@ -154,12 +151,11 @@ def patch() -> bool:
             # Only the two versions the line shows: each metadata lookup scans site-packages
             # (about 6 ms in a large worker environment).
             logger.info(
-                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; stage-1 size shape %s (%s)",
+                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; where the size goes is "
+                "decided per model when the worker loads its stage config",
                 ", ".join(done),
                 version_policy.installed_version("ai-dynamo"),
                 version_policy.installed_version("vllm-omni"),
-                decision.shape.value,
-                decision.reason,
             )
         else:
             if done:
@@ -180,6 +176,10 @@ def unpatch() -> bool:
         from omni_sizefix.patches import dynamo_omni_utils
 
         restored = dynamo_omni_utils.remove()
+        if "omni_sizefix.pipelines" in sys.modules:
+            from omni_sizefix import pipelines
+
+            pipelines.forget()
         if "omni_sizefix.patches.dynamo_stage_processor" in sys.modules:
             from omni_sizefix.patches import dynamo_stage_budget, dynamo_stage_processor
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
-from omni_sizefix import __version__, settings, stage_configs, version_policy
+from omni_sizefix import __version__, pipelines, settings, stage_configs, version_policy
 from omni_sizefix.package import SUPPORTED_HOSTS
 from omni_sizefix.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, describe
 
@@ -148,8 +148,10 @@ def diagnose(stage_configs_path: str | None = None, model: str | None = None) ->
         decision = version_policy.decide_shape()
     except ValueError as exc:
         add(Finding(ATTENTION, str(exc), f"unset {settings.SHAPE_VAR} or use auto"))
-        decision = version_policy.shape_for_version(report.versions.get("vllm-omni"))
-    report.shape, report.shape_reason = decision.shape.value, decision.reason
+        settings_free = pipelines.default_plan()
+        decision = version_policy.ShapeDecision(settings_free.shape, settings_free.reason)
+    report.shape = decision.shape.value if decision.shape is not None else "none"
+    report.shape_reason = decision.reason
     signatures = host_signatures_from_source()
     if signatures is not None:
         report.host_signatures = signatures

@@ -7,6 +7,7 @@ from typing import Any
 
 from omni_sizefix import default_plugin, size_policy
 from omni_sizefix.geometry import TargetGeometry
+from omni_sizefix.pipelines import Plan
 from omni_sizefix.plugins import hook_calls
 from omni_sizefix.settings import Shape
 
@@ -143,13 +144,76 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
     return repaired
 
 
+def repair_request(request: dict, output_modalities: list, parsed: dict, plan: Plan) -> dict:
+    """``repair_parsed`` for the pipeline this worker serves (``omni_sizefix.pipelines``).
+
+    GLM-Image: every hook, as ``repair_parsed``. Another model: only ``original_prompt`` of
+    an image request gets the host's size, in the place its stage-1 processor reads it
+    (``plan.shape``); stage 0 and the sampling parameters stay as the host built them, and
+    nothing is added where that processor reads no size. A malformed ``size`` is rejected
+    for every model.
+    """
+    if plan.is_glm:
+        return repair_parsed(request, output_modalities, parsed, plan.shape or Shape.BOTH)
+    if not is_candidate(parsed, output_modalities):
+        return parsed
+    kind = default_plugin.request_kind(request, output_modalities)
+    if kind != "image":
+        return parsed
+    default_plugin.check_size_format(request)
+    sampling = parsed.get("sampling_params_list")
+    if plan.shape is None or type(sampling) is not dict:
+        return parsed
+    if sampling.get("height") is None or sampling.get("width") is None:
+        return parsed
+    height = default_plugin.as_dimension(sampling["height"], "height")
+    width = default_plugin.as_dimension(sampling["width"], "width")
+    original = parsed.get("original_prompt")
+    if type(original) is dict and _holds_size(original, height, width, plan.shape):
+        return parsed
+    geometry = TargetGeometry(height, width, kind=kind)
+    repaired_prompt = hook_calls().original_prompt(
+        original_prompt=original, geometry=geometry, shape=plan.shape
+    )
+    if repaired_prompt is None:
+        return parsed
+    repaired = dict(parsed)
+    repaired["original_prompt"] = repaired_prompt
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "omni-sizefix: %s image request: original_prompt sized %dx%d (WxH) as %s",
+            plan.pipeline,
+            width,
+            height,
+            plan.shape.value,
+        )
+    return repaired
+
+
+def _holds_size(prompt: dict, height: int, width: int, shape: Shape) -> bool:
+    if shape is not Shape.TOP_LEVEL:
+        kwargs = prompt.get("mm_processor_kwargs")
+        if not (
+            type(kwargs) is dict
+            and _int_equal(kwargs.get("target_h"), height)
+            and _int_equal(kwargs.get("target_w"), width)
+        ):
+            return False
+    if shape is not Shape.MM_KWARGS:
+        return _int_equal(prompt.get("height"), height) and _int_equal(prompt.get("width"), width)
+    return True
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def repair_original_prompt(prompt: Any, height: Any, width: Any, shape: Shape) -> Any:
-    """Add the size to a ``build_original_prompt`` result; return it unchanged if it cannot."""
-    if not (_positive_int(height) and _positive_int(width) and isinstance(prompt, dict)):
+def repair_original_prompt(prompt: Any, height: Any, width: Any, shape: Shape | None) -> Any:
+    """Add the size to a ``build_original_prompt`` result; return it unchanged if it cannot
+    (or when ``shape`` is None: this pipeline's stage 1 reads no size from it)."""
+    if shape is None or not (
+        _positive_int(height) and _positive_int(width) and isinstance(prompt, dict)
+    ):
         return prompt
     geometry = TargetGeometry(height, width, kind=None)
     repaired = hook_calls().original_prompt(original_prompt=prompt, geometry=geometry, shape=shape)

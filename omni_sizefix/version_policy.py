@@ -1,7 +1,7 @@
-"""Which host is installed, whether it is supported, and which prompt shape it reads.
+"""Which host is installed and whether it is supported.
 
-Nothing here imports a host module: versions come from distribution metadata and the
-feature probe reads the installed stage-1 processor's source text.
+Versions come from distribution metadata. Where the size goes is not decided from version
+numbers: ``decide_shape`` asks ``omni_sizefix.pipelines``, which probes the stage-1 processor.
 """
 
 from __future__ import annotations
@@ -15,12 +15,6 @@ from packaging.version import InvalidVersion, Version
 from omni_sizefix import settings
 from omni_sizefix.package import REPORTED_DISTRIBUTIONS, SUPPORTED_HOSTS
 from omni_sizefix.settings import Shape
-
-#: First vLLM-Omni release whose GLM-Image ``ar2diffusion`` reads ``mm_processor_kwargs``.
-MM_KWARGS_SINCE = Version("0.20.0rc1")
-
-#: The GLM-Image stage-1 processor inside a vLLM-Omni distribution.
-GLM_IMAGE_PROCESSOR_FILE = "vllm_omni/model_executor/stage_input_processors/glm_image.py"
 
 
 def installed_version(dist: str) -> str | None:
@@ -59,54 +53,22 @@ def unsupported_hosts() -> list[str]:
 
 @dataclass(frozen=True)
 class ShapeDecision:
-    """The prompt shape chosen for stage 1 and the reason for it."""
+    """The prompt shape chosen for stage 1 and the reason for it (None: no size written)."""
 
-    shape: Shape
+    shape: Shape | None
     reason: str
 
 
-def probe_processor_source(dist: str = "vllm-omni") -> Shape | None:
-    """Read the installed GLM-Image stage-1 processor and tell which shape it reads.
-
-    Returns None when the file cannot be found or read.
-    """
-    try:
-        path = metadata.distribution(dist).locate_file(GLM_IMAGE_PROCESSOR_FILE)
-        source = path.read_text(encoding="utf-8")
-    except (metadata.PackageNotFoundError, OSError, UnicodeDecodeError):
-        return None
-    if "def ar2diffusion" not in source:
-        return None
-    return Shape.MM_KWARGS if "mm_processor_kwargs" in source else Shape.TOP_LEVEL
-
-
-def shape_for_version(version: str | None) -> ShapeDecision:
-    """Map a vLLM-Omni version string to the shape its ``ar2diffusion`` reads.
-
-    Final releases are mapped by number. Pre-, dev- and local builds (a git build such as
-    the 0.19.0rc1 of some Dynamo containers) are checked with the source probe, because
-    their number does not say which side of the change they were cut from.
-    """
-    if version is None:
-        return ShapeDecision(Shape.BOTH, "vllm-omni is not installed")
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        parsed = None
-    if parsed is None or parsed.is_prerelease or parsed.local:
-        probed = probe_processor_source()
-        if probed is not None:
-            return ShapeDecision(probed, f"vllm-omni {version}: probed its ar2diffusion source")
-        if parsed is None:
-            return ShapeDecision(Shape.BOTH, f"vllm-omni {version!r} is not a valid version")
-    if parsed >= MM_KWARGS_SINCE:
-        return ShapeDecision(Shape.MM_KWARGS, f"vllm-omni {version} >= {MM_KWARGS_SINCE}")
-    return ShapeDecision(Shape.TOP_LEVEL, f"vllm-omni {version} < {MM_KWARGS_SINCE}")
-
-
 def decide_shape() -> ShapeDecision:
-    """The shape to write: ``OMNI_SIZEFIX_SHAPE`` when set, else the detected one."""
+    """The ``original_prompt`` shape of this process: ``OMNI_SIZEFIX_SHAPE`` when set, else
+    the one ``omni_sizefix.pipelines`` probed for the pipeline this worker serves.
+
+    Raises ValueError for an ``OMNI_SIZEFIX_SHAPE`` value it does not know.
+    """
+    from omni_sizefix import pipelines
+
     forced = settings.shape_override()
     if forced is not None:
         return ShapeDecision(forced, f"{settings.SHAPE_VAR}={forced.value}")
-    return shape_for_version(installed_version("vllm-omni"))
+    found = pipelines.plan()
+    return ShapeDecision(found.shape, found.reason)

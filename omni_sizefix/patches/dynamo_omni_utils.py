@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from omni_sizefix import repair
+from omni_sizefix import pipelines, repair
 from omni_sizefix.errors import SizeRejected
-from omni_sizefix.settings import Shape
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -68,7 +67,6 @@ SENTINEL = "__omni_sizefix_original__"
 class _State:
     """What is patched right now, so that ``unpatch`` can put back the same objects."""
 
-    shape: Shape = Shape.BOTH
     originals: dict[str, Callable] = field(default_factory=dict)
     rebound: list[tuple[str, str]] = field(default_factory=list)
     warned: set[str] = field(default_factory=set)
@@ -126,7 +124,7 @@ def signature_problem(name: str, function: Any) -> str | None:
 
 def _repair_or_host(request: Any, output_modalities: Any, parsed: Any) -> Any:
     try:
-        return repair.repair_parsed(request, output_modalities, parsed, _state.shape)
+        return repair.repair_request(request, output_modalities, parsed, pipelines.plan())
     except SizeRejected:
         raise
     except Exception as exc:  # never let the plugin take a request down
@@ -183,7 +181,7 @@ def wrap_build(original: Callable) -> Callable:
         if _in_parse.get():
             return prompt
         try:
-            return repair.repair_original_prompt(prompt, height, width, _state.shape)
+            return repair.repair_original_prompt(prompt, height, width, pipelines.plan().shape)
         except Exception as exc:
             warn_once(
                 "build-failed",
@@ -211,14 +209,16 @@ def _rebind_aliases(name: str, original: Callable, wrapper: Callable) -> None:
             _state.rebound.append((module_name, name))
 
 
-def apply(utils: ModuleType, shape: Shape) -> list[str]:
+def apply(utils: ModuleType) -> list[str]:
     """Patch ``utils`` (idempotent) and rebind aliases; return what was done, or raise.
+
+    What each request gets is decided per request from ``pipelines.plan()`` (the pipeline
+    this worker serves).
 
     Raises LookupError with the expected/found signatures when a target does not match;
     nothing is replaced in that case.
     """
     with _lock:
-        _state.shape = shape
         if is_patched():
             before = len(_state.rebound)
             for name, original in _state.originals.items():

@@ -1,4 +1,4 @@
-"""Patch: the size policy learns the stage-0 token budget of the config the worker loaded.
+"""Patch: the worker learns its model and the stage-0 token budget from its stage config.
 
 Target
     ``dynamo.vllm.omni.stage_worker.OmniStageWorker.__init__`` (ai-dynamo 1.1-1.7), which
@@ -13,7 +13,12 @@ How
     ``default_sampling_params.max_tokens`` to ``size_policy.set_budget``; from then on a
     size whose scaffold does not fit is rejected before stage 0 runs, with a message naming
     the largest size this deployment holds and ``omni-sizefix stage-config glm_image``.
-    Other workers and models are not touched. A failure here logs one WARNING and leaves
+    Other workers and models are not touched. Every worker also hands its stage config to
+    ``omni_sizefix.pipelines.record``: stage 0's ``model_arch`` (or a later stage's
+    ``custom_process_input_func``) names the model, so the parse patch of the stage-0 worker
+    writes the size only where that model's stage-1 processor reads it (GLM-Image's
+    ``target_h``/``target_w`` never reach BAGEL, HunyuanImage-3 gets top-level
+    ``height``/``width``). A failure here logs one WARNING and leaves
     the worker as the host built it. The signature (``stage_config`` and ``stage_id``
     parameters) is checked before anything is replaced.
 Upstream
@@ -35,7 +40,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from omni_sizefix import glm_layout, size_policy
+from omni_sizefix import glm_layout, pipelines, size_policy
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -97,9 +102,20 @@ def wrap(original: Callable) -> Callable:
     @functools.wraps(original)
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
+        bound = dict(zip(names[1:], args, strict=False))
+        bound.update(kwargs)
         try:
-            bound = dict(zip(names[1:], args, strict=False))
-            bound.update(kwargs)
+            pipelines.record(bound.get("stage_config"), bound.get("stage_id"))
+        except Exception as exc:  # never take the worker down
+            if "pipeline" not in _warned:
+                _warned.add("pipeline")
+                logger.warning(
+                    "omni-sizefix: could not tell the model from the stage config (%s: %s); "
+                    "requests are sized for GLM-Image",
+                    type(exc).__name__,
+                    exc,
+                )
+        try:
             record(bound.get("stage_config"), bound.get("stage_id"))
         except Exception as exc:  # never take the worker down
             if "record" not in _warned:

@@ -87,8 +87,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from omni_sizefix import glm_layout, version_policy
 
 logger = logging.getLogger("omni_sizefix")
@@ -137,7 +135,7 @@ def probe_scaffold_grid(module: Any) -> bool:
     """True when upstream's parser slices a non-square prior at the scaffold's offset.
 
     Runs upstream's own ``_parse_generated_tokens`` on a synthetic output. If that helper is
-    missing or fails, the vLLM-Omni version decides instead (the rule changed in 0.20.0rc1).
+    missing or fails, upstream is taken to be right (every release ships it).
     """
     height, width = PROBE_SIZE
     parse = getattr(module, "_parse_generated_tokens", None)
@@ -147,12 +145,8 @@ def probe_scaffold_grid(module: Any) -> bool:
             prior = parse(tokens, height, width)[0]
             return _as_ints(prior) == glm_layout.expected_prior(height, width)
         except Exception as exc:
-            logger.debug("omni-sizefix: preview-grid probe failed (%s); using the version", exc)
-    version = version_policy.installed_version("vllm-omni")
-    try:
-        return version is None or Version(version) >= version_policy.MM_KWARGS_SINCE
-    except InvalidVersion:
-        return True
+            logger.debug("omni-sizefix: preview-grid probe failed (%s)", exc)
+    return True
 
 
 @functools.lru_cache(maxsize=1)

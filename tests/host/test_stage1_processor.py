@@ -59,7 +59,7 @@ def upstream_is_stage_list_era() -> bool:
 
 def upstream_is_fixed() -> bool:
     """vLLM-Omni >= 0.20.0rc1 reads mm_processor_kwargs and the scaffold's preview grid."""
-    return Version(version_policy.installed_version("vllm-omni")) >= version_policy.MM_KWARGS_SINCE
+    return Version(version_policy.installed_version("vllm-omni")) >= Version("0.20.0rc1")
 
 
 def dispatchable(stage_worker: Any, function: Any) -> bool:
