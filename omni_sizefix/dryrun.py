@@ -255,6 +255,10 @@ def _dit_view(prompt: Any, sampling: Any) -> StageOneResult:
         prompt = prompt[0] if prompt else None
     if isinstance(prompt, dict):
         result.height, result.width = prompt.get("height"), prompt.get("width")
+        info = prompt.get("additional_information")
+        if result.height is None and isinstance(info, dict):  # MammothModa2 <= 0.28
+            result.height = (info.get("image_height") or [None])[0]
+            result.width = (info.get("image_width") or [None])[0]
         extra = prompt.get("extra") or {}
         result.prior = _to_list(extra.get("prior_token_ids"))
     if isinstance(sampling, list) and sampling:
@@ -303,6 +307,7 @@ async def run_request_async(
     scaffold_reader: ScaffoldReader = stage0_grids,
     connector: Any = None,
     real_outputs: bool = False,
+    ar_engine: Any = None,
 ) -> StageOneResult:
     """Send ``request`` through stage 0, the router models and stage 1 of the real host.
 
@@ -310,13 +315,15 @@ async def run_request_async(
     AR output object as is; ``shared_memory_connector()`` runs vLLM-Omni's own serialisation).
     ``real_outputs``: the fake AR engine yields vLLM-Omni's ``OmniRequestOutput`` around a
     vLLM ``RequestOutput`` (``omni_stage_output``).
+    ``ar_engine``: another fake AR engine (another model's output layout); default
+    ``FakeAREngine`` (GLM-Image).
     """
     stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
     types = importlib.import_module(TYPES_MODULE)
     modalities = output_modalities or ["image"]
     connector = connector if connector is not None else InMemoryConnector()
     connectors = {_connector_key(stage_worker, 0, 1): connector}
-    ar = FakeAREngine(scaffold_reader, real_outputs=real_outputs)
+    ar = ar_engine or FakeAREngine(scaffold_reader, real_outputs=real_outputs)
     dit = FakeDiffusionEngine()
     worker0 = _make_worker(stage_worker, ar, stage_configs[0], connectors, 0, modalities)
     worker1 = _make_worker(stage_worker, dit, stage_configs[1], connectors, 1, modalities)

@@ -1,0 +1,386 @@
+"""Every AR->DiT model vLLM-Omni ships: the size goes only where its stage-1 processor reads it.
+
+Per model, the stage configs are vLLM-Omni's own (its legacy YAML where it ships one, else its
+pipeline definition plus its deploy YAML): stage 0's ``model_arch``, stage 1's
+``custom_process_input_func`` and both stages' sampling defaults. Each request goes through
+the real ``OmniStageWorker`` of this Dynamo release (its real parse, patched or not), the
+router's JSON round trip, the real stage-1 dispatch, and vLLM-Omni's real stage-1 processor
+of that model. Only the engines are fakes (``FakeLatentAREngine`` below stands for the GPU AR
+engine; ``dryrun.FakeDiffusionEngine`` records what the DiT would get).
+
+Expected outcomes come from ``PAIRS``, written from reading each release's code (not from
+``omni_sizefix.pipelines``):
+
+* HunyuanImage-3 ``hunyuan_image3.ar2diffusion`` (vLLM-Omni 0.20+) reads only top-level
+  ``height``/``width`` (default 1024). ai-dynamo 1.1 writes no size into ``original_prompt``,
+  1.2+ only ``mm_processor_kwargs``: its DiT input says 1024x1024 without the plugin.
+  (Its DiT takes a text-to-image size from the stage-1 sampling parameters, which every
+  Dynamo release sets from the request; the prompt's size is what the processor hands on.)
+  ai-dynamo 1.1 calls every processor in the stage-list form and 1.2/1.3 refuse a second
+  parameter not named ``original_prompt``: there stage 1 fails before the size matters.
+* MammothModa2 ``mammoth_moda2.ar2dit`` reads only ``additional_information`` in vLLM-Omni
+  <= 0.22 (which no Dynamo release sends: ``KeyError``), ``mm_processor_kwargs`` first from
+  0.24 (``ar2diffusion`` from 0.30), which ai-dynamo >= 1.2 writes: already right there.
+* BAGEL's stage 1 takes the AR KV cache and reads no size: every prompt must be byte for
+  byte what the host builds (no GLM-Image ``target_h``/``target_w`` added).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import DynamoHost
+
+import omni_sizefix
+from omni_sizefix import dryrun, pipelines, version_policy
+
+HUNYUAN = "HunyuanImage-3"
+MAMMOTH = "MammothModa2"
+BAGEL = "BAGEL"
+
+FIXED = "fixed"
+ALREADY_RIGHT = "already right"
+PASS_THROUGH = "passes through untouched"
+
+#: model -> (stage-0 model_arch prefix, module under vllm_omni.model_executor.models)
+MODELS = {
+    HUNYUAN: ("HunyuanImage3", "hunyuan_image3"),
+    MAMMOTH: ("MammothModa2", "mammoth_moda2"),
+    BAGEL: ("OmniBagel", "bagel"),
+}
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One model on one release pair."""
+
+    verdict: str
+    #: What vLLM-Omni's processor hands the DiT without the plugin: ``default`` (1024x1024),
+    #: ``requested``, ``error`` (it cannot build a DiT input from what Dynamo sends).
+    host_output: str = ""
+    #: This Dynamo's stage-1 dispatch runs the processor.
+    dispatched: bool = True
+    #: The host itself writes ``mm_processor_kwargs`` ``target_h``/``target_w`` at stage 0.
+    host_stage0_kwargs: bool = True
+
+
+#: (ai-dynamo, vllm-omni) -> model -> expectation.
+PAIRS: dict[tuple[str, str], dict[str, Expect]] = {
+    ("1.1.1", "0.20.0rc1"): {
+        HUNYUAN: Expect(FIXED, "default", dispatched=False, host_stage0_kwargs=False),
+        MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False, host_stage0_kwargs=False),
+        BAGEL: Expect(PASS_THROUGH, host_stage0_kwargs=False),
+    },
+    ("1.2.1", "0.20.0"): {
+        HUNYUAN: Expect(FIXED, "default", dispatched=False),
+        MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False),
+        BAGEL: Expect(PASS_THROUGH),
+    },
+    ("1.4.2", "0.26.0"): {
+        HUNYUAN: Expect(FIXED, "default"),
+        MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
+        BAGEL: Expect(PASS_THROUGH),
+    },
+    ("1.6.1", "0.31.0rc1"): {
+        HUNYUAN: Expect(FIXED, "default"),
+        MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
+        BAGEL: Expect(PASS_THROUGH),
+    },
+}
+
+#: (height, width): non-square both ways, square, a 16:9 Hunyuan bucket whose 720 is not a
+#: multiple of 32 (GLM-Image's size policy must not apply to other models), the default.
+SIZES = [(768, 1024), (1024, 768), (512, 512), (720, 1280), (1024, 1024)]
+
+
+def expectation(model: str) -> Expect:
+    pair = (
+        version_policy.installed_version("ai-dynamo"),
+        version_policy.installed_version("vllm-omni"),
+    )
+    if pair not in PAIRS:
+        pytest.skip(f"no expectation written for ai-dynamo {pair[0]} + vLLM-Omni {pair[1]}")
+    return PAIRS[pair][model]
+
+
+def image_request(height: int, width: int) -> dict:
+    return {"model": "some/model", "prompt": "a red apple", "size": f"{width}x{height}"}
+
+
+# --- vLLM-Omni's own stage configs of a model ------------------------------------------------
+
+
+def _omni_root() -> Path:
+    import vllm_omni
+
+    return Path(vllm_omni.__file__).parent
+
+
+def _legacy_stages(prefix: str) -> list[dict] | None:
+    """The stages of a legacy ``stage_args`` YAML of the model with a stage-1 DiT, if any."""
+    folder = _omni_root() / "model_executor" / "stage_configs"
+    for path in sorted(folder.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        stages = data.get("stage_args") or []
+        if len(stages) < 2:
+            continue
+        arch = str((stages[0].get("engine_args") or {}).get("model_arch") or "")
+        if arch.startswith(prefix) and (
+            stages[1].get("custom_process_input_func") or stages[1].get("stage_type") == "diffusion"
+        ):
+            return stages
+    return None
+
+
+def _pipeline_stages(prefix: str, module: str) -> list[dict] | None:
+    """The stages of the model's pipeline definition, with its deploy YAML's sampling defaults."""
+    try:
+        definitions = importlib.import_module(f"vllm_omni.model_executor.models.{module}.pipeline")
+    except ImportError:
+        return None
+    for value in vars(definitions).values():
+        stages = getattr(value, "stages", None)
+        if not stages or len(stages) < 2:
+            continue
+        # a stage without its own model_arch gets the pipeline's (vLLM-Omni's resolver does so)
+        archs = [stage.model_arch or getattr(value, "model_arch", None) for stage in stages]
+        if not str(archs[0] or "").startswith(prefix):
+            continue
+        deploy = _omni_root() / "deploy" / str(value.default_deploy_config_name)
+        deployed = {}
+        if deploy.is_file():
+            for entry in (yaml.safe_load(deploy.read_text()) or {}).get("stages") or []:
+                deployed[entry.get("stage_id")] = entry
+        result = []
+        for stage, arch in zip(stages, archs, strict=True):
+            kind = str(getattr(stage.execution_type, "value", stage.execution_type)).lower()
+            entry: dict[str, Any] = {
+                "stage_id": stage.stage_id,
+                "stage_type": "diffusion" if "diffusion" in kind else "llm",
+                "engine_args": {"model_arch": arch, "model_stage": stage.model_stage},
+                "engine_input_source": list(stage.input_sources),
+                "requires_multimodal_data": bool(stage.requires_multimodal_data),
+            }
+            if stage.custom_process_input_func:
+                entry["custom_process_input_func"] = stage.custom_process_input_func
+            sampling = (deployed.get(stage.stage_id) or {}).get("default_sampling_params")
+            if sampling:
+                entry["default_sampling_params"] = sampling
+            result.append(entry)
+        return result
+    return None
+
+
+def own_stage_configs(model: str) -> list[Any]:
+    """Stage 0 and 1 as vLLM-Omni declares them for ``model`` (skip when it ships none)."""
+    from omegaconf import OmegaConf
+
+    prefix, module = MODELS[model]
+    stages = _legacy_stages(prefix) or _pipeline_stages(prefix, module)
+    if not stages:
+        pytest.skip(f"vLLM-Omni {version_policy.installed_version('vllm-omni')} ships no {model}")
+    return [OmegaConf.create(stage) for stage in stages[:2]]
+
+
+def stage1_processor(configs: list) -> Any:
+    func_path = configs[1].get("custom_process_input_func")
+    module_name, name = str(func_path).rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), name)
+
+
+# --- fakes ---------------------------------------------------------------------------------
+
+
+class FakeLatentAREngine:
+    """FAKE (no GPU, no weights): an AR engine that emits a few tokens, their text and the
+    hidden states MammothModa2's bridge consumes (one row per prompt + generated token)."""
+
+    PROMPT_IDS = (11, 12, 13)
+    TOKENS = (21, 22, 23, 24)
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    async def get_tokenizer(self) -> Any:
+        raise RuntimeError("no tokenizer in a dry run")
+
+    @classmethod
+    def output(cls, request_id: str) -> Any:
+        import torch
+
+        rows = len(cls.PROMPT_IDS) + len(cls.TOKENS) - 1
+        completion = dryrun.SyntheticCompletion(
+            token_ids=list(cls.TOKENS),
+            cumulative_token_ids=list(cls.TOKENS),
+            text="<recaption>an apple</recaption>",
+            multimodal_output={"latent": torch.zeros(rows, 8)},
+        )
+        output = dryrun.SyntheticAROutput(request_id=request_id, outputs=[completion])
+        output.prompt_token_ids = list(cls.PROMPT_IDS)  # type: ignore[attr-defined]
+        return output
+
+    async def generate(self, prompt: Any, *args: Any, **kwargs: Any):
+        self.calls.append((prompt, kwargs.get("sampling_params_list")))
+        yield self.output(str(kwargs.get("request_id") or "dryrun"))
+
+
+def processor_output_size(configs: list, original_prompt: Any) -> tuple[Any, Any] | str:
+    """(height, width) vLLM-Omni's processor hands the DiT for this ``original_prompt``,
+    called in its own convention as vLLM-Omni's orchestrator calls it; or the error."""
+    function = stage1_processor(configs)
+    names = [p.name for p in inspect.signature(function).parameters.values()]
+    output = FakeLatentAREngine.output("direct")
+    try:
+        if names[:2] == ["stage_list", "engine_input_source"]:
+            result = function([dryrun_stage(output)], [0], [original_prompt], True)
+        else:
+            result = function([output], original_prompt, True)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    view = dryrun._dit_view(result, None)
+    return view.height, view.width
+
+
+def dryrun_stage(output: Any) -> Any:
+    return _Stage([output])
+
+
+class _Stage:
+    """The ``stage_list`` item shape (``engine_outputs``)."""
+
+    def __init__(self, engine_outputs: list) -> None:
+        self.engine_outputs = engine_outputs
+
+
+def run(configs: list) -> Any:
+    def go(request: dict) -> dryrun.StageOneResult:
+        return dryrun.run_request(request, configs, ar_engine=FakeLatentAREngine())
+
+    return go
+
+
+@pytest.fixture
+def kill_switch(dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch) -> DynamoHost:
+    """OMNI_SIZEFIX_DISABLE=1: the plugin refuses to patch; the host as released."""
+    omni_sizefix.unpatch()
+    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
+    assert omni_sizefix.patch() is False
+    return dynamo_host
+
+
+# --- models whose processor carries a size ------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [HUNYUAN, MAMMOTH])
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_with_the_plugin_the_size_reaches_the_dit_input(
+    patched: DynamoHost, model: str, height: int, width: int
+) -> None:
+    expect = expectation(model)
+    configs = own_stage_configs(model)
+    result = run(configs)(image_request(height, width))
+    assert result.original_prompt is not None, result.error  # stage 0 and the router ran
+    assert pipelines.plan().pipeline == model  # the stage-0 worker learned it from its config
+    direct = processor_output_size(configs, result.original_prompt)
+    if expect.verdict == PASS_THROUGH:
+        assert isinstance(direct, str), direct  # the processor cannot run on what Dynamo sends
+        return
+    assert direct == (height, width)
+    if expect.dispatched:
+        assert result.error is None, result.error
+        assert (result.height, result.width) == (height, width)
+        if configs[1].get("default_sampling_params"):  # else Dynamo builds no sampling params
+            assert (result.sampling_height, result.sampling_width) == (height, width)
+    else:
+        assert result.error and "stage 1" in result.error  # this Dynamo cannot call it at all
+
+
+@pytest.mark.parametrize("model", [HUNYUAN, MAMMOTH])
+@pytest.mark.parametrize(("height", "width"), [(768, 1024), (720, 1280), (1024, 1024)])
+def test_without_the_plugin_the_host_loses_the_size_where_the_table_says(
+    kill_switch: DynamoHost, model: str, height: int, width: int
+) -> None:
+    expect = expectation(model)
+    configs = own_stage_configs(model)
+    result = run(configs)(image_request(height, width))
+    assert result.original_prompt is not None, result.error
+    direct = processor_output_size(configs, result.original_prompt)
+    if expect.host_output == "error":
+        assert isinstance(direct, str), direct
+        return
+    wanted = (1024, 1024) if expect.host_output == "default" else (height, width)
+    assert direct == wanted
+    if expect.dispatched:
+        assert (result.height, result.width) == wanted
+        if configs[1].get("default_sampling_params"):
+            # the stage-1 sampling parameters carry the request's size on every release
+            assert (result.sampling_height, result.sampling_width) == (height, width)
+    else:
+        assert result.error and "stage 1" in result.error
+
+
+@pytest.mark.parametrize("model", [HUNYUAN, MAMMOTH, BAGEL])
+def test_only_original_prompt_changes_and_only_where_the_processor_reads(
+    dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    """Stage 0's prompt and the sampling parameters are the host's byte for byte; for a
+    model sized at all, ``original_prompt`` differs only by the keys its processor reads."""
+    expect = expectation(model)
+    configs = own_stage_configs(model)
+    request = image_request(768, 1024)
+    omni_sizefix.unpatch()
+    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
+    host = run(configs)(request)
+    monkeypatch.delenv("OMNI_SIZEFIX_DISABLE")
+    assert omni_sizefix.patch()
+    try:
+        ours = run(configs)(request)
+    finally:
+        omni_sizefix.unpatch()
+    assert json.dumps(ours.stage0_prompt, sort_keys=True) == json.dumps(
+        host.stage0_prompt, sort_keys=True
+    )
+    host_chunk, our_chunk = json.loads(host.router_payload), json.loads(ours.router_payload)
+    assert our_chunk.get("sampling_params_list") == host_chunk.get("sampling_params_list")
+    has_kwargs = "mm_processor_kwargs" in (host.stage0_prompt or {})
+    assert has_kwargs == expect.host_stage0_kwargs
+    if expect.verdict in (PASS_THROUGH, ALREADY_RIGHT):
+        ours_prompt = json.dumps(our_chunk.get("original_prompt"), sort_keys=True)
+        assert ours_prompt == json.dumps(host_chunk.get("original_prompt"), sort_keys=True)
+        return
+    added = {k: v for k, v in ours.original_prompt.items() if host.original_prompt.get(k) != v}
+    assert added == {"height": 768, "width": 1024}  # HunyuanImage-3 reads top level only
+
+
+def test_bagel_without_a_stage_config_would_get_glm_keys(patched: DynamoHost) -> None:
+    """What the recorded pipeline prevents: a worker that has seen no stage config sizes an
+    image request for GLM-Image (ai-dynamo 1.1 gets target_h/target_w from the plugin)."""
+    expect = expectation(BAGEL)
+    pipelines.forget()
+    parsed = patched.parse(image_request(768, 1024), ["image"])
+    stage0 = parsed["engine_inputs"]
+    assert stage0["mm_processor_kwargs"] == {"target_h": 768, "target_w": 1024}
+    if not expect.host_stage0_kwargs:
+        configs = own_stage_configs(BAGEL)
+        dryrun._make_worker(patched.stage_worker, None, configs[0], {}, 0, ["image"])
+        assert pipelines.plan().pipeline == BAGEL
+        again = patched.parse(image_request(768, 1024), ["image"])
+        assert "mm_processor_kwargs" not in again["engine_inputs"]
+
+
+def test_the_worker_logs_what_it_serves(
+    patched: DynamoHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    expectation(HUNYUAN)
+    configs = own_stage_configs(HUNYUAN)
+    with caplog.at_level("INFO", logger="omni_sizefix"):
+        dryrun._make_worker(patched.stage_worker, None, configs[0], {}, 0, ["image"])
+    lines = [r.getMessage() for r in caplog.records if "serves" in r.getMessage()]
+    assert len(lines) == 1 and HUNYUAN in lines[0] and "top-level" in lines[0], lines
