@@ -22,6 +22,11 @@ Why
     Until now only the shipped stage config (which names the package's processor) avoided
     these; an operator keeping vLLM-Omni's config got errors or wrong images.
 How
+    Other models (``omni_sizefix.pipelines``): where this Dynamo cannot dispatch
+    HunyuanImage-3's or MammothModa2's processor (ai-dynamo 1.1-1.3: ``TypeError`` or the
+    stage-list form), ``omni_sizefix.processors.adapter`` runs it instead, with the size where
+    it reads it; elsewhere their processor is returned untouched.
+
     Wrap ``_load_processor``: it calls the host's function, and when the result is
     vLLM-Omni's GLM-Image ``ar2diffusion`` and this host gets it wrong, returns
     ``omni_sizefix.processors.glm_image.ar2diffusion`` instead (which delegates every request
@@ -142,6 +147,42 @@ def choose(upstream: Callable) -> Callable:
         return upstream
 
 
+def choose_other(func_path: str, processor: Callable) -> Callable:
+    """For another AR->DiT model's size-carrying processor (``omni_sizefix.pipelines``): the
+    host's own where this Dynamo dispatches it, else ``processors.adapter.adapt`` around it."""
+    from omni_sizefix import pipelines
+
+    pipeline = pipelines.by_processor(func_path)
+    if pipeline is None or pipeline is pipelines.GLM_IMAGE or pipeline in pipelines.NO_SIZE:
+        return processor
+    return _adapted(func_path, processor)
+
+
+@functools.lru_cache(maxsize=8)
+def _adapted(func_path: str, processor: Callable) -> Callable:
+    from omni_sizefix import pipelines, stage1_profile
+    from omni_sizefix.processors import adapter
+
+    stage_worker = sys.modules.get(STAGE_WORKER_MODULE)
+    if stage_worker is None:
+        return processor
+    convention = stage1_profile.convention_of(processor)
+    if stage1_profile.host_call(stage_worker, processor) == convention:
+        return processor  # ai-dynamo >= 1.4: dispatched as vLLM-Omni's orchestrator does
+    reads = pipelines.probe_reads(processor)
+    wrapped = adapter.adapt(processor, reads)
+    if stage1_profile.host_call(stage_worker, wrapped) is None:
+        return processor
+    logger.info(
+        "omni-sizefix: stage 1 runs %s through omni-sizefix's adapter: this Dynamo cannot call "
+        "it as it is (%s parameters); the size is read from %s",
+        func_path,
+        convention,
+        " and ".join(sorted(reads)) or "nowhere it is sent",
+    )
+    return wrapped
+
+
 def wrap(original: Callable) -> Callable:
     """A wrapper of ``_load_processor`` that swaps in a working GLM-Image processor."""
 
@@ -149,8 +190,10 @@ def wrap(original: Callable) -> Callable:
     def _load_processor(func_path):
         processor = original(func_path)
         try:
-            if processor is None or not is_upstream_glm_image(processor):
+            if processor is None:
                 return processor
+            if not is_upstream_glm_image(processor):
+                return choose_other(str(func_path), processor)
             return choose(processor)
         except Exception as exc:  # never take the worker down
             _warn_once(
@@ -202,4 +245,5 @@ def remove() -> bool:
             setattr(module, TARGET, _original)
         _original = None
         choose.cache_clear()
+        _adapted.cache_clear()
         return True

@@ -17,7 +17,8 @@ Expected outcomes come from ``PAIRS``, written from reading each release's code 
   (Its DiT takes a text-to-image size from the stage-1 sampling parameters, which every
   Dynamo release sets from the request; the prompt's size is what the processor hands on.)
   ai-dynamo 1.1 calls every processor in the stage-list form and 1.2/1.3 refuse a second
-  parameter not named ``original_prompt``: there stage 1 fails before the size matters.
+  parameter not named ``original_prompt``: there stage 1 fails before the size matters,
+  unless the plugin's adapter runs the processor.
 * MammothModa2 ``mammoth_moda2.ar2dit`` reads only ``additional_information`` in vLLM-Omni
   <= 0.22 (which no Dynamo release sends: ``KeyError``), ``mm_processor_kwargs`` first from
   0.24 (``ar2diffusion`` from 0.30), which ai-dynamo >= 1.2 writes: already right there.
@@ -65,7 +66,7 @@ class Expect:
     #: What vLLM-Omni's processor hands the DiT without the plugin: ``default`` (1024x1024),
     #: ``requested``, ``error`` (it cannot build a DiT input from what Dynamo sends).
     host_output: str = ""
-    #: This Dynamo's stage-1 dispatch runs the processor.
+    #: This Dynamo's stage-1 dispatch runs the processor (without the plugin).
     dispatched: bool = True
     #: The host itself writes ``mm_processor_kwargs`` ``target_h``/``target_w`` at stage 0.
     host_stage0_kwargs: bool = True
@@ -291,15 +292,15 @@ def test_with_the_plugin_the_size_reaches_the_dit_input(
     direct = processor_output_size(configs, result.original_prompt)
     if expect.verdict == PASS_THROUGH:
         assert isinstance(direct, str), direct  # the processor cannot run on what Dynamo sends
+        assert expect.dispatched or (result.error and "stage 1" in result.error)
         return
     assert direct == (height, width)
-    if expect.dispatched:
-        assert result.error is None, result.error
-        assert (result.height, result.width) == (height, width)
-        if configs[1].get("default_sampling_params"):  # else Dynamo builds no sampling params
-            assert (result.sampling_height, result.sampling_width) == (height, width)
-    else:
-        assert result.error and "stage 1" in result.error  # this Dynamo cannot call it at all
+    # through this release's own stage-1 dispatch (where it cannot call the processor
+    # itself, ai-dynamo 1.1-1.3, through the plugin's adapter)
+    assert result.error is None, result.error
+    assert (result.height, result.width) == (height, width)
+    if configs[1].get("default_sampling_params"):  # else Dynamo builds no sampling params
+        assert (result.sampling_height, result.sampling_width) == (height, width)
 
 
 @pytest.mark.parametrize("model", [HUNYUAN, MAMMOTH])
@@ -373,6 +374,23 @@ def test_bagel_without_a_stage_config_would_get_glm_keys(patched: DynamoHost) ->
         assert pipelines.plan().pipeline == BAGEL
         again = patched.parse(image_request(768, 1024), ["image"])
         assert "mm_processor_kwargs" not in again["engine_inputs"]
+
+
+@pytest.mark.parametrize("model", [HUNYUAN, MAMMOTH])
+def test_the_processor_stage_1_runs(patched: DynamoHost, model: str) -> None:
+    """vLLM-Omni's own where this Dynamo dispatches it; the plugin's adapter elsewhere."""
+    expect = expectation(model)
+    configs = own_stage_configs(model)
+    worker = dryrun._make_worker(patched.stage_worker, None, configs[1], {}, 1, ["image"])
+    upstream = stage1_processor(configs)
+    if expect.dispatched:
+        assert worker._processor is upstream
+    else:
+        assert worker._processor is not upstream
+        assert worker._processor.__omni_sizefix_upstream__ is upstream
+    omni_sizefix.unpatch()
+    plain = dryrun._make_worker(patched.stage_worker, None, configs[1], {}, 1, ["image"])
+    assert plain._processor is upstream
 
 
 def test_the_worker_logs_what_it_serves(
