@@ -23,9 +23,10 @@ Why
     these; an operator keeping vLLM-Omni's config got errors or wrong images.
 How
     Other models (``omni_sizefix.pipelines``): where this Dynamo cannot dispatch
-    HunyuanImage-3's or MammothModa2's processor (ai-dynamo 1.1-1.3: ``TypeError`` or the
-    stage-list form), ``omni_sizefix.processors.adapter`` runs it instead, with the size where
-    it reads it; elsewhere their processor is returned untouched.
+    HunyuanImage-3's or MammothModa2's processor (ai-dynamo 1.2/1.3 ``TypeError``, 1.4/1.5 for
+    MammothModa2 <= 0.28's ``prompts``) or does not restore the ``cumulative_token_ids`` it reads
+    (1.1), ``omni_sizefix.processors.adapter`` runs it instead, with the size where it reads
+    it; elsewhere their processor is returned untouched.
 
     Wrap ``_load_processor``: it calls the host's function, and when the result is
     vLLM-Omni's GLM-Image ``ar2diffusion`` and this host gets it wrong, returns
@@ -167,17 +168,21 @@ def _adapted(func_path: str, processor: Callable) -> Callable:
     if stage_worker is None:
         return processor
     convention = stage1_profile.convention_of(processor)
-    if stage1_profile.host_call(stage_worker, processor) == convention:
+    dispatched = stage1_profile.host_call(stage_worker, processor) == convention
+    bridges = stage1_profile.host_bridges_cumulative(stage_worker)
+    if dispatched and bridges:
         return processor  # ai-dynamo >= 1.4: dispatched as vLLM-Omni's orchestrator does
     reads = pipelines.probe_reads(processor)
     wrapped = adapter.adapt(processor, reads)
     if stage1_profile.host_call(stage_worker, wrapped) is None:
         return processor
     logger.info(
-        "omni-sizefix: stage 1 runs %s through omni-sizefix's adapter: this Dynamo cannot call "
-        "it as it is (%s parameters); the size is read from %s",
+        "omni-sizefix: stage 1 runs %s through omni-sizefix's adapter: %s; the size is read "
+        "from %s",
         func_path,
-        convention,
+        f"this Dynamo cannot call it as it is ({convention} parameters)"
+        if not dispatched
+        else "this Dynamo does not restore cumulative_token_ids after the connector",
         " and ".join(sorted(reads)) or "nowhere it is sent",
     )
     return wrapped

@@ -8,20 +8,24 @@ where the installed Dynamo cannot call that processor itself:
   named ``original_prompt``; HunyuanImage-3's is ``prompt``, MammothModa2's ``prompts``: every
   request raises ``TypeError`` before the processor runs.
 * ai-dynamo 1.1.x calls every processor as ``(stage_list, engine_input_source,
-  [original_prompt], requires_mm)``; vLLM-Omni >= 0.20.0rc1's processors take source outputs,
-  and read ``cumulative_token_ids``, which 1.1.x does not restore after the connector.
+  [original_prompt], requires_mm)`` (vLLM-Omni 0.20.0's processors take source outputs) and
+  does not restore ``cumulative_token_ids`` after the shared-memory connector (which drops
+  it); their processors read it from vLLM-Omni 0.20.0rc1 on (``AttributeError`` across
+  processes).
 
 ``adapt(upstream, reads)`` returns a function with the parameters every release 1.1-1.7
 dispatches, ``(source_outputs, original_prompt, requires_multimodal_data,
 streaming_context)``: it reads the caller's convention from the argument types, hands the
 upstream processor its source outputs (with ``cumulative_token_ids`` where only ``token_ids``
-came across) and a copy of the prompt carrying the size where upstream reads it (``reads``,
-probed), taken from wherever the prompt has it. Upstream's return value is passed through.
+came across), in upstream's own convention, and a copy of the prompt carrying the size where
+upstream reads it (``reads``, probed), taken from wherever the prompt has it. Upstream's
+return value is passed through.
 Removable with ai-dynamo < 1.4 (1.4.0 accepts ``prompt`` and restores the token field).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -112,8 +116,17 @@ def bridged(output: Any) -> Any:
     return _OutputView(output, views)
 
 
+class _Stage:
+    """The ``stage_list`` item shape (``engine_outputs``) for a stage-list-era upstream."""
+
+    def __init__(self, engine_outputs: list) -> None:
+        self.engine_outputs = engine_outputs
+
+
 def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., Any]:
     """``upstream`` behind the parameters every supported Dynamo dispatches (module doc)."""
+    names = [p.name for p in inspect.signature(upstream).parameters.values()]
+    stage_list_era = names[:2] == ["stage_list", "engine_input_source"]
 
     def processor(
         source_outputs: Any,
@@ -133,7 +146,10 @@ def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., 
             prompt = [sized(p, reads) for p in prompt]
         else:
             prompt = sized(prompt, reads)
-        return upstream([bridged(o) for o in outputs], prompt, requires)
+        outputs = [bridged(o) for o in outputs]
+        if stage_list_era:
+            return upstream([_Stage(outputs)], [0], [prompt], requires)
+        return upstream(outputs, prompt, requires)
 
     processor.__name__ = getattr(upstream, "__name__", "processor")
     processor.__qualname__ = processor.__name__

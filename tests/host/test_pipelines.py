@@ -21,7 +21,9 @@ Expected outcomes come from ``PAIRS``, written from reading each release's code 
   unless the plugin's adapter runs the processor.
 * MammothModa2 ``mammoth_moda2.ar2dit`` reads only ``additional_information`` in vLLM-Omni
   <= 0.22 (which no Dynamo release sends: ``KeyError``), ``mm_processor_kwargs`` first from
-  0.24 (``ar2diffusion`` from 0.30), which ai-dynamo >= 1.2 writes: already right there.
+  0.24 (``ar2diffusion`` from 0.30), which ai-dynamo >= 1.2 writes. Its second parameter is
+  ``prompts`` up to 0.28, which ai-dynamo 1.2-1.5 refuse (``TypeError``); 0.30's
+  ``ar2diffusion`` names it ``prompt``: already right on ai-dynamo >= 1.4.
 * BAGEL's stage 1 takes the AR KV cache and reads no size: every prompt must be byte for
   byte what the host builds (no GLM-Image ``target_h``/``target_w`` added).
 """
@@ -70,27 +72,51 @@ class Expect:
     dispatched: bool = True
     #: The host itself writes ``mm_processor_kwargs`` ``target_h``/``target_w`` at stage 0.
     host_stage0_kwargs: bool = True
+    #: What the plugin adds to the host's ``original_prompt`` for a 1024x768 request.
+    adds: tuple[str, ...] = ()
+    #: The plugin runs the processor through its adapter (dispatch or token field).
+    adapter: bool = False
+    #: What stage 1 raises without the plugin once the AR output crosses vLLM-Omni's real
+    #: shared-memory connector ("" when it runs).
+    connector_error: str = ""
 
 
 #: (ai-dynamo, vllm-omni) -> model -> expectation.
 PAIRS: dict[tuple[str, str], dict[str, Expect]] = {
+    # 0.20.0rc1's processors are stage-list form (1.1 calls them) and read
+    # cumulative_token_ids, which 1.1 does not restore after the connector
     ("1.1.1", "0.20.0rc1"): {
-        HUNYUAN: Expect(FIXED, "default", dispatched=False, host_stage0_kwargs=False),
-        MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False, host_stage0_kwargs=False),
+        HUNYUAN: Expect(
+            FIXED,
+            "default",
+            host_stage0_kwargs=False,
+            adds=("height", "width"),
+            adapter=True,
+            connector_error="AttributeError",
+        ),
+        MAMMOTH: Expect(PASS_THROUGH, "error", host_stage0_kwargs=False, adapter=True),
         BAGEL: Expect(PASS_THROUGH, host_stage0_kwargs=False),
     },
     ("1.2.1", "0.20.0"): {
-        HUNYUAN: Expect(FIXED, "default", dispatched=False),
-        MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False),
+        HUNYUAN: Expect(
+            FIXED,
+            "default",
+            dispatched=False,
+            adds=("height", "width"),
+            adapter=True,
+            connector_error="TypeError",
+        ),
+        MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False, adapter=True),
         BAGEL: Expect(PASS_THROUGH),
     },
+    # 1.4 accepts a second parameter named "prompt", not MammothModa2 0.26's "prompts"
     ("1.4.2", "0.26.0"): {
-        HUNYUAN: Expect(FIXED, "default"),
-        MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
+        HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
+        MAMMOTH: Expect(FIXED, "requested", dispatched=False, adapter=True),
         BAGEL: Expect(PASS_THROUGH),
     },
     ("1.6.1", "0.31.0rc1"): {
-        HUNYUAN: Expect(FIXED, "default"),
+        HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
         MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
         BAGEL: Expect(PASS_THROUGH),
     },
@@ -154,7 +180,7 @@ def _pipeline_stages(prefix: str, module: str) -> list[dict] | None:
         archs = [stage.model_arch or getattr(value, "model_arch", None) for stage in stages]
         if not str(archs[0] or "").startswith(prefix):
             continue
-        deploy = _omni_root() / "deploy" / str(value.default_deploy_config_name)
+        deploy = _omni_root() / "deploy" / str(getattr(value, "default_deploy_config_name", ""))
         deployed = {}
         if deploy.is_file():
             for entry in (yaml.safe_load(deploy.read_text()) or {}).get("stages") or []:
@@ -188,6 +214,14 @@ def own_stage_configs(model: str) -> list[Any]:
     if not stages:
         pytest.skip(f"vLLM-Omni {version_policy.installed_version('vllm-omni')} ships no {model}")
     return [OmegaConf.create(stage) for stage in stages[:2]]
+
+
+def diffusion_sampling(configs: list) -> bool:
+    """Dynamo builds diffusion sampling parameters (which carry height/width) for stage 1:
+    only for a ``diffusion`` stage with sampling defaults (MammothModa2 <= 0.28 runs its DiT
+    as an ``llm`` stage; without defaults Dynamo builds none)."""
+    stage = configs[1]
+    return bool(stage.get("default_sampling_params")) and stage.get("stage_type") == "diffusion"
 
 
 def stage1_processor(configs: list) -> Any:
@@ -299,7 +333,7 @@ def test_with_the_plugin_the_size_reaches_the_dit_input(
     # itself, ai-dynamo 1.1-1.3, through the plugin's adapter)
     assert result.error is None, result.error
     assert (result.height, result.width) == (height, width)
-    if configs[1].get("default_sampling_params"):  # else Dynamo builds no sampling params
+    if diffusion_sampling(configs):
         assert (result.sampling_height, result.sampling_width) == (height, width)
 
 
@@ -320,7 +354,7 @@ def test_without_the_plugin_the_host_loses_the_size_where_the_table_says(
     assert direct == wanted
     if expect.dispatched:
         assert (result.height, result.width) == wanted
-        if configs[1].get("default_sampling_params"):
+        if diffusion_sampling(configs):
             # the stage-1 sampling parameters carry the request's size on every release
             assert (result.sampling_height, result.sampling_width) == (height, width)
     else:
@@ -352,12 +386,45 @@ def test_only_original_prompt_changes_and_only_where_the_processor_reads(
     assert our_chunk.get("sampling_params_list") == host_chunk.get("sampling_params_list")
     has_kwargs = "mm_processor_kwargs" in (host.stage0_prompt or {})
     assert has_kwargs == expect.host_stage0_kwargs
-    if expect.verdict in (PASS_THROUGH, ALREADY_RIGHT):
+    if not expect.adds:
         ours_prompt = json.dumps(our_chunk.get("original_prompt"), sort_keys=True)
         assert ours_prompt == json.dumps(host_chunk.get("original_prompt"), sort_keys=True)
         return
     added = {k: v for k, v in ours.original_prompt.items() if host.original_prompt.get(k) != v}
-    assert added == {"height": 768, "width": 1024}  # HunyuanImage-3 reads top level only
+    assert added == {"height": 768, "width": 1024}
+    assert tuple(added) == expect.adds  # HunyuanImage-3 reads the top level only
+
+
+@pytest.mark.parametrize("plugin", [True, False], ids=["plugin", "kill-switch"])
+def test_hunyuan_across_the_real_connector(
+    dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch, plugin: bool
+) -> None:
+    """The AR output as vLLM-Omni's engine yields it (vLLM ``RequestOutput``), through
+    vLLM-Omni's real ``SharedMemoryConnector`` (which drops ``cumulative_token_ids``)."""
+    expect = expectation(HUNYUAN)
+    configs = own_stage_configs(HUNYUAN)
+    omni_sizefix.unpatch()
+    if plugin:
+        assert omni_sizefix.patch()
+    else:
+        monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
+        assert omni_sizefix.patch() is False
+    try:
+        result = dryrun.run_request(
+            image_request(768, 1024),
+            configs,
+            connector=dryrun.shared_memory_connector(),
+            real_outputs=True,
+        )
+    finally:
+        omni_sizefix.unpatch()
+    if plugin:
+        assert result.error is None, result.error
+        assert (result.height, result.width) == (768, 1024)
+    elif expect.connector_error:
+        assert result.error and expect.connector_error in result.error, result.error
+    else:
+        assert (result.height, result.width) == (1024, 1024), result.error
 
 
 def test_bagel_without_a_stage_config_would_get_glm_keys(patched: DynamoHost) -> None:
@@ -383,7 +450,7 @@ def test_the_processor_stage_1_runs(patched: DynamoHost, model: str) -> None:
     configs = own_stage_configs(model)
     worker = dryrun._make_worker(patched.stage_worker, None, configs[1], {}, 1, ["image"])
     upstream = stage1_processor(configs)
-    if expect.dispatched:
+    if not expect.adapter:
         assert worker._processor is upstream
     else:
         assert worker._processor is not upstream
