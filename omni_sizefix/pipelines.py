@@ -37,9 +37,9 @@ MammothModa2              ``mammoth_moda2.ar2dit`` /              ``additional_i
 BAGEL                     none (stage 1 takes the KV cache)       nothing: passes through
 ========================  ======================================  =========================
 
-Ming-Image (``ming_image.thinker2image``) and Ming-Flash-Omni's image stage
-(``thinker2imagegen``) carry no size from stage 0; their DiT reads the size from the
-sampling parameters Dynamo already sets, so they pass through like BAGEL.
+Ming-Image (``ming_image.thinker2image``, 0.30+) and Ming-Flash-Omni's image stage
+(``thinker2imagegen``) read no size from ``original_prompt`` (read from the source; no
+matrix cell runs them), so they pass through like BAGEL.
 """
 
 from __future__ import annotations
@@ -427,7 +427,9 @@ def record(stage_config: Any, stage_id: Any) -> Plan | None:
             return None
         new = _set(build_plan(pipeline, str(func_path) if func_path else None, named_by))
         _recorded = True
-    logger.info("omni-sizefix: stage %s serves %s; %s", stage_id, new.pipeline, describe(new))
+    logger.info(
+        "omni-sizefix: serving %s (stage-%s worker); %s", new.pipeline, stage_id, describe(new)
+    )
     return new
 
 

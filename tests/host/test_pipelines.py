@@ -467,5 +467,5 @@ def test_the_worker_logs_what_it_serves(
     configs = own_stage_configs(HUNYUAN)
     with caplog.at_level("INFO", logger="omni_sizefix"):
         dryrun._make_worker(patched.stage_worker, None, configs[0], {}, 0, ["image"])
-    lines = [r.getMessage() for r in caplog.records if "serves" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "serving" in r.getMessage()]
     assert len(lines) == 1 and HUNYUAN in lines[0] and "top-level" in lines[0], lines
