@@ -226,7 +226,8 @@ def render(report: Report) -> str:
         verdict = {True: "starts", False: "CANNOT START", None: "not determined"}
         lines += [
             "",
-            f"This release pair: {verdict[report.startable]} ({report.stage_config_loader})",
+            f"This release pair: {verdict[report.startable]}"
+            + (" (below)" if report.startable is False else f" ({report.stage_config_loader})"),
         ]
     lines += ["", f"Stage-1 size shape: {report.shape} ({report.shape_reason})"]
     for name, found in report.host_signatures.items():

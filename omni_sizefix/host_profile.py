@@ -262,8 +262,8 @@ class _Recorder:
         self.returned = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        parts = [f"{len(args)} positional"] if args else []
-        self.call = f"{self.name}({', '.join(parts + [f'{k}=' for k in kwargs])})"
+        parts = [f"<{len(args)} positional>"] if args else []
+        self.call = f"{self.name}({', '.join(parts + [f'{k}=...' for k in kwargs])})"
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
