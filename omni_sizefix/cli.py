@@ -35,7 +35,7 @@ def _check_live(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix.live import live_check
 
     try:
-        report = live_check.run(args.size, timeout=args.timeout)
+        report = live_check.run(args.size, timeout=args.timeout, keep_logs=args.keep_logs)
     except ImportError as exc:
         out.error(f"cannot run the live topology here: {exc}")
         return 2
@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         metavar="S",
         help="--live: give up when a topology is not up after S seconds (default 600)",
+    )
+    check.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="--live: keep each topology's run folder and logs (default: kept only when "
+        "that run failed; its path is printed)",
     )
     check.set_defaults(func=_check)
 
