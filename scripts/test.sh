@@ -15,7 +15,7 @@
 # OMNI_SIZEFIX_PYTHON picks the cells' Python (default 3.11); PYTHON the bootstrap interpreter.
 # OMNI_SIZEFIX_LIVE names the cells that also run tests/live (the real Dynamo processes over
 # HTTP, several minutes a cell): default dynamo-1.1-tf5 (with --all: 'all', every Dynamo
-# cell); a comma-separated list of cells; '' none.
+# cell, and OMNI_SIZEFIX_LIVE_SHIPPED=1); a comma-separated list of cells; '' none.
 # Results: reports/<cell>.json and reports/matrix.md; exit status 1 if any cell failed.
 set -uo pipefail
 
@@ -64,6 +64,9 @@ ci_cells=(no-host omni-0.18 dynamo-1.1-tf5 dynamo-1.2-tf5 dynamo-1.4 dynamo-1.5 
 # stay under an hour; --all runs it in every cell with ai-dynamo. OMNI_SIZEFIX_LIVE overrides.
 if ((all)); then
     export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-all}"
+    # ... with the shipped stage config too (non-square sizes both ways, 2048x2048 where the
+    # frontend takes it): a third topology per cell.
+    export OMNI_SIZEFIX_LIVE_SHIPPED="${OMNI_SIZEFIX_LIVE_SHIPPED-1}"
 else
     export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-dynamo-1.1-tf5}"
 fi

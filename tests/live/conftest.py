@@ -94,11 +94,7 @@ def plugin_off(topologies: _Topologies) -> live.Topology:
 @pytest.fixture(scope="module")
 def shipped_plugin_on(topologies: _Topologies) -> live.Topology:
     """Plugin on, the shipped stage config (stage-0 budget up to 2048x2048). Opt-in:
-    ``OMNI_SIZEFIX_LIVE_SHIPPED=1``, and only where the frontend takes non-enum sizes."""
+    ``OMNI_SIZEFIX_LIVE_SHIPPED=1`` (``scripts/test.sh --all`` sets it)."""
     if os.environ.get("OMNI_SIZEFIX_LIVE_SHIPPED") != "1":
         pytest.skip("set OMNI_SIZEFIX_LIVE_SHIPPED=1 (a third topology, 2-4 min)")
-    from omni_sizefix.live import served
-
-    if served.enum_only():
-        pytest.skip("this release's frontend takes only the OpenAI enum (max 1792x1024)")
     return topologies.get("shipped-plugin-on", stage_config="shipped", plugin=True)
