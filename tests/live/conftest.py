@@ -35,7 +35,10 @@ def _host_or_skip() -> None:
 
     reason = weightless.unavailable_reason()
     if reason:
-        pytest.skip(f"no weightless GLM-Image folder here: {reason}")
+        # vLLM-Omni's GLM-Image preprocessing (which the AR fake runs, as the real engine
+        # would) needs transformers' glm_image: no GLM-Image deployment runs in this cell.
+        # The release's -tf5 cell (transformers 5) is the GLM-Image deployment of it.
+        pytest.skip(f"GLM-Image cannot be served in this cell: {reason}")
 
 
 class _Topologies:
