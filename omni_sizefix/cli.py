@@ -76,8 +76,11 @@ def _check(args: argparse.Namespace, out: Output) -> int:
 
 
 def _check_log_path(args: argparse.Namespace) -> Path | None:
-    """Where ``check`` writes host and plugin log lines (None: ``-v``, they go to stderr)."""
-    if args.verbose:
+    """Where ``check`` writes host and plugin log lines (None: ``-v``, they go to stderr).
+
+    ``--live`` keeps stderr on the terminal (the topology's start-up progress; the Dynamo
+    processes write their own log files) and leaves no log file, unless ``--log-file``."""
+    if args.verbose or (getattr(args, "live", False) and not args.log_file):
         return None
     if args.log_file:
         return Path(args.log_file)

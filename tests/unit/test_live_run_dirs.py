@@ -88,3 +88,15 @@ def test_a_folder_given_by_the_caller_is_never_deleted(tmp_path: Path) -> None:
     given = topology.Topology(run_dir=tmp_path / "mine")
     given.ensure_run_dir()
     assert given.remove_run_dir() is False and (tmp_path / "mine" / "logs").is_dir()
+
+
+def test_check_live_keeps_progress_on_the_terminal_and_leaves_no_log_file(tmp_path: Path) -> None:
+    from omni_sizefix import cli
+
+    parse = cli.build_parser().parse_args
+    assert cli._check_log_path(parse(["check", "--live"])) is None  # stderr stays the terminal
+    given = tmp_path / "check.log"
+    assert cli._check_log_path(parse(["check", "--live", "--log-file", str(given)])) == given
+    plain = cli._check_log_path(parse(["check"]))  # without --live: a log file, as before
+    assert plain is not None and plain.exists()
+    plain.unlink()
