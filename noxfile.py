@@ -21,7 +21,8 @@ Every host session:
 5. removes the environment (cells weigh 7-12 GB), unless ``OMNI_SIZEFIX_KEEP_CELLS=1``,
    which also makes the next run reuse the kept environment.
 
-``OMNI_SIZEFIX_LIVE=<cell>[,<cell>...]`` (or ``all``) adds ``tests/live`` to those host cells:
+``OMNI_SIZEFIX_LIVE=<cell>[,<cell>...]`` (or ``all``: every cell with ai-dynamo) adds
+``tests/live`` to those host cells:
 the four real Dynamo processes with fake engines, served over HTTP (2-4 min per topology,
 two topologies per cell), with ``tests/requirements/live-tools.txt`` (the ``openai``
 client) installed as test support first.
@@ -414,10 +415,22 @@ def cell_steps(session: nox.Session, cell: str, host: bool, report: Report) -> l
     return problems
 
 
+def is_dynamo_cell(cell: str) -> bool:
+    """True when the cell's pins (or its ``--no-deps`` companion) install ai-dynamo, or are
+    not resolved yet (the canary)."""
+    pins = pins_dir(cell) / f"{cell}.txt"
+    if not pins.exists():
+        return True
+    nodeps = companion(cell, "nodeps")
+    lines = requirement_lines(pins) + (requirement_lines(nodeps) if nodeps else [])
+    return any(re.match(r"ai-dynamo(\[[^]]*\])?\s*(==|>=|~=|$)", line) for line in lines)
+
+
 def live_selected(cell: str) -> bool:
-    """True when ``OMNI_SIZEFIX_LIVE`` is ``all`` or names ``cell``."""
+    """True when ``OMNI_SIZEFIX_LIVE`` names ``cell``, or is ``all`` and the cell has ai-dynamo
+    (the live topology is Dynamo's processes; a cell without them has nothing to start)."""
     wanted = os.environ.get(LIVE_VAR, "").replace(",", " ").split()
-    return "all" in wanted or cell in wanted
+    return cell in wanted or ("all" in wanted and is_dynamo_cell(cell))
 
 
 def selected_suites(host: bool, cell: str = "") -> list[str]:

@@ -1,27 +1,38 @@
 """The live topology's cost: start-up, resident memory per process, request latency.
 
-Run it with the Python of an environment that has the host installed::
+Run it with the Python of an environment that has the host installed, e.g.::
 
-    python benchmarks/live.py [--requests 40] [--size 1024x1024] [--json]
+    bash scripts/cell.sh dynamo-1.6 -- python benchmarks/live.py [--requests 30]
+        [--size 1024x1024 --size ...] [--stage-config shipped|own|FILE] [--json]
 
 Starts the four real Dynamo processes (stage engines FAKE, ``omni_sizefix.live``) twice,
-one after the other, with the shipped stage config: with the plugin and with
-``OMNI_SIZEFIX_DISABLE=1``. For each it prints the start-up time (and when each process
-came up), the resident memory of each process (with its children) after start-up and
-after the requests, and p50/p95 latency of ``--requests`` sequential image requests.
-Latencies of requests that failed (the released defect, without the plugin) are counted
-apart. It prints figures and asserts nothing.
+one after the other, with the same stage config (default: the shipped one): with the
+plugin and with ``OMNI_SIZEFIX_DISABLE=1``. For each it prints the start-up time (and when
+each process came up), the resident memory of each process (with its children) after
+start-up and after the requests, and per size the p50/p95 latency of ``--requests``
+sequential image requests per size (sizes taken in turn; one warm-up request per size is not
+counted). Requests whose image is not the requested one (the released defect, without the
+plugin on ai-dynamo < 1.4) are counted apart: their latency is not comparable. Default
+sizes: those the release's frontend takes and the config's stage-0 budget holds
+(``omni_sizefix.live.served``). Run folders are deleted after a topology that ran, kept
+(and named in the error) after one that failed. It prints figures and asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
-from omni_sizefix.live import client, topology
+from omni_sizefix import version_policy
+from omni_sizefix.live import client, served, topology
+
+#: Default size candidates: square (smallest, middle, largest), non-square both ways.
+CANDIDATE_SIZES = ("256x256", "1024x1024", "1536x1024", "1024x1536", "768x1024", "2048x2048")
 
 
 def rss_mb(pid: int) -> float:
@@ -49,69 +60,138 @@ def memory(live: topology.Topology) -> dict[str, float]:
     return {p.name: round(rss_mb(p.popen.pid), 1) for p in live.processes if p.popen}
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of a non-empty list."""
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
 
 
-def measure(plugin: bool, requests: int, size: str, timeout: float) -> dict:
+def summary(latencies: list[float]) -> dict[str, float | int | None]:
+    """Count, p50, p95 and inter-quartile range of latencies (s), in ms."""
+    if not latencies:
+        return {"n": 0, "p50_ms": None, "p95_ms": None, "iqr_ms": None}
+    return {
+        "n": len(latencies),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
+        "iqr_ms": round(1000 * (percentile(latencies, 0.75) - percentile(latencies, 0.25)), 1),
+    }
+
+
+def measure(plugin: bool, sizes: list[str] | None, args: argparse.Namespace) -> dict:
+    """One topology: start-up, memory, per-size latency. Fills ``sizes`` if empty."""
     live = topology.Topology(
-        stage_config="shipped",
+        stage_config=args.stage_config,
         plugin=plugin,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     try:
-        live.start(timeout=timeout)
+        live.start(timeout=args.timeout)
         result: dict = {
             "plugin": plugin,
+            "stage_config": live.stage_config_note,
             "startup_s": round(live.started_s or 0.0, 1),
             "up_after_s": {p.name: round(p.up_after_s or 0.0, 1) for p in live.processes},
             "rss_mb_started": memory(live),
         }
-        client.generate(live.url, size, model=live.served_model)  # warm-up, not counted
-        ok, failed = [], []
-        for _ in range(requests):
+        if not sizes:
+            budget = topology.stage0_max_tokens(live.stage_config_path)  # type: ignore[arg-type]
+            sizes.extend(served.servable(CANDIDATE_SIZES, budget))  # type: ignore[union-attr]
+        ok: dict[str, list[float]] = {s: [] for s in sizes}  # type: ignore[union-attr]
+        not_ok: dict[str, list[float]] = {s: [] for s in sizes}  # type: ignore[union-attr]
+        outcomes: dict[str, set[str]] = {s: set() for s in sizes}  # type: ignore[union-attr]
+        for size in sizes:  # type: ignore[union-attr]
+            client.generate(live.url, size, model=live.served_model)  # warm-up, not counted
+        started = time.monotonic()
+        for i in range(args.requests * len(sizes)):  # type: ignore[arg-type]
+            size = sizes[i % len(sizes)]  # type: ignore[index]
             reply = client.generate(live.url, size, model=live.served_model)
-            (ok if client.verdict(reply, size) == "ok" else failed).append(reply.latency_s)
+            outcome = client.verdict(reply, size)
+            (ok if outcome == "ok" else not_ok)[size].append(reply.latency_s)
+            outcomes[size].add(outcome[:120])
         result.update(
             {
-                "requests_ok": len(ok),
-                "requests_not_ok": len(failed),
-                "p50_ms": round(1000 * statistics.median(ok), 1) if ok else None,
-                "p95_ms": round(1000 * percentile(ok, 0.95), 1) if ok else None,
-                "not_ok_p50_ms": round(1000 * statistics.median(failed), 1) if failed else None,
+                "requests_s": round(time.monotonic() - started, 1),
+                "per_size": {
+                    s: {
+                        "ok": summary(ok[s]),
+                        "not_ok": summary(not_ok[s]),
+                        "outcomes": sorted(outcomes[s]),
+                    }
+                    for s in sizes  # type: ignore[union-attr]
+                },
                 "rss_mb_after": memory(live),
             }
         )
-        return result
-    finally:
-        live.stop()
+    except BaseException:
+        live.stop()  # the error names the log, which stays
+        raise
+    live.remove_run_dir()
+    return result
+
+
+def render(results: list[dict], sizes: list[str], args: argparse.Namespace) -> str:
+    versions = version_policy.host_versions()
+    lines = [
+        f"omni-sizefix live benchmark, {datetime.date.today().isoformat()}; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
+        f"stage config: {results[0]['stage_config']}; {args.requests} requests per size and "
+        f"topology, sizes in turn: {', '.join(sizes)}",
+    ]
+    for r in results:
+        mode = "with omni-sizefix" if r["plugin"] else "OMNI_SIZEFIX_DISABLE=1"
+        lines.append(f"{mode}: model listed after {r['startup_s']} s")
+        lines.append(f"  each process up after (s): {r['up_after_s']}")
+        lines.append(f"  RSS MB after start-up: {r['rss_mb_started']}")
+        lines.append(f"  RSS MB after the requests: {r['rss_mb_after']}")
+    lines.append("")
+    lines.append(
+        "size       | with plugin: ok  p50 / p95 / IQR ms  | without: ok  p50 / p95 / IQR ms | "
+        "p50 with - without"
+    )
+    on, off = results
+    for size in sizes:
+        a, b = on["per_size"][size], off["per_size"][size]
+
+        def cell(part: dict) -> str:
+            s = part["ok"]
+            if not s["n"]:
+                return f"  0 ok ({part['not_ok']['n']} not as requested)".ljust(31)
+            return f"{s['n']:3d} ok  {s['p50_ms']} / {s['p95_ms']} / {s['iqr_ms']}".ljust(31)
+
+        delta = (
+            f"{a['ok']['p50_ms'] - b['ok']['p50_ms']:+.1f} ms"
+            if a["ok"]["n"] and b["ok"]["n"]
+            else "not comparable"
+        )
+        lines.append(f"{size:10s} | {cell(a)}     | {cell(b)} | {delta}")
+    for r in results:
+        mode = "with omni-sizefix" if r["plugin"] else "OMNI_SIZEFIX_DISABLE=1"
+        bad = {s: v for s, v in r["per_size"].items() if v["not_ok"]["n"]}
+        for size, v in bad.items():
+            s = v["not_ok"]
+            lines.append(
+                f"{mode}, {size}: {s['n']} not as requested, p50 {s['p50_ms']} ms: "
+                f"{'; '.join(v['outcomes'])}"
+            )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--size", default="1024x1024")
+    parser.add_argument("--requests", type=int, default=30, help="per size and topology")
+    parser.add_argument("--size", action="append", default=None, help="WxH (repeatable)")
+    parser.add_argument("--stage-config", default="shipped", help="shipped, own or a file")
     parser.add_argument("--timeout", type=float, default=topology.DEFAULT_TIMEOUT_S)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results = [measure(p, args.requests, args.size, args.timeout) for p in (True, False)]
+    sizes: list[str] = list(args.size or [])
+    results = [measure(plugin, sizes, args) for plugin in (True, False)]
     if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    for r in results:
-        mode = "with omni-sizefix" if r["plugin"] else "OMNI_SIZEFIX_DISABLE=1"
-        print(f"{mode}: up in {r['startup_s']} s ({r['up_after_s']})")
-        print(f"  RSS MB at start: {r['rss_mb_started']}")
-        print(f"  RSS MB after {args.requests} requests: {r['rss_mb_after']}")
-        print(
-            f"  {args.size}: {r['requests_ok']} ok, {r['requests_not_ok']} not ok; "
-            f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms (ok requests); "
-            f"not-ok p50 {r['not_ok_p50_ms']} ms"
-        )
+        print(json.dumps({"sizes": sizes, "runs": results}, indent=2))
+    else:
+        print(render(results, sizes, args))
     return 0
 
 

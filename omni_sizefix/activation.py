@@ -108,15 +108,16 @@ def patch() -> bool:
     Steps aside with one WARNING, returning False, when the kill switch is set, the host
     is outside the supported range, or a target's signature is not the expected one.
     """
-    from omni_sizefix import version_policy
+    from omni_sizefix import host_profile
     from omni_sizefix.patches import dynamo_omni_utils as target
 
     with _lock:
         if settings.disabled():
             return False
+        host = host_profile.profile()
         was_patched = target.is_patched()
         if not was_patched:
-            problems = version_policy.unsupported_hosts()
+            problems = host.unsupported
             if problems:
                 target.warn_once(
                     "unsupported",
@@ -148,14 +149,12 @@ def patch() -> bool:
         stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
         if not was_patched:
             done += stage_done
-            # Only the two versions the line shows: each metadata lookup scans site-packages
-            # (about 6 ms in a large worker environment).
             logger.info(
                 "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; where the size goes is "
                 "decided per model when the worker loads its stage config",
                 ", ".join(done),
-                version_policy.installed_version("ai-dynamo"),
-                version_policy.installed_version("vllm-omni"),
+                host.versions.get("ai-dynamo"),
+                host.versions.get("vllm-omni"),
             )
         else:
             if done:

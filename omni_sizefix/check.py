@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import omni_sizefix
-from omni_sizefix import dryrun, glm_layout, stage_configs, version_policy
+from omni_sizefix import dryrun, glm_layout, host_profile, stage_configs
 
 DEFAULT_SIZES = ("512x512", "768x1024", "1024x768", "1024x1024", "2048x2048")
 
@@ -92,7 +92,7 @@ def _scaffold_tools(report: CheckReport) -> tuple[Any, Any]:
 
 def run(sizes: list[str]) -> CheckReport:
     """Import the host, then run every size unpatched and patched."""
-    report = CheckReport(versions=version_policy.host_versions())
+    report = CheckReport(versions=dict(host_profile.profile().versions))
     if "HF_HUB_OFFLINE" not in os.environ:
         os.environ["HF_HUB_OFFLINE"] = "1"  # a dry run never downloads (this process only)
     from omni_sizefix import check_platform

@@ -35,7 +35,7 @@ def _check_live(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix.live import live_check
 
     try:
-        report = live_check.run(args.size, timeout=args.timeout)
+        report = live_check.run(args.size, timeout=args.timeout, keep_logs=args.keep_logs)
     except ImportError as exc:
         out.error(f"cannot run the live topology here: {exc}")
         return 2
@@ -76,8 +76,11 @@ def _check(args: argparse.Namespace, out: Output) -> int:
 
 
 def _check_log_path(args: argparse.Namespace) -> Path | None:
-    """Where ``check`` writes host and plugin log lines (None: ``-v``, they go to stderr)."""
-    if args.verbose:
+    """Where ``check`` writes host and plugin log lines (None: ``-v``, they go to stderr).
+
+    ``--live`` keeps stderr on the terminal (the topology's start-up progress; the Dynamo
+    processes write their own log files) and leaves no log file, unless ``--log-file``."""
+    if args.verbose or (getattr(args, "live", False) and not args.log_file):
         return None
     if args.log_file:
         return Path(args.log_file)
@@ -209,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         metavar="S",
         help="--live: give up when a topology is not up after S seconds (default 600)",
+    )
+    check.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="--live: keep each topology's run folder and logs (default: kept only when "
+        "that run failed; its path is printed)",
     )
     check.set_defaults(func=_check)
 

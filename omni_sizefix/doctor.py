@@ -1,25 +1,29 @@
 """``omni-sizefix doctor``: will the plugin act, and act correctly, in this environment?
 
-Reads distribution metadata and the host's source files; imports no host module, except
-with ``--stage-configs-path``, which loads that config as a worker would
-(``omni_sizefix.config_check``).
+Reads the host profile (``omni_sizefix.host_profile``): distribution metadata, the host's
+source files, and the behavioural probes, which import the host as a stage worker does
+(can the installed release pair start at all?). With ``--stage-configs-path`` it also loads
+that config as a worker would (``omni_sizefix.config_check``).
 """
 
 from __future__ import annotations
 
-import ast
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
-from omni_sizefix import __version__, pipelines, settings, stage_configs, version_policy
+from omni_sizefix import (
+    __version__,
+    host_profile,
+    pipelines,
+    settings,
+    stage_configs,
+    version_policy,
+)
 from omni_sizefix.package import SUPPORTED_HOSTS
-from omni_sizefix.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, describe
 
 OK, ATTENTION, UNSUPPORTED = 0, 1, 2
 GROUPS = ("vllm_omni.general_plugins", "vllm.general_plugins")
-UTILS_FILE = "dynamo/vllm/omni/utils.py"
-STAGE_WORKER_FILE = "dynamo/vllm/omni/stage_worker.py"
 
 
 @dataclass
@@ -41,6 +45,12 @@ class Report:
     shape: str = ""
     shape_reason: str = ""
     host_signatures: dict[str, str] = field(default_factory=dict)
+    #: False: this release pair cannot start a stage worker (None: not probed, no Dynamo).
+    startable: bool | None = None
+    stage_config_loader: str = ""
+    stage1_dispatch: str | None = None
+    cumulative_token_ids_bridge: bool | None = None
+    stage0_budget_source: str | None = None
     entry_points: dict[str, bool] = field(default_factory=dict)
     vllm_plugins: str | None = None
     kill_switch: bool = False
@@ -61,73 +71,22 @@ class Report:
         return data
 
 
-def host_signatures_from_source() -> dict[str, str] | None:
-    """Signatures of the targets as written in the installed ai-dynamo, without importing it."""
-    try:
-        path = metadata.distribution("ai-dynamo").locate_file(UTILS_FILE)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (metadata.PackageNotFoundError, OSError, SyntaxError):
-        return None
-    found: dict[str, str] = {}
-    for node in tree.body:
-        if (
-            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.name in SUPPORTED_SIGNATURES
-        ):
-            names = tuple(a.arg for a in node.args.args)
-            kind = "async" if isinstance(node, ast.AsyncFunctionDef) else "sync"
-            found[node.name] = f"{kind} ({', '.join(names)})"
-    return found
-
-
-def stage1_fixable_from_source() -> bool | None:
-    """Whether the installed stage worker loads processors through ``_load_processor(func_path)``
-    from ``OmniStageWorker.__init__`` (what the run-time stage-1 fix wraps); None: no Dynamo."""
-    try:
-        path = metadata.distribution("ai-dynamo").locate_file(STAGE_WORKER_FILE)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (metadata.PackageNotFoundError, OSError, SyntaxError):
-        return None
-    loader = any(
-        isinstance(node, ast.FunctionDef)
-        and node.name == "_load_processor"
-        and [a.arg for a in node.args.args] == ["func_path"]
-        for node in tree.body
-    )
-    called = any(
-        isinstance(node, ast.ClassDef)
-        and node.name == "OmniStageWorker"
-        and any(
-            isinstance(sub, ast.Name) and sub.id == "_load_processor"
-            for item in node.body
-            if isinstance(item, ast.FunctionDef) and item.name == "__init__"
-            for sub in ast.walk(item)
-        )
-        for node in tree.body
-    )
-    return loader and called
-
-
-def _expected(name: str) -> set[str]:
-    return {
-        f"{'async' if is_async else 'sync'} ({', '.join(params)})"
-        for params, is_async in SUPPORTED_SIGNATURES[name].items()
-    }
-
-
-def diagnose(stage_configs_path: str | None = None, model: str | None = None) -> Report:
+def diagnose(
+    stage_configs_path: str | None = None,
+    model: str | None = None,
+    profile: host_profile.HostProfile | None = None,
+) -> Report:
     """Collect the report; every problem gets a finding with a fix.
 
-    With ``stage_configs_path``, also load that config as a worker would and say what will
-    happen with it (this imports the host).
+    ``profile``: the host profile to judge (default: this process's, probed). With
+    ``stage_configs_path``, also load that config as a worker would and say what will
+    happen with it.
     """
-    report = Report(versions=version_policy.host_versions())
+    found = profile if profile is not None else host_profile.probed()
+    report = Report(versions=dict(found.versions), supported=dict(found.supported))
     add = report.findings.append
     for dist, spec in SUPPORTED_HOSTS.items():
         version = report.versions.get(dist)
-        report.supported[dist] = (
-            None if version is None else version_policy.is_supported(dist, version)
-        )
         if version is None:
             add(
                 Finding(
@@ -144,6 +103,21 @@ def diagnose(stage_configs_path: str | None = None, model: str | None = None) ->
                     "the plugin will step aside; use a supported release or upgrade omni-sizefix",
                 )
             )
+    if found.loader is not None:
+        report.startable = found.loader.startable
+        report.stage_config_loader = found.loader.detail
+        if found.loader.startable is False:
+            add(
+                Finding(
+                    UNSUPPORTED,
+                    found.loader.detail,
+                    "install a vLLM-Omni release whose stage-config loader this ai-dynamo calls "
+                    "correctly (README: Releases covered); the plugin cannot change that",
+                )
+            )
+    if found.stage1 is not None:
+        report.stage1_dispatch = found.stage1.host_call or "rejects vLLM-Omni's ar2diffusion"
+        report.cumulative_token_ids_bridge = found.stage1.host_bridges_cumulative
     try:
         decision = version_policy.decide_shape()
     except ValueError as exc:
@@ -152,20 +126,13 @@ def diagnose(stage_configs_path: str | None = None, model: str | None = None) ->
         decision = version_policy.ShapeDecision(settings_free.shape, settings_free.reason)
     report.shape = decision.shape.value if decision.shape is not None else "none"
     report.shape_reason = decision.reason
-    signatures = host_signatures_from_source()
-    if signatures is not None:
-        report.host_signatures = signatures
-        for name in SUPPORTED_SIGNATURES:
-            found = signatures.get(name, describe(None))
-            if found not in _expected(name):
-                add(
-                    Finding(
-                        UNSUPPORTED,
-                        f"dynamo.vllm.omni.utils.{name} is {found}; expected "
-                        f"{' or '.join(sorted(_expected(name)))}",
-                        "the plugin will step aside; this Dynamo is not supported",
-                    )
-                )
+    report.host_signatures = dict(found.signatures)
+    for problem in found.signature_problems:
+        add(
+            Finding(
+                UNSUPPORTED, problem, "the plugin will step aside; this Dynamo is not supported"
+            )
+        )
     for group in GROUPS:
         names = {ep.name: ep.value for ep in metadata.entry_points(group=group)}
         report.entry_points[group] = names.get("omni_sizefix") == "omni_sizefix:register"
@@ -212,7 +179,8 @@ def diagnose(stage_configs_path: str | None = None, model: str | None = None) ->
                 "pass vLLM-Omni's own GLM-Image config to --stage-configs-path",
             )
         )
-    fixable = stage1_fixable_from_source()
+    fixable = found.stage1_runtime_fix
+    report.stage0_budget_source = found.stage0_budget_source
     if fixable:
         report.stage1_runtime_fix = (
             "a stage-1 worker that loads vLLM-Omni's GLM-Image processor gets one that works on "
@@ -263,9 +231,24 @@ def render(report: Report) -> str:
             else ""
         )
         lines.append(f"  {dist:<13} {version or 'not installed'}{note}")
+    if report.stage_config_loader:
+        verdict = {True: "starts", False: "CANNOT START", None: "not determined"}
+        lines += [
+            "",
+            f"This release pair: {verdict[report.startable]}"
+            + (" (below)" if report.startable is False else f" ({report.stage_config_loader})"),
+        ]
     lines += ["", f"Stage-1 size shape: {report.shape} ({report.shape_reason})"]
     for name, found in report.host_signatures.items():
         lines.append(f"Host {name}: {found}")
+    if report.stage1_dispatch is not None:
+        bridge = "restored" if report.cumulative_token_ids_bridge else "not restored"
+        lines.append(
+            f"Stage-1 dispatch: {report.stage1_dispatch}; cumulative_token_ids after the "
+            f"connector: {bridge}"
+        )
+    if report.stage0_budget_source:
+        lines.append(f"Stage-0 budget: {report.stage0_budget_source}")
     for group, ok in report.entry_points.items():
         lines.append(f"Entry point in {group}: {'visible' if ok else 'MISSING'}")
     plugins_env = report.vllm_plugins

@@ -53,7 +53,7 @@ from typing import Any
 import yaml
 from packaging.version import InvalidVersion, Version
 
-from omni_sizefix.version_policy import installed_version
+from omni_sizefix import host_profile
 
 LEGACY = "legacy"
 DEPLOY = "deploy"
@@ -125,6 +125,11 @@ class SchemaDecision:
 
     schema: str
     reason: str
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version of ``dist``, as this process's host profile found it."""
+    return host_profile.profile().versions.get(dist)
 
 
 def _version(dist: str) -> Version | None:

@@ -2,7 +2,8 @@
 # The project's test command: the version matrix, one cell after another.
 #
 #   scripts/test.sh                      the CI set (below), then the matrix report
-#   scripts/test.sh --all                every cell of the matrix (on demand: about twice as long)
+#   scripts/test.sh --all                every cell of the matrix, the live suite in every Dynamo
+#                                        cell (on demand: several times as long as CI)
 #   scripts/test.sh dynamo-1.2           one cell (several names: several cells)
 #   scripts/test.sh latest               the canary: newest ai-dynamo + vLLM-Omni, resolved
 #                                        from the index now (never part of the default run)
@@ -13,7 +14,8 @@
 # Environment: OMNI_SIZEFIX_KEEP_CELLS=1 keeps (and reuses) cell environments in .nox/;
 # OMNI_SIZEFIX_PYTHON picks the cells' Python (default 3.11); PYTHON the bootstrap interpreter.
 # OMNI_SIZEFIX_LIVE names the cells that also run tests/live (the real Dynamo processes over
-# HTTP, several minutes a cell): default dynamo-1.1-tf5; 'all' for every Dynamo cell; '' none.
+# HTTP, several minutes a cell): default dynamo-1.1-tf5 (with --all: 'all', every Dynamo
+# cell, and OMNI_SIZEFIX_LIVE_SHIPPED=1); a comma-separated list of cells; '' none.
 # Results: reports/<cell>.json and reports/matrix.md; exit status 1 if any cell failed.
 set -uo pipefail
 
@@ -29,7 +31,7 @@ while (($#)); do
         --) shift; pytest_args=("$@"); break ;;
         -l|--list) list_only=1 ;;
         -a|--all) all=1 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (pytest arguments go after --)" >&2; exit 2 ;;
         *) cells+=("$1") ;;
     esac
@@ -58,7 +60,16 @@ on_demand=(latest)
 # and every other cell (another vLLM-Omni or transformers beside the same Dynamo), run with
 # --all or by name.
 ci_cells=(no-host omni-0.18 dynamo-1.1-tf5 dynamo-1.2-tf5 dynamo-1.4 dynamo-1.5 dynamo-1.6)
-export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-dynamo-1.1-tf5}"
+# The live suite (two or three topology start-ups, 6-16 min a cell): CI runs it in one cell to
+# stay under an hour; --all runs it in every cell with ai-dynamo. OMNI_SIZEFIX_LIVE overrides.
+if ((all)); then
+    export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-all}"
+    # ... with the shipped stage config too (non-square sizes both ways, 2048x2048 where the
+    # frontend takes it): a third topology per cell.
+    export OMNI_SIZEFIX_LIVE_SHIPPED="${OMNI_SIZEFIX_LIVE_SHIPPED-1}"
+else
+    export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-dynamo-1.1-tf5}"
+fi
 if ((${#all_cells[@]} == 0)); then
     echo "no cells found (nox --list failed?)" >&2
     exit 2

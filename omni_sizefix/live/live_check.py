@@ -8,6 +8,10 @@ so the run without the plugin is the host as released. Requests go through
 size and its pixels show the prior tokens GLM-Image's DiT needs for that size (see
 ``fake_engines``). By default the sizes are those the release's frontend takes and the
 config's stage-0 budget holds (``served``), plus one over the budget where there is one.
+
+Each topology's run folder (logs, discovery store, model folder) is deleted when it has
+stopped, unless ``keep_logs`` is set or the run failed (did not start, or with the plugin a
+size did not come back as requested); the report names the logs that were kept.
 """
 
 from __future__ import annotations
@@ -48,7 +52,17 @@ class Run:
     started_s: float | None = None
     error: str | None = None
     logs: str | None = None
+    """Where this run's logs are (None: deleted)."""
     rows: list[Row] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Did not start, or (with the plugin) some size did not come back as it should."""
+        if self.error is not None:
+            return True
+        return self.label == "with" and not all(
+            r.verdict == "ok" or r.verdict.startswith(REJECTED) for r in self.rows
+        )
 
 
 @dataclass
@@ -73,7 +87,13 @@ def _progress(line: str) -> None:
 
 
 def _run_one(
-    label: str, mode: str, plugin: bool, config: str, sizes: list[str], timeout: float
+    label: str,
+    mode: str,
+    plugin: bool,
+    config: str,
+    sizes: list[str],
+    timeout: float,
+    keep_logs: bool = False,
 ) -> Run:
     run = Run(label=label, mode=mode)
     live = topology.Topology(stage_config=config, plugin=plugin, progress=_progress)
@@ -96,11 +116,20 @@ def _run_one(
     finally:
         live.stop()
         run.logs = str(live.run_dir / "logs") if live.run_dir else None
+        if not (keep_logs or run.failed) and live.remove_run_dir():
+            run.logs = None
     return run
 
 
-def run(sizes: list[str] | None = None, timeout: float = topology.DEFAULT_TIMEOUT_S) -> LiveReport:
-    """Both topologies, one after the other, with vLLM-Omni's own stage config."""
+def run(
+    sizes: list[str] | None = None,
+    timeout: float = topology.DEFAULT_TIMEOUT_S,
+    keep_logs: bool = False,
+) -> LiveReport:
+    """Both topologies, one after the other, with vLLM-Omni's own stage config.
+
+    ``keep_logs``: keep every run folder (by default only those of failed runs are kept).
+    """
     chosen = list(sizes or [])  # empty: filled from the config the first run loads
     report = LiveReport(versions=version_policy.host_versions(), sizes=chosen)
     _progress(
@@ -109,7 +138,13 @@ def run(sizes: list[str] | None = None, timeout: float = topology.DEFAULT_TIMEOU
     )
     report.runs.append(
         _run_one(
-            "with", "with omni-sizefix (vLLM-Omni's own stage config)", True, "own", chosen, timeout
+            "with",
+            "with omni-sizefix (vLLM-Omni's own stage config)",
+            True,
+            "own",
+            chosen,
+            timeout,
+            keep_logs,
         )
     )
     report.runs.append(
@@ -120,6 +155,7 @@ def run(sizes: list[str] | None = None, timeout: float = topology.DEFAULT_TIMEOU
             "own",
             chosen,
             timeout,
+            keep_logs,
         )
     )
     return report
@@ -135,7 +171,8 @@ def render(report: LiveReport) -> str:
         started = (
             f"started in {run.started_s:.0f} s" if run.started_s is not None else "not started"
         )
-        lines.append(f"  {run.mode}: {started}; logs {run.logs}")
+        logs = f"logs kept in {run.logs}" if run.logs else "logs deleted (--keep-logs keeps them)"
+        lines.append(f"  {run.mode}: {started}; {logs}")
         if run.error:
             lines.append(f"    failed: {run.error.splitlines()[0]}")
     header = ["size (WxH)"]

@@ -27,6 +27,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -210,6 +211,7 @@ class Topology:
     stage_config_note: str = ""
     started_s: float | None = None
     _pgid: int | None = None
+    _own_run_dir: bool = False
     _t0: float = 0.0
 
     # --- set-up ---------------------------------------------------------------------------
@@ -218,13 +220,19 @@ class Topology:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
 
+    def ensure_run_dir(self) -> Path:
+        """The run folder with its ``logs/``; a fresh temporary folder unless ``run_dir``."""
+        if self.run_dir is None:
+            self.run_dir = Path(tempfile.mkdtemp(prefix="omni-sizefix-live-"))
+            self._own_run_dir = True
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        return self.run_dir
+
     def _prepare(self) -> dict[str, str]:
         from omni_sizefix import weightless
 
-        if self.run_dir is None:
-            self.run_dir = Path(tempfile.mkdtemp(prefix="omni-sizefix-live-"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "logs").mkdir(exist_ok=True)
+        self.ensure_run_dir()
         if self.http_port is None:
             env_port = os.environ.get("DYN_HTTP_PORT")
             self.http_port = int(env_port) if env_port else free_port()
@@ -428,6 +436,17 @@ class Topology:
                     proc.popen.wait(timeout=5)
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+
+    def remove_run_dir(self) -> bool:
+        """Stop, then delete the run folder (logs included) if this topology created it.
+
+        True when it was deleted; a folder passed in as ``run_dir`` is never deleted.
+        """
+        self.stop()
+        if not (self._own_run_dir and self.run_dir and self.run_dir.is_dir()):
+            return False
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return not self.run_dir.exists()
 
     def __enter__(self) -> Topology:
         return self.start() if not self.processes else self

@@ -45,8 +45,27 @@ CONCURRENT_SIZES = tuple(
 DEFECT_SIZES = ("512x512", "1024x1024", "1536x1024", "768x1024")
 #: Over the legacy own config's budget, in the enum (so every frontend forwards it).
 OVER_LEGACY_BUDGET = ("1536x1024", "1024x1536", "1792x1024")
-#: With the shipped config: the largest size, and non-enum sizes both ways.
-SHIPPED_SIZES = ("2048x2048", "768x1024", "1024x768", "1536x1024")
+#: With the shipped config: the largest size, non-square both ways (in the enum and not).
+SHIPPED_SIZES = (
+    "2048x2048",
+    "1536x1024",
+    "1024x1536",
+    "1792x1024",
+    "1024x1792",
+    "768x1024",
+    "1024x768",
+    "256x256",
+)
+OPENAI_ENUM_SIZES = tuple(sorted(served.OPENAI_ENUM))
+
+
+#: The real ``openai`` client is test support, not a dependency of the package.
+OPENAI_MISSING = (
+    "no openai client in this cell: nox installs tests/requirements/live-tools.txt with the "
+    "live suite; in a kept cell run `uv pip install -r tests/requirements/live-tools.txt`"
+)
+#: Malformed size strings: every release's host would render them as 1024x1024.
+MALFORMED_SIZES = ("abcxdef", "512")
 
 
 def budget(topology) -> int | None:
@@ -77,7 +96,7 @@ def stage_log(topology, name: str) -> str:
 
 
 def test_openai_client_gets_the_requested_image(plugin_on):
-    openai = pytest.importorskip("openai", reason="the openai client is test support")
+    openai = pytest.importorskip("openai", reason=OPENAI_MISSING)
     size = servable(plugin_on)[-1]  # the largest the frontend and the budget allow
     api = openai.OpenAI(base_url=plugin_on.url + "/v1", api_key="unused", max_retries=0)
     result = api.images.generate(
@@ -120,9 +139,15 @@ def test_size_over_the_budget_is_rejected_and_the_next_request_is_served(plugin_
 def test_frontend_refuses_sizes_outside_the_enum(plugin_on):
     if not served.enum_only():
         pytest.skip("this release's frontend takes any size string")
-    for size in ("768x1024", "2048x2048", "1000x700", "abcxdef", "512"):
+    for size in ("768x1024", "2048x2048", "1000x700", *MALFORMED_SIZES):
         reply = post(plugin_on, size)
+        print(
+            f"{size} on ai-dynamo {served.dynamo_version()}: HTTP {reply.status} {reply.message!r}"
+        )
         assert reply.status == 400 and "unknown variant" in reply.message, (size, reply.message)
+    assert plugin_on.alive() == [p.name for p in plugin_on.processes]
+    size = servable(plugin_on)[-1]
+    assert_image(post(plugin_on, size), size)
 
 
 def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
@@ -168,6 +193,25 @@ def test_rejected_size_is_refused_and_the_next_request_is_served(plugin_on):
     assert_image(post(plugin_on, size), size)
 
 
+@pytest.mark.parametrize("size", MALFORMED_SIZES)
+def test_malformed_size_is_refused_and_the_next_request_is_served(plugin_on, size):
+    if not served.frontend_takes(size):
+        pytest.skip(f"ai-dynamo {served.dynamo_version()}'s frontend refuses {size!r} itself")
+    reply = post(plugin_on, size)
+    print(f"{size!r} with the plugin: HTTP {reply.status} {reply.message[:300]!r}")
+    if served.dynamo_version() in FOLDS_ERRORS_TO_500:
+        assert (reply.status, reply.message) == (500, "Failed to fold images stream")
+    else:
+        assert 400 <= reply.status < 500, (reply.status, reply.message)
+    if served.dynamo_version() >= INVALID_ARGUMENT_MESSAGE_SINCE:
+        assert reply.message == size_policy.malformed_message(size), reply.message
+    logs = "".join(p.log_text() for p in plugin_on.processes)
+    assert size_policy.malformed_message(size) in reply.message + logs
+    assert plugin_on.alive() == [p.name for p in plugin_on.processes]
+    next_size = servable(plugin_on)[-1]
+    assert_image(post(plugin_on, next_size), next_size)
+
+
 # --- the kill switch, vLLM-Omni's own config: the released defect, over HTTP ------------------
 
 
@@ -195,9 +239,38 @@ def test_kill_switch_shows_the_released_defect(plugin_off, size):
         assert outcome == "ok", outcome
 
 
+def test_kill_switch_renders_a_malformed_size_as_1024(plugin_off):
+    """The released hosts turn a malformed ``size`` into 1024x1024 without a word."""
+    size = MALFORMED_SIZES[0]
+    if not served.frontend_takes(size):
+        pytest.skip(f"ai-dynamo {served.dynamo_version()}'s frontend refuses {size!r} itself")
+    if served.dynamo_version() < (1, 4):
+        pytest.skip("stage 1 fails at every size on this release without the plugin")
+    reply = post(plugin_off, size)
+    print(f"kill switch, {size!r}: HTTP {reply.status}, image {reply.size}")
+    assert (reply.status, reply.size) == (200, (1024, 1024)), (reply.status, reply.message)
+
+
 # --- opt-in: the shipped config (stage-0 budget up to 2048x2048) --------------------------------
 
 
 @pytest.mark.parametrize("size", SHIPPED_SIZES)
 def test_shipped_config_serves_up_to_2048(shipped_plugin_on, size):
+    if not served.frontend_takes(size):
+        pytest.skip(
+            f"ai-dynamo {served.dynamo_version()}'s frontend takes only the OpenAI size enum: "
+            f"{size} cannot be requested over HTTP (no request field carries another size)"
+        )
     assert_image(post(shipped_plugin_on, size), size)
+
+
+def test_shipped_config_sixteen_sizes_in_flight(shipped_plugin_on):
+    """As many distinct sizes as the frontend takes (16 on >= 1.4, the 7 enum sizes before)."""
+    candidates = CONCURRENT_SIZES + SHIPPED_SIZES + OPENAI_ENUM_SIZES
+    distinct = list(dict.fromkeys(served.servable(candidates, budget(shipped_plugin_on))))
+    sizes = tuple((distinct * 16)[:16])
+    print(f"16 in flight, {len(set(sizes))} distinct sizes: {sizes}")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        replies = list(pool.map(lambda size: post(shipped_plugin_on, size), sizes))
+    wrong = {s: verdict(r, s) for s, r in zip(sizes, replies, strict=True) if verdict(r, s) != "ok"}
+    assert not wrong

@@ -111,7 +111,12 @@ def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
     assert not (plugin_on.run_dir / "discovery").exists(), "file discovery was used"
     messages_before = servers.nats_stats()["in_msgs"]
 
-    openai = pytest.importorskip("openai", reason="the openai client is test support")
+    openai = pytest.importorskip(
+        "openai",
+        reason="no openai client in this cell: nox installs tests/requirements/live-tools.txt "
+        "with the live suite; in a kept cell run `uv pip install -r "
+        "tests/requirements/live-tools.txt`",
+    )
     api = openai.OpenAI(base_url=plugin_on.url + "/v1", api_key="unused", max_retries=0)
     first, *rest = sizes_for(plugin_on)
     result = api.images.generate(

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from omni_sizefix import log, plugins
+from omni_sizefix import host_profile, log, plugins
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +20,10 @@ def fresh_plugin_manager(monkeypatch: pytest.MonkeyPatch):
     ):
         monkeypatch.delenv(var, raising=False)
     plugins.reset_plugin_manager()
+    host_profile.clear()  # tests change versions and the environment
     yield
     plugins.reset_plugin_manager()
+    host_profile.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from omni_sizefix import cli, doctor
+from omni_sizefix import cli, doctor, host_profile
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
@@ -23,15 +25,25 @@ def test_help_everywhere(capsys: pytest.CaptureFixture) -> None:
         assert "usage: omni-sizefix" in capsys.readouterr().out
 
 
+def _entry_point_installed() -> bool:
+    """True when omni-sizefix is installed (a bare source tree has no entry points)."""
+    return any(
+        ep.name == "omni_sizefix" for ep in metadata.entry_points(group="vllm.general_plugins")
+    )
+
+
 def test_doctor_json_is_machine_readable(capsys: pytest.CaptureFixture) -> None:
     code, out = run(capsys, "doctor", "--json")
     report = json.loads(out)
     assert report["exit_code"] == code
     assert set(report["versions"]) >= {"ai-dynamo", "vllm-omni", "pluggy"}
+    installed = _entry_point_installed()  # run from a bare source tree: not installed
     assert report["entry_points"] == {
-        "vllm_omni.general_plugins": True,
-        "vllm.general_plugins": True,
+        "vllm_omni.general_plugins": installed,
+        "vllm.general_plugins": installed,
     }
+    missing = [f for f in report["findings"] if "entry point omni_sizefix" in f["problem"]]
+    assert len(missing) == (0 if installed else 2)
     for finding in report["findings"]:
         assert finding["problem"] and finding["fix"]
 
@@ -73,12 +85,16 @@ def test_doctor_reads_host_signatures_without_importing(tmp_path: Path, monkeypa
         def locate_file(self, name: str) -> Path:
             return tmp_path / name
 
-    monkeypatch.setattr(doctor.metadata, "distribution", lambda name: FakeDistribution())
-    found = doctor.host_signatures_from_source()
+    monkeypatch.setattr(host_profile.metadata, "distribution", lambda name: FakeDistribution())
+    found = host_profile.signatures_from_source()
     assert found["parse_omni_request"] == "async (request, output_modalities, fps)"
     monkeypatch.undo()
-    monkeypatch.setattr(doctor, "host_signatures_from_source", lambda: found)
-    report = doctor.diagnose()
+    profile = dataclasses.replace(
+        host_profile.build(),
+        signatures=found,
+        signature_problems=host_profile.signature_problems(found),
+    )
+    report = doctor.diagnose(profile=profile)
     assert report.exit_code == doctor.UNSUPPORTED
     assert any(
         "parse_omni_request is async (request, output_modalities, fps)" in f.problem

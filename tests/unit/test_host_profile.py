@@ -1,0 +1,143 @@
+"""The stage-config loader probe on FAKE hosts (module objects written here): each fake stage
+worker copies one ai-dynamo release's loader call, each fake loader one vLLM-Omni signature
+(read from the release wheels). The real pairs run in the host cells (tests/host)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from omni_sizefix import doctor, host_profile
+
+#: vLLM-Omni loaders (FAKE bodies, real signatures and return shapes).
+OMNI_0_20 = """
+def load_and_resolve_stage_configs(
+    model, stage_configs_path, kwargs, default_stage_cfg_factory=None,
+    deploy_config_path=None, stage_overrides=None, **deprecated_kwargs,
+):
+    if deploy_config_path is not None:
+        return deploy_config_path, []
+    return stage_configs_path, []
+"""
+OMNI_0_22 = """
+def load_and_resolve_stage_configs(model, stage_configs_path, kwargs):
+    return stage_configs_path, []
+"""
+OMNI_0_26 = """
+def load_and_resolve_stage_configs(model, stage_configs_path, kwargs, *, trust_remote_code):
+    return stage_configs_path, [], None
+"""
+#: ai-dynamo stage workers (FAKE: only the start of init_omni_stage, as in each release).
+DYNAMO_1_3 = """
+async def init_omni_stage(runtime, config, shutdown_endpoints, shutdown_event=None):
+    if config.stage_id is None:
+        raise ValueError("--stage-id is required")
+    path, stage_configs = load_and_resolve_stage_configs(
+        config.model, config.stage_configs_path, kwargs={}
+    )
+    if len(stage_configs) <= config.stage_id:
+        raise ValueError("out of range")
+    raise AssertionError("the probe must stop before this line")
+"""
+DYNAMO_1_4 = """
+async def init_omni_stage(runtime, config, shutdown_endpoints, shutdown_event=None):
+    if config.stage_id is None:
+        raise ValueError("--stage-id is required")
+    path, stage_configs, _policy = load_and_resolve_stage_configs(
+        config.model,
+        config.stage_configs_path,
+        kwargs={},
+        trust_remote_code=getattr(config.engine_args, "trust_remote_code", False),
+    )
+    try:
+        open(path)
+    except Exception:
+        pass  # a host that swallows errors must not swallow the probe's end
+    raise AssertionError("the probe must stop before this line")
+"""
+
+
+_counter = iter(range(10**6))
+
+
+def _module_from(source: str, folder: Path, name: str) -> types.ModuleType:
+    """A module loaded from a file (so that ``inspect.getsource`` reads it, as for a wheel)."""
+    path = folder / f"{name}_{next(_counter)}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_pair(dynamo_source: str, omni_source: str, folder: Path) -> types.ModuleType:
+    """FAKE stage-worker module that imported the FAKE loader by name, as ai-dynamo does."""
+    omni = _module_from(omni_source, folder, "fake_vllm_omni_entrypoints")
+    source = f"from {omni.__name__} import load_and_resolve_stage_configs\n"
+    sys.modules[omni.__name__] = omni
+    try:
+        return _module_from(source + textwrap.dedent(dynamo_source), folder, "fake_stage_worker")
+    finally:
+        sys.modules.pop(omni.__name__, None)
+
+
+VERSIONS = {"ai-dynamo": "x", "vllm-omni": "y"}
+
+
+@pytest.mark.parametrize(
+    ("dynamo", "omni", "startable", "reason"),
+    [
+        (DYNAMO_1_3, OMNI_0_22, True, None),
+        (DYNAMO_1_3, OMNI_0_26, False, "missing a required argument: 'trust_remote_code'"),
+        (DYNAMO_1_4, OMNI_0_26, True, None),
+        (DYNAMO_1_4, OMNI_0_22, False, "unexpected keyword argument 'trust_remote_code'"),
+        (DYNAMO_1_4, OMNI_0_20, False, "not enough values to unpack (expected 3, got 2)"),
+    ],
+    ids=["1.3+0.22", "1.3+0.26", "1.4+0.26", "1.4+0.22", "1.4+0.20"],
+)
+def test_loader_probe_on_fake_pairs(
+    dynamo: str, omni: str, startable: bool, reason: str | None, tmp_path: Path
+) -> None:
+    worker = fake_pair(dynamo, omni, tmp_path)
+    real = worker.load_and_resolve_stage_configs
+    found = host_profile.probe_loader(worker, None, VERSIONS)
+    assert found.startable is startable, found.detail
+    if reason:
+        assert reason in found.detail
+        assert found.detail.startswith("ai-dynamo x cannot start with vLLM-Omni y")
+    assert worker.load_and_resolve_stage_configs is real  # recorders removed
+
+
+def test_return_arity_reads_the_return_statements(tmp_path: Path) -> None:
+    worker = fake_pair(DYNAMO_1_4, OMNI_0_26, tmp_path)
+    assert host_profile.return_arity(worker.load_and_resolve_stage_configs) == 3
+    assert host_profile.return_arity(len) is None  # no source
+
+
+def test_a_stage_worker_without_the_call_is_undetermined() -> None:
+    worker = types.ModuleType("fake_stage_worker")
+    found = host_profile.probe_loader(worker, None, VERSIONS)
+    assert found.startable is None
+
+
+def test_doctor_exit_2_with_the_probes_sentence(tmp_path: Path) -> None:
+    worker = fake_pair(DYNAMO_1_4, OMNI_0_22, tmp_path)
+    loader = host_profile.probe_loader(worker, None, VERSIONS)
+    profile = host_profile.HostProfile(
+        versions={"ai-dynamo": "1.4.2", "vllm-omni": "0.26.0"},
+        supported={"ai-dynamo": True, "vllm-omni": True},
+        unsupported=(),
+        probed=True,
+        loader=loader,
+    )
+    report = doctor.diagnose(profile=profile)
+    assert report.exit_code == doctor.UNSUPPORTED
+    assert report.startable is False
+    text = doctor.render(report)
+    assert "OK:" not in text
+    assert f"UNSUPPORTED: {loader.detail}" in text
