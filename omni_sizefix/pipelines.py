@@ -47,7 +47,8 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,6 +269,34 @@ def sized_prompt(where: str, height: int, width: int) -> dict:
     return prompt
 
 
+class _ThisThreadOnly(logging.Filter):
+    """Drops the records logged by one thread (the probe's), lets every other thread's through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+
+@contextmanager
+def _quiet(function: Callable[..., Any]) -> Iterator[None]:
+    """Keep the probed processor's own log lines out of the worker's log.
+
+    A probe call with the size where the processor does not read it makes the processor
+    log what it would do with a mismatched grid (vLLM-Omni <= 0.18: "Adjusted grid to ...");
+    that is the probe's signal, not something the operator should see on the first request.
+    """
+    target = logging.getLogger(getattr(function, "__module__", None) or PROCESSORS)
+    dropped = _ThisThreadOnly()
+    target.addFilter(dropped)
+    try:
+        yield
+    finally:
+        target.removeFilter(dropped)
+
+
 def probe_reads(function: Callable[..., Any], output_kind: str = "latent") -> frozenset[str]:
     """The places ``function`` takes the size from: call it once per place, compare the DiT size.
 
@@ -277,11 +306,12 @@ def probe_reads(function: Callable[..., Any], output_kind: str = "latent") -> fr
     reads = set()
     for where, (height, width) in PROBE_SIZES.items():
         try:
-            result = call_processor(
-                function,
-                synthetic_output(output_kind, height, width),
-                sized_prompt(where, height, width),
-            )
+            with _quiet(function):
+                result = call_processor(
+                    function,
+                    synthetic_output(output_kind, height, width),
+                    sized_prompt(where, height, width),
+                )
         except Exception as exc:
             logger.debug("omni-sizefix: probe %s with the size at %s: %s", function, where, exc)
             continue
