@@ -14,11 +14,10 @@ import threading
 from types import ModuleType
 
 from omni_sizefix.runtime import import_hooks, log, settings
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
 
 logger = logging.getLogger("omni_sizefix")
 
-UTILS_MODULE = "dynamo.vllm.omni.utils"
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 
 _lock = threading.RLock()
 _registered = False

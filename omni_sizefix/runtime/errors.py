@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-#: The Dynamo class a rejection also derives from, where the release has it.
-DYNAMO_EXCEPTIONS = "dynamo.llm.exceptions"
-DYNAMO_RUNTIME = "dynamo._core"
+#: The Dynamo module of the class a rejection also derives from, where the release has it.
+from omni_sizefix.runtime.host_modules import EXCEPTIONS_MODULE as DYNAMO_EXCEPTIONS
+from omni_sizefix.runtime.host_modules import RUNTIME_MODULE as DYNAMO_RUNTIME
 
 _host_class: type | None = None
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+#: Pixels per AR prior token along each side (vLLM-Omni and transformers use 32).
 FACTOR = 32
 EOS_TOKEN_ID = 16385
 PREVIEW_TOKEN_ID = 1
@@ -36,6 +38,15 @@ def grids_for(height: int, width: int) -> Grids:
     rows, cols = height // FACTOR, width // FACTOR
     preview = (int(math.sqrt(rows / cols) * 16), int(math.sqrt(cols / rows) * 16))
     return Grids(target=(rows, cols), preview=preview)
+
+
+def as_ints(token_ids: Any) -> list[int]:
+    """Token ids (a tensor of any shape, or a sequence) as a flat list of ints."""
+    if hasattr(token_ids, "flatten"):
+        token_ids = token_ids.flatten()
+    if hasattr(token_ids, "tolist"):
+        token_ids = token_ids.tolist()
+    return [int(v) for v in token_ids]
 
 
 def t2i_tokens(grids: Grids) -> list[int]:

@@ -37,13 +37,15 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime.host_modules import (
+    STAGE_WORKER_FILE,
+    STAGE_WORKER_MODULE,
+    UTILS_FILE,
+    UTILS_MODULE,
+)
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, describe
 
-UTILS_FILE = "dynamo/vllm/omni/utils.py"
-STAGE_WORKER_FILE = "dynamo/vllm/omni/stage_worker.py"
-UTILS_MODULE = "dynamo.vllm.omni.utils"
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 #: vLLM-Omni's stage-config loaders that some ai-dynamo release calls (1.1: the first;
 #: 1.2-1.5: the second; 1.6+: the third, else the second).
 LOADER_NAMES = (

@@ -52,15 +52,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout, settings
+from omni_sizefix.runtime import glm_layout, settings, stage1_io
+from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSOR
+from omni_sizefix.runtime.host_modules import PROCESSORS_PACKAGE as PROCESSORS
+from omni_sizefix.runtime.patches.glm_image_processor import PROCESSOR as PACKAGE_GLM_PROCESSOR
 from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.runtime.stage1_io import MM_KWARGS, TOP_LEVEL
 
 logger = logging.getLogger("omni_sizefix")
-
-PROCESSORS = "vllm_omni.model_executor.stage_input_processors"
-
-TOP_LEVEL = "top-level"
-MM_KWARGS = "mm-kwargs"
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class Pipeline:
 GLM_IMAGE = Pipeline(
     "GLM-Image",
     ("GlmImage",),
-    (f"{PROCESSORS}.glm_image.ar2diffusion", "omni_sizefix.processors.glm_image.ar2diffusion"),
+    (GLM_IMAGE_PROCESSOR, PACKAGE_GLM_PROCESSOR),
     stage0_size=True,
     size_policy=True,
     probe_output="glm",
@@ -185,88 +184,21 @@ def identify(stage_config: Any) -> tuple[Pipeline | None, str]:
 PROBE_SIZES = {TOP_LEVEL: (768, 1024), MM_KWARGS: (1024, 768)}
 
 
-@dataclass
-class _Completion:
-    token_ids: list[int]
-    cumulative_token_ids: list[int]
-    index: int = 0
-    text: str = ""
-    finish_reason: str = "stop"
-    multimodal_output: Any = None
+#: The prompt token ids of the synthetic outputs (a latent output holds a hidden state each).
+PROBE_PROMPT_IDS = (1, 2)
 
 
-@dataclass
-class _AROutput:
-    outputs: list
-    prompt_token_ids: list[int]
-    request_id: str = "omni-sizefix-probe"
-    multimodal_output: dict = field(default_factory=dict)
-    finished: bool = True
-
-
-class _Stage:
-    """The ``stage_list`` item shape (``engine_outputs``) of stage-list-era processors."""
-
-    def __init__(self, engine_outputs: list) -> None:
-        self.engine_outputs = engine_outputs
-
-
-def synthetic_output(kind: str, height: int, width: int) -> _AROutput:
+def synthetic_output(kind: str, height: int, width: int) -> stage1_io.SyntheticAROutput:
     """A synthetic AR output (stands for the GPU engine) the processor can consume."""
-    prompt_ids = [1, 2]
     if kind == "glm":
-        tokens = list(glm_layout.t2i_tokens(glm_layout.grids_for(height, width)))
-        return _AROutput([_Completion(tokens, list(tokens))], prompt_ids)
+        return stage1_io.glm_output(height, width, prompt_token_ids=PROBE_PROMPT_IDS)
     import torch
 
     tokens = [3, 4, 5]
-    latent = torch.zeros(len(prompt_ids) + len(tokens) - 1, 4)
-    completion = _Completion(tokens, list(tokens), multimodal_output={"latent": latent})
-    return _AROutput([completion], prompt_ids)
-
-
-def _positional_names(function: Any) -> list[str]:
-    import inspect
-
-    parameters = inspect.signature(function).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-
-
-def call_processor(function: Callable[..., Any], output: Any, prompt: dict) -> Any:
-    """Call a stage-1 processor in its own convention, as vLLM-Omni's orchestrator does."""
-    if _positional_names(function)[:2] == ["stage_list", "engine_input_source"]:
-        return function([_Stage([output])], [0], [prompt], False)
-    return function([output], prompt, False)
-
-
-def dit_size(result: Any) -> tuple[Any, Any] | None:
-    """(height, width) of the DiT input a processor returned (None: none found)."""
-    if isinstance(result, list):
-        if len(result) != 1:
-            return None
-        result = result[0]
-    if not isinstance(result, dict):
-        return None
-    if "height" in result or "width" in result:
-        return result.get("height"), result.get("width")
-    info = result.get("additional_information")
-    if isinstance(info, dict) and "image_height" in info:  # MammothModa2 <= 0.28
-        return _first(info.get("image_height")), _first(info.get("image_width"))
-    return None
-
-
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and value else value
-
-
-def sized_prompt(where: str, height: int, width: int) -> dict:
-    """A text-to-image ``original_prompt`` with the size only in ``where``."""
-    prompt: dict = {"prompt": "a probe", "modalities": ["image"]}
-    if where == MM_KWARGS:
-        prompt["mm_processor_kwargs"] = {"target_h": height, "target_w": width}
-    else:
-        prompt.update(height=height, width=width)
-    return prompt
+    latent = torch.zeros(len(PROBE_PROMPT_IDS) + len(tokens) - 1, 4)
+    return stage1_io.ar_output(
+        tokens, prompt_token_ids=PROBE_PROMPT_IDS, multimodal_output={"latent": latent}
+    )
 
 
 class _ThisThreadOnly(logging.Filter):
@@ -307,15 +239,15 @@ def probe_reads(function: Callable[..., Any], output_kind: str = "latent") -> fr
     for where, (height, width) in PROBE_SIZES.items():
         try:
             with _quiet(function):
-                result = call_processor(
+                result = stage1_io.call(
                     function,
-                    synthetic_output(output_kind, height, width),
-                    sized_prompt(where, height, width),
+                    [synthetic_output(output_kind, height, width)],
+                    stage1_io.probe_prompt(where, height, width),
                 )
         except Exception as exc:
             logger.debug("omni-sizefix: probe %s with the size at %s: %s", function, where, exc)
             continue
-        if dit_size(result) == (height, width):
+        if stage1_io.dit_size(result) == (height, width):
             reads.add(where)
     return frozenset(reads)
 

@@ -4,7 +4,7 @@ GLM-Image's processor scaffold floors each side to a multiple of 32 (its 32x tok
 while the host hands the client's number unchanged to the DiT. A size is therefore valid
 when both sides are multiples of ``FACTOR`` within ``MIN_SIDE``..``MAX_SIDE``:
 
-* ``FACTOR`` = 32: one AR prior token per 32x32 pixels (vLLM-Omni and transformers use 32).
+* ``FACTOR`` (``glm_layout``): one AR prior token per 32x32 pixels.
 * ``MAX_SIDE`` = 2048: stage-0 ``max_tokens`` of the shipped configs (4353) holds the
   2048x2048 target grid (4096 tokens), the largest preview grid (256) and EOS; it is also
   the largest size upstream's GLM-Image deploy config is written for.
@@ -22,13 +22,12 @@ Sizes are written ``WIDTHxHEIGHT`` in messages, as clients send them.
 from __future__ import annotations
 
 import logging
-import math
 
-from omni_sizefix.runtime import settings
+from omni_sizefix.runtime import glm_layout, settings
 from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.glm_layout import FACTOR
 from omni_sizefix.runtime.settings import SizePolicy
 
-FACTOR = 32
 MIN_SIDE = 256
 MAX_SIDE = 2048
 
@@ -44,9 +43,7 @@ _budget_source: str = ""
 
 def tokens_needed(height: int, width: int) -> int:
     """AR tokens a text-to-image request needs: preview grid + target grid + EOS."""
-    rows, cols = height // FACTOR, width // FACTOR
-    preview = int(math.sqrt(rows / cols) * 16) * int(math.sqrt(cols / rows) * 16)
-    return rows * cols + preview + 1
+    return glm_layout.grids_for(height, width).token_count
 
 
 def largest_square_side(max_tokens: int) -> int | None:

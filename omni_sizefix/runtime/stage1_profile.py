@@ -31,14 +31,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import glm_layout, stage1_io
+from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS, STAGE_WORKER_MODULE
+from omni_sizefix.runtime.stage1_io import SOURCE_OUTPUTS, STAGE_LIST, convention_of
 
 logger = logging.getLogger("omni_sizefix")
 
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
-UPSTREAM_MODULE = "vllm_omni.model_executor.stage_input_processors.glm_image"
-STAGE_LIST = "stage_list"
-SOURCE_OUTPUTS = "source_outputs"
 #: (height, width) of the probe: non-square, so both preview-grid rules and a 1024 fallback differ.
 PROBE_SIZE = (768, 1024)
 
@@ -79,17 +77,6 @@ class Stage1Profile:
 # --- probes ---------------------------------------------------------------------------------
 
 
-def _positional_names(function: Any) -> list[str]:
-    parameters = inspect.signature(function).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-
-
-def convention_of(function: Any) -> str:
-    """``stage_list`` when the first two parameters are named so, else ``source_outputs``."""
-    names = _positional_names(function)
-    return STAGE_LIST if names[:2] == ["stage_list", "engine_input_source"] else SOURCE_OUTPUTS
-
-
 class _Recorder:
     """A callable carrying another function's signature; records how it was called."""
 
@@ -100,13 +87,6 @@ class _Recorder:
     def __call__(self, *args: Any) -> list:
         self.calls.append(args)
         return []
-
-
-class _ProbeStage:
-    """The ``stage_list`` item shape (``engine_outputs``)."""
-
-    def __init__(self, engine_outputs: list) -> None:
-        self.engine_outputs = engine_outputs
 
 
 def host_call(stage_worker: Any, function: Any) -> str | None:
@@ -124,13 +104,13 @@ def host_call(stage_worker: Any, function: Any) -> str | None:
         _processor=recorder, stage_id=1, _engine_input_source=[0], _requires_mm=False
     )
     try:
-        dispatch(worker, [_ProbeStage([marker])], {"prompt": ""})
+        dispatch(worker, [stage1_io.Stage([marker])], {"prompt": ""})
     except TypeError:
         return None
     if not recorder.calls:
         return None
     first = recorder.calls[0][0]
-    if isinstance(first, list) and first and isinstance(first[0], _ProbeStage):
+    if isinstance(first, list) and first and isinstance(first[0], stage1_io.Stage):
         return STAGE_LIST
     return SOURCE_OUTPUTS
 
@@ -148,60 +128,25 @@ def host_bridges_cumulative(stage_worker: Any) -> bool:
     return list(getattr(completion, "cumulative_token_ids", None) or []) == [1, 2, 3]
 
 
-@dataclass
-class _Completion:
-    token_ids: list[int]
-    index: int = 0
-    text: str = ""
-    finish_reason: str = "stop"
-    multimodal_output: Any = None
-
-
-@dataclass
-class _AROutput:
-    outputs: list
-    request_id: str = "omni-sizefix-probe"
-    multimodal_output: dict = field(default_factory=dict)
-    finished: bool = True
-
-
-def _probe_output(height: int, width: int, *, cumulative: bool) -> _AROutput:
-    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
-    completion = _Completion(token_ids=list(tokens))
-    if cumulative:
-        completion.cumulative_token_ids = list(tokens)  # type: ignore[attr-defined]
-    return _AROutput(outputs=[completion])
+def _probe_output(height: int, width: int, *, cumulative: bool) -> stage1_io.SyntheticAROutput:
+    return stage1_io.glm_output(height, width, cumulative=cumulative)
 
 
 def call_upstream(function: Any, output: Any, prompt: dict) -> Any:
     """Call upstream's processor in its own convention, as vLLM-Omni's orchestrator does."""
-    if convention_of(function) == STAGE_LIST:
-        return function([_ProbeStage([output])], [0], [prompt], False)
-    return function([output], prompt, False)
-
-
-def _flat_ints(value: Any) -> list[int] | None:
-    if value is None:
-        return None
-    if hasattr(value, "flatten"):
-        value = value.flatten()
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [int(v) for v in value]
+    return stage1_io.call(function, [output], prompt)
 
 
 def dit_verdict(result: Any, height: int, width: int) -> str:
     """``ok`` when ``result`` is one DiT input of (height, width) with the target-grid prior."""
-    if isinstance(result, list):
-        if len(result) != 1:
-            return f"{len(result)} DiT inputs"
-        result = result[0]
-    if not isinstance(result, dict):
+    if isinstance(result, list) and len(result) != 1:
+        return f"{len(result)} DiT inputs"
+    if stage1_io.dit_input(result) is None:
         return "no DiT input"
-    got = (result.get("height"), result.get("width"))
+    got = stage1_io.dit_size(result) or (None, None)
     if got != (height, width):
         return f"wrong size {got[1]}x{got[0]}"
-    prior = _flat_ints((result.get("extra") or {}).get("prior_token_ids"))
+    prior = stage1_io.dit_prior(result)
     if prior != glm_layout.expected_prior(height, width):
         return f"wrong prior ({len(prior or [])} tokens)"
     return "ok"
@@ -218,22 +163,13 @@ def reads_cumulative(function: Any) -> bool:
     return False
 
 
-def _sized(shape: str, height: int, width: int) -> dict:
-    prompt: dict = {"prompt": "", "modalities": ["image"]}
-    if shape in ("mm-kwargs", "both"):
-        prompt["mm_processor_kwargs"] = {"target_h": height, "target_w": width}
-    if shape in ("top-level", "both"):
-        prompt.update(height=height, width=width)
-    return prompt
-
-
 def upstream_verdict(function: Any, shape: str = "mm-kwargs") -> str:
     """What upstream makes of a non-square request with the size in ``shape``
     (``mm-kwargs``: what ai-dynamo >= 1.2 and the parse patch write; ``top-level``; ``both``)."""
     height, width = PROBE_SIZE
     output = _probe_output(height, width, cumulative=True)
     try:
-        result = call_upstream(function, output, _sized(shape, height, width))
+        result = call_upstream(function, output, stage1_io.probe_prompt(shape, height, width))
     except Exception as exc:
         return f"raised {type(exc).__name__}: {exc}"
     return dit_verdict(result, height, width)
@@ -295,5 +231,5 @@ def profile() -> Stage1Profile:
         stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
     except ImportError:
         stage_worker = None
-    upstream = importlib.import_module(UPSTREAM_MODULE).ar2diffusion
+    upstream = importlib.import_module(GLM_IMAGE_PROCESSORS).ar2diffusion
     return build(stage_worker, upstream, glm_image.ar2diffusion)

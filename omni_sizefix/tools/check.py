@@ -13,6 +13,7 @@ from typing import Any
 
 import omni_sizefix
 from omni_sizefix.runtime import glm_layout, host_profile
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
 
@@ -104,7 +105,7 @@ def run(sizes: list[str]) -> CheckReport:
             "no accelerator platform found: registered a CPU platform for "
             "vLLM-Omni in this process only"
         )
-    importlib.import_module("dynamo.vllm.omni.stage_worker")
+    importlib.import_module(STAGE_WORKER_MODULE)
     configs = _load_configs(report)
     reader, describer = _scaffold_tools(report)
     kwargs = {"scaffold_reader": reader} if reader else {}

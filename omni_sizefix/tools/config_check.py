@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
+
 OK, ATTENTION, UNSUPPORTED = 0, 1, 2
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 
 
 @dataclass

@@ -54,6 +54,7 @@ import yaml
 from packaging.version import InvalidVersion, Version
 
 from omni_sizefix.runtime import host_profile
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
 
 LEGACY = "legacy"
 DEPLOY = "deploy"
@@ -62,8 +63,6 @@ MODELS = ("glm_image",)
 #: The model Dynamo's GLM-Image launch script serves (a Hugging Face id or a local folder).
 DEFAULT_HF_MODEL = "zai-org/GLM-Image"
 
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
-UTILS_MODULE = "dynamo.vllm.omni.utils"
 
 #: First vLLM-Omni whose ``load_and_resolve_stage_configs`` reads a ``stages:`` file given
 #: as ``--stage-configs-path``.

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix.runtime import glm_layout, size_policy
+from omni_sizefix.runtime import glm_layout, host_modules, size_policy
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import stage_configs
 
@@ -139,7 +139,7 @@ def test_shipped_config_loads_through_the_real_loader(
     # Where the config decides stage 1's processor, it names the package's; with the deploy
     # schema the topology (and processor) come from vLLM-Omni's GLM-Image pipeline.
     expected = (
-        glm_image.PROCESSOR if schema == stage_configs.LEGACY else glm_image.UPSTREAM_PROCESSOR
+        glm_image.PROCESSOR if schema == stage_configs.LEGACY else host_modules.GLM_IMAGE_PROCESSOR
     )
     assert stage_configs.stage_processor(stage1) == expected
     assert stage_configs.stage_processor(stage0) is None

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import glm_layout, stage1_io
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
-from omni_sizefix.tools.simulation.dryrun import SyntheticAROutput, SyntheticCompletion
+from omni_sizefix.runtime.stage1_io import SyntheticAROutput, SyntheticCompletion
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width)
@@ -67,12 +67,12 @@ def test_the_names_every_dynamo_release_dispatches_as_source_outputs() -> None:
 
 def test_stage_list_call_is_recognised_from_its_items() -> None:
     stage_list = [StageProxy([ar_output(512, 512)])]
-    assert glm_image.calling_convention(stage_list, [0]) == glm_image.STAGE_LIST
-    assert glm_image.calling_convention(stage_list, []) == glm_image.STAGE_LIST
+    assert stage1_io.caller_convention(stage_list, [0]) == glm_image.STAGE_LIST
+    assert stage1_io.caller_convention(stage_list, []) == glm_image.STAGE_LIST
 
 
 def test_stage_list_call_is_recognised_from_engine_input_source() -> None:
-    assert glm_image.calling_convention([], [0]) == glm_image.STAGE_LIST
+    assert stage1_io.caller_convention([], [0]) == glm_image.STAGE_LIST
 
 
 @pytest.mark.parametrize(
@@ -86,18 +86,18 @@ def test_stage_list_call_is_recognised_from_engine_input_source() -> None:
     ],
 )
 def test_source_outputs_call_is_recognised(prompt: object) -> None:
-    assert glm_image.calling_convention([ar_output(512, 512)], prompt) == glm_image.SOURCE_OUTPUTS
+    assert stage1_io.caller_convention([ar_output(512, 512)], prompt) == glm_image.SOURCE_OUTPUTS
 
 
 def test_stage_list_outputs_follow_upstream_rules() -> None:
     outputs = [ar_output(512, 512)]
-    assert glm_image._stage_list_outputs([StageProxy(outputs)], [0]) == outputs
+    assert stage1_io.stage_list_outputs([StageProxy(outputs)], [0]) == outputs
     with pytest.raises(ValueError, match="engine_input_source"):
-        glm_image._stage_list_outputs([StageProxy(outputs)], [])
+        stage1_io.stage_list_outputs([StageProxy(outputs)], [])
     with pytest.raises(IndexError):
-        glm_image._stage_list_outputs([StageProxy(outputs)], [1])
+        stage1_io.stage_list_outputs([StageProxy(outputs)], [1])
     with pytest.raises(RuntimeError, match="no outputs"):
-        glm_image._stage_list_outputs([StageProxy(None)], [0])
+        stage1_io.stage_list_outputs([StageProxy(None)], [0])
 
 
 # --- the size ------------------------------------------------------------------------------

@@ -42,11 +42,10 @@ from typing import Any
 
 from omni_sizefix.runtime import pipelines, repair
 from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.host_modules import UTILS_MODULE
 
 logger = logging.getLogger("omni_sizefix")
 
-UTILS_MODULE = "dynamo.vllm.omni.utils"
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 PARSE = "parse_omni_request"
 BUILD = "build_original_prompt"
 

@@ -41,10 +41,10 @@ from types import ModuleType
 from typing import Any
 
 from omni_sizefix.runtime import glm_layout, pipelines, size_policy
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
 
 logger = logging.getLogger("omni_sizefix")
 
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 TARGET = "OmniStageWorker.__init__"
 REQUIRED_PARAMETERS = ("stage_config", "stage_id")
 SENTINEL = "__omni_sizefix_original__"

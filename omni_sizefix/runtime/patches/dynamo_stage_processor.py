@@ -60,12 +60,12 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS, STAGE_WORKER_MODULE
+
 logger = logging.getLogger("omni_sizefix")
 
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 TARGET = "_load_processor"
 EXPECTED_PARAMETERS = ("func_path",)
-UPSTREAM_MODULE = "vllm_omni.model_executor.stage_input_processors.glm_image"
 #: Attribute set on the wrapper; its value is the host function it wraps.
 SENTINEL = "__omni_sizefix_original__"
 
@@ -105,7 +105,7 @@ def signature_problem(stage_worker: ModuleType) -> str | None:
 
 def is_upstream_glm_image(processor: Any) -> bool:
     """True when ``processor`` is vLLM-Omni's own GLM-Image ``ar2diffusion``."""
-    module = sys.modules.get(UPSTREAM_MODULE)
+    module = sys.modules.get(GLM_IMAGE_PROCESSORS)
     return module is not None and processor is getattr(module, "ar2diffusion", None)
 
 
@@ -161,13 +161,13 @@ def choose_other(func_path: str, processor: Callable) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def _adapted(func_path: str, processor: Callable) -> Callable:
-    from omni_sizefix.runtime import pipelines, stage1_profile
+    from omni_sizefix.runtime import pipelines, stage1_io, stage1_profile
     from omni_sizefix.runtime.patches import processor_adapter as adapter
 
     stage_worker = sys.modules.get(STAGE_WORKER_MODULE)
     if stage_worker is None:
         return processor
-    convention = stage1_profile.convention_of(processor)
+    convention = stage1_io.convention_of(processor)
     dispatched = stage1_profile.host_call(stage_worker, processor) == convention
     bridges = stage1_profile.host_bridges_cumulative(stage_worker)
     if dispatched and bridges:

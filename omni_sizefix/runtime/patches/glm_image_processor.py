@@ -81,25 +81,30 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from omni_sizefix.runtime import glm_layout, version_policy
+from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS as UPSTREAM_MODULE
+from omni_sizefix.runtime.stage1_io import (
+    SOURCE_OUTPUTS,
+    STAGE_LIST,
+    Stage,
+    caller_convention,
+    convention_of,
+    is_sequence,
+    positional_names,
+    stage_list_outputs,
+)
 
 logger = logging.getLogger("omni_sizefix")
 
-UPSTREAM_MODULE = "vllm_omni.model_executor.stage_input_processors.glm_image"
-#: The qualified name of vLLM-Omni's own processor (what its stage configs name).
-UPSTREAM_PROCESSOR = f"{UPSTREAM_MODULE}.ar2diffusion"
 #: The stable qualified name of this module's processor (what the shipped legacy config names;
 #: ``omni_sizefix.processors.glm_image`` re-exports it).
 PROCESSOR = "omni_sizefix.processors.glm_image.ar2diffusion"
 
-STAGE_LIST = "stage_list"
-SOURCE_OUTPUTS = "source_outputs"
 DEFAULT_SIDE = 1024
 #: A non-square (height, width): the preview-grid rules of the two parsers differ there.
 PROBE_SIZE = (768, 1024)
@@ -119,19 +124,6 @@ class Upstream:
     scaffold_grid: bool
 
 
-def _positional_names(function: Callable[..., Any]) -> list[str]:
-    parameters = inspect.signature(function).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-
-
-def _as_ints(value: Any) -> list[int]:
-    if hasattr(value, "flatten"):
-        value = value.flatten()
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [int(v) for v in value]
-
-
 def probe_scaffold_grid(module: Any) -> bool:
     """True when upstream's parser slices a non-square prior at the scaffold's offset.
 
@@ -144,7 +136,7 @@ def probe_scaffold_grid(module: Any) -> bool:
         tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
         try:
             prior = parse(tokens, height, width)[0]
-            return _as_ints(prior) == glm_layout.expected_prior(height, width)
+            return glm_layout.as_ints(prior) == glm_layout.expected_prior(height, width)
         except Exception as exc:
             logger.debug("omni-sizefix: preview-grid probe failed (%s)", exc)
     return True
@@ -155,13 +147,12 @@ def upstream() -> Upstream:
     """Import and describe vLLM-Omni's GLM-Image ``ar2diffusion`` (once per process)."""
     module = importlib.import_module(UPSTREAM_MODULE)
     function = module.ar2diffusion
-    names = _positional_names(function)
-    stage_list_era = names[:2] == ["stage_list", "engine_input_source"]
-    convention = STAGE_LIST if stage_list_era else SOURCE_OUTPUTS
+    convention = convention_of(function)
     found = Upstream(
         function=function,
         convention=convention,
-        takes_streaming_context=convention == SOURCE_OUTPUTS and len(names) >= 4,
+        takes_streaming_context=convention == SOURCE_OUTPUTS
+        and len(positional_names(function)) >= 4,
         scaffold_grid=probe_scaffold_grid(module),
     )
     logger.info(
@@ -174,20 +165,6 @@ def upstream() -> Upstream:
 
 
 # --- the caller's side ------------------------------------------------------------------
-
-
-def _is_sequence(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-
-
-def calling_convention(first: Any, second: Any) -> str:
-    """How the caller called: ``stage_list`` or ``source_outputs`` (from the argument types)."""
-    if _is_sequence(first) and first and hasattr(first[0], "engine_outputs"):
-        return STAGE_LIST
-    if _is_sequence(second) and second:
-        if all(isinstance(i, int) and not isinstance(i, bool) for i in second):
-            return STAGE_LIST
-    return SOURCE_OUTPUTS
 
 
 def _dimension(value: Any, default: int) -> int:
@@ -239,7 +216,7 @@ def is_image_to_image(ar_output: Any, prompt: Mapping) -> bool:
         if isinstance(ids, Mapping) and ids.get("prior_image") is not None:
             return True
     modalities = prompt.get("modalities")
-    if _is_sequence(modalities) and "img2img" in modalities:
+    if is_sequence(modalities) and "img2img" in modalities:
         return True
     mm_data = prompt.get("multi_modal_data")
     return isinstance(mm_data, Mapping) and any(mm_data.get(k) for k in _I2I_IMAGE_KEYS)
@@ -271,13 +248,6 @@ class _RequestOutputView:
         return getattr(self._request_output, name)
 
 
-@dataclass
-class _Stage:
-    """The ``stage_list[i]`` shape a stage-list-era upstream reads."""
-
-    engine_outputs: list
-
-
 def target_tokens(token_ids: Sequence[int], height: int, width: int) -> list[int] | None:
     """The target grid (+ EOS) cut at the scaffold's offset; None when not needed or possible.
 
@@ -288,7 +258,7 @@ def target_tokens(token_ids: Sequence[int], height: int, width: int) -> list[int
     rows, cols = grids.target
     if (rows // 2, cols // 2) == grids.preview:
         return None
-    ids = _as_ints(token_ids)
+    ids = glm_layout.as_ints(token_ids)
     if ids and ids[-1] == glm_layout.EOS_TOKEN_ID:
         ids = ids[:-1]
     start = grids.preview[0] * grids.preview[1]
@@ -327,24 +297,11 @@ def prepared_output(ar_output: Any, prompt: Mapping, *, scaffold_grid: bool) -> 
         realigned = target_tokens(tokens, *requested_size(prompt))
     if realigned is None and not bridged:
         return ar_output
-    ids = realigned if realigned is not None else _as_ints(tokens)
+    ids = realigned if realigned is not None else glm_layout.as_ints(tokens)
     return _RequestOutputView(ar_output, _CompletionView(completion, ids))
 
 
 # --- the processor ----------------------------------------------------------------------
-
-
-def _stage_list_outputs(stage_list: Sequence[Any], engine_input_source: Sequence[int]) -> list:
-    """The AR outputs a stage-list-era upstream reads (its first source stage)."""
-    if not engine_input_source:
-        raise ValueError("engine_input_source cannot be empty")
-    source = engine_input_source[0]
-    if source >= len(stage_list):
-        raise IndexError(f"Invalid stage_id: {source}")
-    outputs = stage_list[source].engine_outputs
-    if outputs is None:
-        raise RuntimeError(f"Stage {source} has no outputs yet")
-    return list(outputs)
 
 
 def _delegate(
@@ -361,7 +318,7 @@ def _delegate(
         for i, out in enumerate(outputs)
     ]
     if found.convention == STAGE_LIST:
-        return found.function([_Stage(engine_outputs=views)], [0], prompts, requires_mm)
+        return found.function([Stage(views)], [0], prompts, requires_mm)
     prompt_arg = prompts if as_list else prompts[0]
     if found.takes_streaming_context:
         return found.function(views, prompt_arg, requires_mm, streaming_context)
@@ -380,8 +337,8 @@ def ar2diffusion(
     ones ai-dynamo 1.2+ dispatch as source outputs. A stage-list caller passes
     ``(stage_list, engine_input_source, prompts, requires_mm)`` in these four positions.
     """
-    if calling_convention(source_outputs, original_prompt) == STAGE_LIST:
-        outputs = _stage_list_outputs(source_outputs, original_prompt)
+    if caller_convention(source_outputs, original_prompt) == STAGE_LIST:
+        outputs = stage_list_outputs(source_outputs, original_prompt)
         result = _delegate(outputs, requires_multimodal_data, streaming_context, None, as_list=True)
         if isinstance(result, list):
             return result

@@ -25,14 +25,12 @@ Removable with ai-dynamo < 1.4 (1.4.0 accepts ``prompt`` and restores the token 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from omni_sizefix.runtime import stage1_io
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
-
-TOP_LEVEL = "top-level"
-MM_KWARGS = "mm-kwargs"
+from omni_sizefix.runtime.stage1_io import MM_KWARGS, TOP_LEVEL
 
 
 def _dimension(value: Any) -> int | None:
@@ -116,17 +114,9 @@ def bridged(output: Any) -> Any:
     return _OutputView(output, views)
 
 
-class _Stage:
-    """The ``stage_list`` item shape (``engine_outputs``) for a stage-list-era upstream."""
-
-    def __init__(self, engine_outputs: list) -> None:
-        self.engine_outputs = engine_outputs
-
-
 def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., Any]:
     """``upstream`` behind the parameters every supported Dynamo dispatches (module doc)."""
-    names = [p.name for p in inspect.signature(upstream).parameters.values()]
-    stage_list_era = names[:2] == ["stage_list", "engine_input_source"]
+    convention = stage1_io.convention_of(upstream)
 
     def processor(
         source_outputs: Any,
@@ -134,8 +124,8 @@ def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., 
         requires_multimodal_data: Any = False,
         streaming_context: Any = None,
     ) -> Any:
-        if glm_image.calling_convention(source_outputs, original_prompt) == glm_image.STAGE_LIST:
-            outputs = glm_image._stage_list_outputs(source_outputs, original_prompt)
+        if stage1_io.caller_convention(source_outputs, original_prompt) == stage1_io.STAGE_LIST:
+            outputs = stage1_io.stage_list_outputs(source_outputs, original_prompt)
             prompts = requires_multimodal_data  # ai-dynamo 1.1: [original_prompt]
             prompt = prompts[0] if isinstance(prompts, list) and prompts else prompts
             requires = bool(streaming_context)
@@ -147,9 +137,7 @@ def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., 
         else:
             prompt = sized(prompt, reads)
         outputs = [bridged(o) for o in outputs]
-        if stage_list_era:
-            return upstream([_Stage(outputs)], [0], [prompt], requires)
-        return upstream(outputs, prompt, requires)
+        return stage1_io.call(upstream, outputs, prompt, requires, convention=convention)
 
     processor.__name__ = getattr(upstream, "__name__", "processor")
     processor.__qualname__ = processor.__name__

@@ -19,13 +19,13 @@ installed release's own code.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from omni_sizefix.runtime import glm_layout
+from omni_sizefix.tools.simulation import dryrun
 
 logger = logging.getLogger("omni_sizefix.tools.live")
 
@@ -94,14 +94,6 @@ def decode_prior(image: Any) -> list[int] | None:
 # --- output objects as the installed vLLM-Omni builds them ---------------------------------
 
 
-def _construct(cls: type, **values: Any) -> Any:
-    """``cls(**values)`` keeping only the parameters this release's ``cls`` takes."""
-    params = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return cls(**values)
-    return cls(**{k: v for k, v in values.items() if k in params})
-
-
 def ar_output(
     request_id: str,
     prompt_token_ids: list[int],
@@ -113,31 +105,14 @@ def ar_output(
     in ``OmniRequestOutput`` (``from_stage_output`` in vLLM-Omni >= 0.29, else
     ``from_pipeline``), with ``cumulative_token_ids`` set as vLLM-Omni's output processor
     sets it."""
-    from vllm.outputs import CompletionOutput, RequestOutput
     from vllm_omni.outputs import OmniRequestOutput
 
-    completion = _construct(
-        CompletionOutput,
-        index=0,
-        text="",
-        token_ids=list(tokens),
-        cumulative_logprob=None,
-        logprobs=None,
-        finish_reason=finish_reason,
-        stop_reason=None,
+    request_output = dryrun.vllm_request_output(
+        request_id, tokens, prompt_token_ids=prompt_token_ids, finish_reason=finish_reason
     )
-    completion.cumulative_token_ids = list(tokens)
+    completion = request_output.outputs[0]
     if not hasattr(completion, "multimodal_output"):
         completion.multimodal_output = {}
-    request_output = _construct(
-        RequestOutput,
-        request_id=request_id,
-        prompt=None,
-        prompt_token_ids=list(prompt_token_ids),
-        prompt_logprobs=None,
-        outputs=[completion],
-        finished=True,
-    )
     if hasattr(OmniRequestOutput, "from_stage_output"):
         return OmniRequestOutput.from_stage_output(
             request_output,
@@ -264,11 +239,7 @@ class FakeGlmImageDiTEngine:
         width = int(ar_width or _param(sampling, "width") or DEFAULT_SIDE)
         height, width = height // BLOCK * BLOCK, width // BLOCK * BLOCK
         if prior is not None:
-            if hasattr(prior, "flatten"):
-                prior = prior.flatten()
-            if hasattr(prior, "tolist"):
-                prior = prior.tolist()
-            prior = [int(t) for t in prior]
+            prior = glm_layout.as_ints(prior)
             expected = (height // BLOCK) * (width // BLOCK)
             if len(prior) != expected:  # the real pipeline's own check
                 raise ValueError(

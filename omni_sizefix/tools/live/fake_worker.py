@@ -22,10 +22,9 @@ import os
 import runpy
 import sys
 
-logger = logging.getLogger("omni_sizefix.tools.live")
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, WORKER_MODULE
 
-WORKER_MODULE = "dynamo.vllm.omni"
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
+logger = logging.getLogger("omni_sizefix.tools.live")
 
 
 def _has_gpu() -> bool:

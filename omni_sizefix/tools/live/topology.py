@@ -40,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omni_sizefix.runtime.host_modules import FRONTEND_MODULE, GLM_IMAGE_PROCESSOR
+
 SERVED_MODEL = "zai-org/GLM-Image"
 LOOPBACK = "127.0.0.1"
 LOOPBACK_INTERFACE = "lo"
@@ -48,8 +50,6 @@ TRANSPORT_ARGS = ("--discovery-backend", "file", "--request-plane", "tcp", "--ev
 DEFAULT_TIMEOUT_S = 600.0
 STOP_GRACE_S = 15.0
 WORKER_LAUNCHER = "omni_sizefix.tools.live.fake_worker"
-#: vLLM-Omni's own GLM-Image stage-1 processor (the one the shipped config wraps).
-UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
 
 Progress = Callable[[str], None]
 
@@ -144,7 +144,7 @@ def own_stage_config(run_dir: Path) -> tuple[Path, str]:
         raise FileNotFoundError(f"vLLM-Omni at {root} ships no GLM-Image config this host reads")
     data = yaml.safe_load(stage_configs.config_path(schema=stage_configs.LEGACY).read_text())
     data["stage_args"][0]["default_sampling_params"]["max_tokens"] = LEGACY_OWN_MAX_TOKENS
-    data["stage_args"][1]["custom_process_input_func"] = UPSTREAM_PROCESSOR
+    data["stage_args"][1]["custom_process_input_func"] = GLM_IMAGE_PROCESSOR
     path = run_dir / "glm_image.own.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, (
@@ -289,7 +289,7 @@ class Topology:
         frontend = [
             self.python,
             "-m",
-            "dynamo.frontend",
+            FRONTEND_MODULE,
             "--http-host",
             LOOPBACK,
             "--http-port",

@@ -19,39 +19,17 @@ import inspect
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import glm_layout, stage1_io
+from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, TYPES_MODULE, UTILS_MODULE
 
-UTILS_MODULE = "dynamo.vllm.omni.utils"
-STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
-TYPES_MODULE = "dynamo.vllm.omni.types"
+# --- AR outputs ----------------------------------------------------------------------
 
-
-# --- synthetic AR output -------------------------------------------------------------
-
-
-@dataclass
-class SyntheticCompletion:
-    """Synthetic stand-in for vLLM's ``CompletionOutput`` (no model weights here)."""
-
-    token_ids: list[int]
-    cumulative_token_ids: list[int]
-    index: int = 0
-    text: str = ""
-    finish_reason: str = "stop"
-    multimodal_output: Any = None
-
-
-@dataclass
-class SyntheticAROutput:
-    """Synthetic stand-in for the AR stage's ``RequestOutput``."""
-
-    request_id: str
-    outputs: list[SyntheticCompletion]
-    multimodal_output: dict = field(default_factory=dict)
-    finished: bool = True
+#: The synthetic AR output (``omni_sizefix.runtime.stage1_io``; the probes use it too).
+SyntheticAROutput = stage1_io.SyntheticAROutput
+SyntheticCompletion = stage1_io.SyntheticCompletion
 
 
 def stage0_grids(prompt: Any) -> glm_layout.Grids | None:
@@ -73,12 +51,21 @@ def stage0_grids(prompt: Any) -> glm_layout.Grids | None:
 ScaffoldReader = Callable[[Any], "glm_layout.Grids | None"]
 
 
-def _construct(cls: Any, **values: Any) -> Any:
-    params = inspect.signature(cls.__init__).parameters
+def _construct(cls: type, **values: Any) -> Any:
+    """``cls(**values)`` keeping only the parameters this release's ``cls`` takes."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return cls(**values)
     return cls(**{k: v for k, v in values.items() if k in params})
 
 
-def vllm_request_output(request_id: str, tokens: list[int]) -> Any:
+def vllm_request_output(
+    request_id: str,
+    tokens: list[int],
+    *,
+    prompt_token_ids: list[int] | None = None,
+    finish_reason: str = "stop",
+) -> Any:
     """A real vLLM ``RequestOutput`` holding the AR tokens, shaped as the AR engine yields it.
 
     ``cumulative_token_ids`` is set as a dynamic attribute of the ``CompletionOutput`` (it is
@@ -93,14 +80,15 @@ def vllm_request_output(request_id: str, tokens: list[int]) -> Any:
         token_ids=list(tokens),
         cumulative_logprob=None,
         logprobs=None,
-        finish_reason="stop",
+        finish_reason=finish_reason,
+        stop_reason=None,
     )
     completion.cumulative_token_ids = list(tokens)
     return _construct(
         RequestOutput,
         request_id=request_id,
         prompt=None,
-        prompt_token_ids=[0],
+        prompt_token_ids=[0] if prompt_token_ids is None else list(prompt_token_ids),
         prompt_logprobs=None,
         outputs=[completion],
         finished=True,
@@ -163,10 +151,7 @@ class FakeAREngine:
         if self.real_outputs:
             yield omni_stage_output(str(request_id), list(tokens))
             return
-        yield SyntheticAROutput(
-            request_id=str(request_id),
-            outputs=[SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=tokens)],
-        )
+        yield stage1_io.ar_output(tokens, request_id=str(request_id))
 
 
 class FakeDiffusionEngine:
@@ -239,28 +224,10 @@ class StageOneResult:
         return "ok"
 
 
-def _to_list(value: Any) -> list[int] | None:
-    if value is None:
-        return None
-    if hasattr(value, "flatten"):
-        value = value.flatten()
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [int(v) for v in value]
-
-
 def _dit_view(prompt: Any, sampling: Any) -> StageOneResult:
     result = StageOneResult()
-    if isinstance(prompt, list):
-        prompt = prompt[0] if prompt else None
-    if isinstance(prompt, dict):
-        result.height, result.width = prompt.get("height"), prompt.get("width")
-        info = prompt.get("additional_information")
-        if result.height is None and isinstance(info, dict):  # MammothModa2 <= 0.28
-            result.height = (info.get("image_height") or [None])[0]
-            result.width = (info.get("image_width") or [None])[0]
-        extra = prompt.get("extra") or {}
-        result.prior = _to_list(extra.get("prior_token_ids"))
+    result.height, result.width = stage1_io.dit_size(prompt) or (None, None)
+    result.prior = stage1_io.dit_prior(prompt)
     if isinstance(sampling, list) and sampling:
         result.sampling_height = getattr(sampling[0], "height", None)
         result.sampling_width = getattr(sampling[0], "width", None)
