@@ -10,32 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime import size_policy
+from omni_sizefix.runtime import modalities, size_policy
 from omni_sizefix.runtime.errors import SizeRejected
-from omni_sizefix.runtime.geometry import Kind, TargetGeometry
+from omni_sizefix.runtime.geometry import TargetGeometry
 from omni_sizefix.runtime.settings import Shape
 
 DEFAULT_IMAGE_SIZE = (1024, 1024)
 _SIZE_KEYS = frozenset({"height", "width", "size"})
-
-
-def request_kind(request: Mapping, output_modalities: list) -> Kind | None:
-    """Classify a request as the host does: image, video, or None (text, chat, audio).
-
-    Mirrors ``dynamo.common.utils.output_modalities.parse_request_type`` plus the
-    ai-dynamo >= 1.2 rule that a chat request is an image request when any output
-    modality is ``image``.
-    """
-    first = output_modalities[0] if output_modalities else "text"
-    if first != "image" and first != "video":
-        first = str(first).lower()
-    if first == "video":
-        return "video"
-    if first == "image":
-        return "image"  # a chat on an image worker is one too (ai-dynamo >= 1.2)
-    if any(str(modality).lower() == "image" for modality in output_modalities):
-        return "image"
-    return None
 
 
 def _is_mapping(value: Any) -> bool:
@@ -134,7 +115,7 @@ def omni_sizefix_target_geometry(
     request: dict, parsed: dict, output_modalities: list
 ) -> TargetGeometry | None:
     """Image and video requests get the host's height/width, checked by the size policy."""
-    kind = request_kind(request, output_modalities)
+    kind = modalities.request_kind(output_modalities)
     if kind is None:
         return None
     if kind == "image":

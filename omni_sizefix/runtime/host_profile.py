@@ -44,7 +44,8 @@ from omni_sizefix.runtime.host_modules import (
     UTILS_MODULE,
 )
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
-from omni_sizefix.runtime.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, describe
+from omni_sizefix.runtime.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, expected_signatures
+from omni_sizefix.runtime.patches.wrapping import describe, signature_text
 
 #: vLLM-Omni's stage-config loaders that some ai-dynamo release calls (1.1: the first;
 #: 1.2-1.5: the second; 1.6+: the third, else the second).
@@ -127,16 +128,8 @@ def signatures_from_source() -> dict[str, str] | None:
             and node.name in SUPPORTED_SIGNATURES
         ):
             names = tuple(a.arg for a in node.args.args)
-            kind = "async" if isinstance(node, ast.AsyncFunctionDef) else "sync"
-            found[node.name] = f"{kind} ({', '.join(names)})"
+            found[node.name] = signature_text(names, isinstance(node, ast.AsyncFunctionDef))
     return found
-
-
-def _expected(name: str) -> set[str]:
-    return {
-        f"{'async' if is_async else 'sync'} ({', '.join(params)})"
-        for params, is_async in SUPPORTED_SIGNATURES[name].items()
-    }
 
 
 def signature_problems(signatures: dict[str, str]) -> tuple[str, ...]:
@@ -144,10 +137,9 @@ def signature_problems(signatures: dict[str, str]) -> tuple[str, ...]:
     problems = []
     for name in SUPPORTED_SIGNATURES:
         found = signatures.get(name, describe(None))
-        if found not in _expected(name):
-            problems.append(
-                f"{UTILS_MODULE}.{name} is {found}; expected {' or '.join(sorted(_expected(name)))}"
-            )
+        expected = expected_signatures(name)
+        if found not in expected:
+            problems.append(f"{UTILS_MODULE}.{name} is {found}; expected {' or '.join(expected)}")
     return tuple(problems)
 
 

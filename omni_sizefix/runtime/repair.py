@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omni_sizefix.runtime import default_plugin, size_policy
+from omni_sizefix.runtime import default_plugin, modalities, size_policy
 from omni_sizefix.runtime.geometry import TargetGeometry
 from omni_sizefix.runtime.pipelines import Plan
 from omni_sizefix.runtime.plugins import hook_calls
 from omni_sizefix.runtime.settings import Shape
 
 logger = logging.getLogger("omni_sizefix")
-
-_SIZED_MODALITIES = frozenset({"image", "video"})
 
 
 def is_candidate(parsed: Any, output_modalities: Any) -> bool:
@@ -22,28 +20,7 @@ def is_candidate(parsed: Any, output_modalities: Any) -> bool:
         return False
     if parsed.get("sampling_params_list") is not None:
         return True
-    for modality in output_modalities or ():
-        if modality == "image":
-            return True
-        if not (type(modality) is str and modality.islower()) and str(modality).lower() == "image":
-            return True
-    return False
-
-
-def may_need_size(output_modalities: Any) -> bool:
-    """False only when no output modality is image or video: the host's result then
-    carries no size, and the wrapper can skip all of its work (text and audio workers).
-    """
-    try:
-        for modality in output_modalities:
-            if modality in _SIZED_MODALITIES:
-                return True
-            if not (type(modality) is str and modality.islower()):
-                if str(modality).lower() in _SIZED_MODALITIES:
-                    return True
-        return False
-    except Exception:  # e.g. not iterable: let the guarded repair path deal with it
-        return True
+    return modalities.request_kind(output_modalities or ()) == "image"
 
 
 def _int_equal(value: Any, expected: int) -> bool:
@@ -157,7 +134,7 @@ def repair_request(request: dict, output_modalities: list, parsed: dict, plan: P
         return repair_parsed(request, output_modalities, parsed, plan.shape or Shape.BOTH)
     if not is_candidate(parsed, output_modalities):
         return parsed
-    kind = default_plugin.request_kind(request, output_modalities)
+    kind = modalities.request_kind(output_modalities)
     if kind != "image":
         return parsed
     default_plugin.check_size_format(request)

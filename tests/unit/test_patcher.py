@@ -17,6 +17,7 @@ import pytest
 
 import omni_sizefix
 from omni_sizefix.hookspecs import hookimpl
+from omni_sizefix.runtime import modalities as modalities_module
 from omni_sizefix.runtime import plugins, repair
 from omni_sizefix.runtime.patches import dynamo_omni_utils
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
@@ -141,4 +142,4 @@ def test_text_worker_requests_skip_the_plugin(fake_dynamo, monkeypatch) -> None:
     ],
 )
 def test_may_need_size(modalities: object, expected: bool) -> None:
-    assert repair.may_need_size(modalities) is expected
+    assert modalities_module.may_need_size(modalities) is expected

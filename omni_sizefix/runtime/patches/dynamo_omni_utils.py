@@ -40,9 +40,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from omni_sizefix.runtime import pipelines, repair
+from omni_sizefix.runtime import modalities, pipelines, repair
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.host_modules import UTILS_MODULE
+from omni_sizefix.runtime.patches import wrapping
+from omni_sizefix.runtime.patches.wrapping import SENTINEL, describe, signature_text
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -57,9 +59,6 @@ SUPPORTED_SIGNATURES: dict[str, dict[tuple[str, ...], bool]] = {
     },
     BUILD: {("request", "nvext", "height", "width"): False},
 }
-
-#: Attribute set on every wrapper; its value is the host function it wraps.
-SENTINEL = "__omni_sizefix_original__"
 
 
 @dataclass
@@ -82,43 +81,23 @@ _in_parse: ContextVar[bool] = ContextVar("omni_sizefix_in_parse", default=False)
 
 def warn_once(key: str, message: str, *args: Any) -> None:
     """Log one WARNING per ``key`` and process; later occurrences go to DEBUG."""
-    if key in _state.warned:
-        logger.debug(message, *args)
-        return
-    _state.warned.add(key)
-    logger.warning(message, *args)
+    wrapping.warn_once(_state.warned, key, message, *args)
 
 
-def describe(function: Any) -> str:
-    """``async (a, b)`` / ``sync (a, b)`` / what the attribute really is."""
-    if function is None:
-        return "nothing (attribute missing)"
-    if not callable(function):
-        return f"a non-callable {type(function).__name__}"
-    try:
-        names = tuple(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return f"a callable without a signature ({type(function).__name__})"
-    kind = "async" if inspect.iscoroutinefunction(function) else "sync"
-    return f"{kind} ({', '.join(names)})"
+def expected_signatures(name: str) -> list[str]:
+    """The signatures this patch takes for target ``name``, as messages write them."""
+    return [
+        signature_text(params, is_async) for params, is_async in SUPPORTED_SIGNATURES[name].items()
+    ]
 
 
 def signature_problem(name: str, function: Any) -> str | None:
     """None when ``function`` has a supported signature, else what was expected and found."""
-    supported = SUPPORTED_SIGNATURES[name]
+    expected = expected_signatures(name)
     found = describe(function)
-    if callable(function):
-        try:
-            names = tuple(inspect.signature(function).parameters)
-        except (TypeError, ValueError):
-            names = None
-        if names in supported and supported[names] == inspect.iscoroutinefunction(function):
-            return None
-    expected = " or ".join(
-        f"{'async' if is_async else 'sync'} ({', '.join(params)})"
-        for params, is_async in supported.items()
-    )
-    return f"{UTILS_MODULE}.{name}: expected {expected}, found {found}"
+    if found in expected:
+        return None
+    return f"{UTILS_MODULE}.{name}: expected {' or '.join(expected)}, found {found}"
 
 
 def _repair_or_host(request: Any, output_modalities: Any, parsed: Any) -> Any:
@@ -142,7 +121,7 @@ def wrap_parse(original: Callable) -> Callable:
 
         @functools.wraps(original)
         async def parse_omni_request(request, output_modalities, *args, **kwargs):
-            if not repair.may_need_size(output_modalities):
+            if not modalities.may_need_size(output_modalities):
                 return await original(request, output_modalities, *args, **kwargs)
             token = _in_parse.set(True)
             try:
@@ -155,7 +134,7 @@ def wrap_parse(original: Callable) -> Callable:
 
         @functools.wraps(original)
         def parse_omni_request(request, output_modalities, *args, **kwargs):
-            if not repair.may_need_size(output_modalities):
+            if not modalities.may_need_size(output_modalities):
                 return original(request, output_modalities, *args, **kwargs)
             token = _in_parse.set(True)
             try:

@@ -35,22 +35,20 @@ import functools
 import inspect
 import logging
 import sys
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from omni_sizefix.runtime import glm_layout, pipelines, size_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
+from omni_sizefix.runtime.patches.wrapping import SENTINEL, Replacement, warn_once
 
 logger = logging.getLogger("omni_sizefix")
 
 TARGET = "OmniStageWorker.__init__"
 REQUIRED_PARAMETERS = ("stage_config", "stage_id")
-SENTINEL = "__omni_sizefix_original__"
 
-_lock = threading.RLock()
-_original: Callable | None = None
+_target = Replacement("__init__", f"{STAGE_WORKER_MODULE}.{TARGET}")
 _warned: set[str] = set()
 
 
@@ -104,29 +102,24 @@ def wrap(original: Callable) -> Callable:
         original(self, *args, **kwargs)
         bound = dict(zip(names[1:], args, strict=False))
         bound.update(kwargs)
-        try:
-            pipelines.record(bound.get("stage_config"), bound.get("stage_id"))
-        except Exception as exc:  # never take the worker down
-            if "pipeline" not in _warned:
-                _warned.add("pipeline")
-                logger.warning(
-                    "omni-sizefix: could not tell the model from the stage config (%s: %s); "
-                    "requests are sized for GLM-Image",
+        largest = f"{size_policy.MAX_SIDE}x{size_policy.MAX_SIDE}"
+        for key, learn, failed, instead in (
+            ("pipeline", pipelines.record, "could not tell the model from the stage config",
+             "requests are sized for GLM-Image"),
+            ("record", record, "could not read the stage-0 budget",
+             f"sizes are checked against {largest} only"),
+        ):  # fmt: skip
+            try:
+                learn(bound.get("stage_config"), bound.get("stage_id"))
+            except Exception as exc:  # never take the worker down
+                warn_once(
+                    _warned,
+                    key,
+                    "omni-sizefix: %s (%s: %s); %s",
+                    failed,
                     type(exc).__name__,
                     exc,
-                )
-        try:
-            record(bound.get("stage_config"), bound.get("stage_id"))
-        except Exception as exc:  # never take the worker down
-            if "record" not in _warned:
-                _warned.add("record")
-                logger.warning(
-                    "omni-sizefix: could not read the stage-0 budget (%s: %s); sizes are "
-                    "checked against %dx%d only",
-                    type(exc).__name__,
-                    exc,
-                    size_policy.MAX_SIDE,
-                    size_policy.MAX_SIDE,
+                    instead,
                 )
 
     setattr(__init__, SENTINEL, original)
@@ -148,38 +141,22 @@ def signature_problem(stage_worker: ModuleType) -> str | None:
     return None
 
 
+def _worker_class(stage_worker: ModuleType | None) -> type | None:
+    cls = getattr(stage_worker, "OmniStageWorker", None)
+    return cls if isinstance(cls, type) else None
+
+
 def apply(stage_worker: ModuleType) -> bool:
     """Wrap ``OmniStageWorker.__init__`` (idempotent); True when newly wrapped.
 
     Raises LookupError (nothing replaced) when the target is not the expected one.
     """
-    global _original
-    with _lock:
-        cls = getattr(stage_worker, "OmniStageWorker", None)
-        current = cls.__dict__.get("__init__") if isinstance(cls, type) else None
-        if _original is not None and getattr(current, SENTINEL, None) is _original:
-            return False
-        if hasattr(current, SENTINEL):
-            raise LookupError(f"{STAGE_WORKER_MODULE}.{TARGET} is already wrapped elsewhere")
-        problem = signature_problem(stage_worker)
-        if problem:
-            raise LookupError(problem)
-        _original = current
-        cls.__init__ = wrap(current)
-        return True
+    return _target.apply(_worker_class(stage_worker), wrap, lambda: signature_problem(stage_worker))
 
 
 def remove() -> bool:
     """Put the host's own ``__init__`` back and forget the budget; True when restored."""
-    global _original
-    with _lock:
-        if _original is None:
-            return False
-        module = sys.modules.get(STAGE_WORKER_MODULE)
-        cls = getattr(module, "OmniStageWorker", None) if module is not None else None
-        current = cls.__dict__.get("__init__") if isinstance(cls, type) else None
-        if getattr(current, SENTINEL, None) is _original:
-            cls.__init__ = _original
-        _original = None
-        size_policy.set_budget(None)
-        return True
+    if not _target.remove(_worker_class(sys.modules.get(STAGE_WORKER_MODULE))):
+        return False
+    size_policy.set_budget(None)
+    return True

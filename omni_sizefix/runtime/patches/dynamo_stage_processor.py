@@ -52,49 +52,41 @@ Removal
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import sys
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS, STAGE_WORKER_MODULE
+from omni_sizefix.runtime.patches.wrapping import (
+    SENTINEL,
+    Replacement,
+    describe,
+    signature_text,
+    warn_once,
+)
 
 logger = logging.getLogger("omni_sizefix")
 
 TARGET = "_load_processor"
 EXPECTED_PARAMETERS = ("func_path",)
-#: Attribute set on the wrapper; its value is the host function it wraps.
-SENTINEL = "__omni_sizefix_original__"
 
-_lock = threading.RLock()
-_original: Callable | None = None
+_target = Replacement(TARGET, f"{STAGE_WORKER_MODULE}.{TARGET}")
 _warned: set[str] = set()
 
 
 def _warn_once(key: str, message: str, *args: Any) -> None:
-    if key in _warned:
-        logger.debug(message, *args)
-        return
-    _warned.add(key)
-    logger.warning(message, *args)
+    warn_once(_warned, key, message, *args)
 
 
 def signature_problem(stage_worker: ModuleType) -> str | None:
     """None when ``stage_worker`` has the ``_load_processor`` this patch expects."""
     function = stage_worker.__dict__.get(TARGET)
-    where = f"{STAGE_WORKER_MODULE}.{TARGET}"
-    if not callable(function):
-        return f"{where}: expected sync (func_path), found nothing"
-    try:
-        names = tuple(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return f"{where}: expected sync (func_path), found a callable without a signature"
-    if names != EXPECTED_PARAMETERS or inspect.iscoroutinefunction(function):
-        kind = "async" if inspect.iscoroutinefunction(function) else "sync"
-        return f"{where}: expected sync (func_path), found {kind} ({', '.join(names)})"
+    expected = signature_text(EXPECTED_PARAMETERS, is_async=False)
+    found = describe(function)
+    if found != expected:
+        return f"{_target.where}: expected {expected}, found {found}"
     worker = getattr(stage_worker, "OmniStageWorker", None)
     init = getattr(worker, "__init__", None)
     init = getattr(getattr(init, SENTINEL, init), "__code__", None)  # under the budget patch
@@ -215,7 +207,7 @@ def wrap(original: Callable) -> Callable:
 
 def is_patched() -> bool:
     """True while ``_load_processor`` is wrapped."""
-    return _original is not None
+    return _target.original is not None
 
 
 def apply(stage_worker: ModuleType) -> bool:
@@ -223,32 +215,13 @@ def apply(stage_worker: ModuleType) -> bool:
 
     Raises LookupError (nothing replaced) when the target is not the expected one.
     """
-    global _original
-    with _lock:
-        current = stage_worker.__dict__.get(TARGET)
-        if _original is not None and getattr(current, SENTINEL, None) is _original:
-            return False
-        if hasattr(current, SENTINEL):
-            raise LookupError(f"{STAGE_WORKER_MODULE}.{TARGET} is already wrapped elsewhere")
-        problem = signature_problem(stage_worker)
-        if problem:
-            raise LookupError(problem)
-        _original = current
-        setattr(stage_worker, TARGET, wrap(current))
-        return True
+    return _target.apply(stage_worker, wrap, lambda: signature_problem(stage_worker))
 
 
 def remove() -> bool:
     """Put the host's own ``_load_processor`` back; True when something was restored."""
-    global _original
-    with _lock:
-        if _original is None:
-            return False
-        module = sys.modules.get(STAGE_WORKER_MODULE)
-        current = module.__dict__.get(TARGET) if module is not None else None
-        if getattr(current, SENTINEL, None) is _original:
-            setattr(module, TARGET, _original)
-        _original = None
-        choose.cache_clear()
-        _adapted.cache_clear()
-        return True
+    if not _target.remove(sys.modules.get(STAGE_WORKER_MODULE)):
+        return False
+    choose.cache_clear()
+    _adapted.cache_clear()
+    return True
