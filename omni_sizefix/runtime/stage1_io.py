@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from omni_sizefix.runtime import glm_layout
 from omni_sizefix.runtime.settings import Shape
@@ -139,6 +139,29 @@ def stage_list_outputs(stage_list: Sequence[Any], engine_input_source: Sequence[
     if outputs is None:
         raise RuntimeError(f"Stage {source} has no outputs yet")
     return list(outputs)
+
+
+class CallerArguments(NamedTuple):
+    """A caller's four arguments, whatever its convention."""
+
+    #: The AR outputs (a stage-list caller's first source stage's).
+    outputs: list
+    #: As the caller gave it (a list of prompts in the stage-list form).
+    prompt: Any
+    requires_mm: Any
+    #: None in the stage-list form.
+    streaming_context: Any
+    #: The caller used the stage-list form.
+    stage_list: bool
+
+
+def caller_arguments(first: Any, second: Any, third: Any, fourth: Any) -> CallerArguments:
+    """Read a processor's four positional arguments in the caller's convention: stage-list
+    callers pass ``(stage_list, engine_input_source, prompts, requires_mm)``, the others
+    ``(source_outputs, prompt, requires_mm, streaming_context)``."""
+    if caller_convention(first, second) == STAGE_LIST:
+        return CallerArguments(stage_list_outputs(first, second), third, fourth, None, True)
+    return CallerArguments(list(first) if first is not None else [], second, third, fourth, False)
 
 
 def call(

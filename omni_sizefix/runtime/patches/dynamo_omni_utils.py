@@ -44,7 +44,7 @@ from omni_sizefix.runtime import modalities, pipelines, repair
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.host_modules import UTILS_MODULE
 from omni_sizefix.runtime.patches import wrapping
-from omni_sizefix.runtime.patches.wrapping import SENTINEL, describe, signature_text
+from omni_sizefix.runtime.patches.wrapping import SENTINEL, describe, marked, signature_text
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -143,8 +143,7 @@ def wrap_parse(original: Callable) -> Callable:
                 _in_parse.reset(token)
             return _repair_or_host(request, output_modalities, parsed)
 
-    setattr(parse_omni_request, SENTINEL, original)
-    return parse_omni_request
+    return marked(parse_omni_request, original)
 
 
 def wrap_build(original: Callable) -> Callable:
@@ -169,8 +168,7 @@ def wrap_build(original: Callable) -> Callable:
             )
             return prompt
 
-    setattr(build_original_prompt, SENTINEL, original)
-    return build_original_prompt
+    return marked(build_original_prompt, original)
 
 
 def is_patched() -> bool:

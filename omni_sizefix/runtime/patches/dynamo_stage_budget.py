@@ -41,7 +41,7 @@ from typing import Any
 
 from omni_sizefix.runtime import glm_layout, pipelines, size_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
-from omni_sizefix.runtime.patches.wrapping import SENTINEL, Replacement, warn_once
+from omni_sizefix.runtime.patches.wrapping import Replacement, marked, warn_once
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -122,8 +122,7 @@ def wrap(original: Callable) -> Callable:
                     instead,
                 )
 
-    setattr(__init__, SENTINEL, original)
-    return __init__
+    return marked(__init__, original)
 
 
 def signature_problem(stage_worker: ModuleType) -> str | None:

@@ -63,6 +63,7 @@ from omni_sizefix.runtime.patches.wrapping import (
     SENTINEL,
     Replacement,
     describe,
+    marked,
     signature_text,
     warn_once,
 )
@@ -201,8 +202,7 @@ def wrap(original: Callable) -> Callable:
             )
             return processor
 
-    setattr(_load_processor, SENTINEL, original)
-    return _load_processor
+    return marked(_load_processor, original)
 
 
 def is_patched() -> bool:

@@ -92,11 +92,10 @@ from omni_sizefix.runtime.stage1_io import (
     SOURCE_OUTPUTS,
     STAGE_LIST,
     Stage,
-    caller_convention,
+    caller_arguments,
     convention_of,
     is_sequence,
     positional_names,
-    stage_list_outputs,
 )
 
 logger = logging.getLogger("omni_sizefix")
@@ -337,9 +336,11 @@ def ar2diffusion(
     ones ai-dynamo 1.2+ dispatch as source outputs. A stage-list caller passes
     ``(stage_list, engine_input_source, prompts, requires_mm)`` in these four positions.
     """
-    if caller_convention(source_outputs, original_prompt) == STAGE_LIST:
-        outputs = stage_list_outputs(source_outputs, original_prompt)
-        result = _delegate(outputs, requires_multimodal_data, streaming_context, None, as_list=True)
+    outputs, prompt, requires_mm, context, stage_list = caller_arguments(
+        source_outputs, original_prompt, requires_multimodal_data, streaming_context
+    )
+    if stage_list:
+        result = _delegate(outputs, prompt, requires_mm, None, as_list=True)
         if isinstance(result, list):
             return result
         if result is None:
@@ -348,11 +349,4 @@ def ar2diffusion(
                 "not be parsed (see its warning above)"
             )
         return [result]
-    outputs = list(source_outputs) if source_outputs is not None else []
-    return _delegate(
-        outputs,
-        original_prompt,
-        requires_multimodal_data,
-        streaming_context,
-        as_list=isinstance(original_prompt, list),
-    )
+    return _delegate(outputs, prompt, requires_mm, context, as_list=isinstance(prompt, list))

@@ -124,14 +124,12 @@ def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., 
         requires_multimodal_data: Any = False,
         streaming_context: Any = None,
     ) -> Any:
-        if stage1_io.caller_convention(source_outputs, original_prompt) == stage1_io.STAGE_LIST:
-            outputs = stage1_io.stage_list_outputs(source_outputs, original_prompt)
-            prompts = requires_multimodal_data  # ai-dynamo 1.1: [original_prompt]
-            prompt = prompts[0] if isinstance(prompts, list) and prompts else prompts
-            requires = bool(streaming_context)
-        else:
-            outputs = list(source_outputs) if source_outputs is not None else []
-            prompt, requires = original_prompt, requires_multimodal_data
+        outputs, prompt, requires, _, stage_list = stage1_io.caller_arguments(
+            source_outputs, original_prompt, requires_multimodal_data, streaming_context
+        )
+        if stage_list:  # ai-dynamo 1.1: [original_prompt]
+            prompt = prompt[0] if isinstance(prompt, list) and prompt else prompt
+            requires = bool(requires)
         if isinstance(prompt, list):
             prompt = [sized(p, reads) for p in prompt]
         else:

@@ -20,6 +20,12 @@ logger = logging.getLogger("omni_sizefix")
 SENTINEL = "__omni_sizefix_original__"
 
 
+def marked(wrapper: Callable, original: Callable) -> Callable:
+    """``wrapper``, marked as the wrapper of ``original`` (``SENTINEL``)."""
+    setattr(wrapper, SENTINEL, original)
+    return wrapper
+
+
 def signature_text(parameters: Iterable[str], is_async: bool) -> str:
     """``async (a, b)`` / ``sync (a, b)``: a signature as messages write it."""
     return f"{'async' if is_async else 'sync'} ({', '.join(parameters)})"
