@@ -133,7 +133,8 @@ class Plan:
 # --- which pipeline -----------------------------------------------------------------------
 
 
-def _get(config: Any, name: str) -> Any:
+def config_value(config: Any, name: str) -> Any:
+    """``config[name]`` of a dict, else attribute ``name`` (None: missing)."""
     if isinstance(config, dict):
         return config.get(name)
     return getattr(config, name, None)
@@ -161,8 +162,8 @@ def by_arch(arch: str | None) -> Pipeline | None:
 
 def identify(stage_config: Any) -> tuple[Pipeline | None, str]:
     """(pipeline or None when unknown, what named it) for one stage's config entry."""
-    func_path = _get(stage_config, "custom_process_input_func")
-    arch = _get(_get(stage_config, "engine_args"), "model_arch")
+    func_path = config_value(stage_config, "custom_process_input_func")
+    arch = config_value(config_value(stage_config, "engine_args"), "model_arch")
     found = by_processor(str(func_path) if func_path else None)
     if found is not None:
         return found, f"custom_process_input_func {func_path}"
@@ -170,7 +171,10 @@ def identify(stage_config: Any) -> tuple[Pipeline | None, str]:
     if found is not None:
         return found, f"model_arch {arch}"
     try:
-        stops = _get(_get(stage_config, "default_sampling_params"), "stop_token_ids") or ()
+        stops = (
+            config_value(config_value(stage_config, "default_sampling_params"), "stop_token_ids")
+            or ()
+        )
         if glm_layout.EOS_TOKEN_ID in list(stops):
             return GLM_IMAGE, f"stop token {glm_layout.EOS_TOKEN_ID} (GLM-Image's EOS)"
     except Exception:  # an odd config: the model stays unknown
@@ -378,7 +382,7 @@ def record(stage_config: Any, stage_id: Any) -> Plan | None:
     pipeline, named_by = identify(stage_config)
     if pipeline is None and stage_id != 0:
         return None  # a later stage without a known processor says nothing about stage 0
-    func_path = _get(stage_config, "custom_process_input_func")
+    func_path = config_value(stage_config, "custom_process_input_func")
     with _lock:
         if (
             _recorded

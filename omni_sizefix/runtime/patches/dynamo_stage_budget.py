@@ -39,7 +39,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout, pipelines, size_policy
+from omni_sizefix.runtime import pipelines, size_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
 from omni_sizefix.runtime.patches.wrapping import Replacement, marked, warn_once
 
@@ -52,23 +52,13 @@ _target = Replacement("__init__", f"{STAGE_WORKER_MODULE}.{TARGET}")
 _warned: set[str] = set()
 
 
-def _get(config: Any, name: str) -> Any:
-    if isinstance(config, dict):
-        return config.get(name)
-    return getattr(config, name, None)
-
-
 def stage0_budget(stage_config: Any) -> int | None:
     """Stage-0 ``max_tokens`` of a GLM-Image stage config (None: not GLM-Image or not set)."""
-    arch = str(_get(_get(stage_config, "engine_args"), "model_arch") or "")
-    sampling = _get(stage_config, "default_sampling_params")
-    stops = _get(sampling, "stop_token_ids") or ()
-    try:
-        is_glm = arch.startswith("GlmImage") or glm_layout.EOS_TOKEN_ID in list(stops)
-    except TypeError:
-        is_glm = False
-    max_tokens = _get(sampling, "max_tokens")
-    if not is_glm or isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+    if pipelines.identify(stage_config)[0] is not pipelines.GLM_IMAGE:
+        return None
+    sampling = pipelines.config_value(stage_config, "default_sampling_params")
+    max_tokens = pipelines.config_value(sampling, "max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
         return None
     return max_tokens
 
