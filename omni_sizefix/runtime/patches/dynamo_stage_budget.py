@@ -54,9 +54,9 @@ _warned: set[str] = set()
 
 def stage0_budget(stage_config: Any) -> int | None:
     """Stage-0 ``max_tokens`` of a GLM-Image stage config (None: not GLM-Image or not set)."""
+    sampling = pipelines.config_value(stage_config, "default_sampling_params")
     if pipelines.identify(stage_config)[0] is not pipelines.GLM_IMAGE:
         return None
-    sampling = pipelines.config_value(stage_config, "default_sampling_params")
     max_tokens = pipelines.config_value(sampling, "max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
         return None
