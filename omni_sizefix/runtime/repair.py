@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omni_sizefix.runtime import default_plugin, size_policy
+from omni_sizefix.runtime import default_plugin, plugins
 from omni_sizefix.runtime.geometry import TargetGeometry
 from omni_sizefix.runtime.pipelines import Plan
-from omni_sizefix.runtime.plugins import hook_calls
 from omni_sizefix.runtime.settings import Shape
 
 logger = logging.getLogger("omni_sizefix")
@@ -50,82 +49,32 @@ def _int_equal(value: Any, expected: int) -> bool:
     return type(value) is int and value == expected
 
 
-def host_already_sized(parsed: dict, shape: Shape) -> bool:
-    """True when the host wrote one valid size, as plain ints, everywhere the default
-    hooks write it, and marked stage 0 as an image prompt.
-
-    The default hooks would then return equal values, so the result is served as the
-    host built it. This is every image request on ai-dynamo >= 1.2 with a vLLM-Omni that
-    reads ``mm_processor_kwargs``; checking it first saves most of the per-request cost.
-    """
-    stage0 = parsed.get("engine_inputs")
-    if type(stage0) is not dict or "modalities" not in stage0:
-        return False  # ai-dynamo 1.1, video: nothing there yet (checked without raising)
-    kwargs = stage0.get("mm_processor_kwargs")
-    if type(kwargs) is not dict:
-        return False
-    height, width = kwargs.get("target_h"), kwargs.get("target_w")
-    if type(height) is not int or type(width) is not int:
-        return False
-    if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
-        return False  # the size policy has a say
-    if not size_policy.fits_budget(height, width):
-        return False  # so does this deployment's stage-0 budget
-    sampling = parsed.get("sampling_params_list")
-    if type(sampling) is not dict:
-        return False
-    if not (
-        _int_equal(sampling.get("height"), height) and _int_equal(sampling.get("width"), width)
-    ):
-        return False
-    original = parsed.get("original_prompt")
-    if type(original) is not dict:
-        return False
-    if shape is not Shape.TOP_LEVEL:
-        theirs = original.get("mm_processor_kwargs")
-        if theirs is not kwargs and not (  # ai-dynamo >= 1.2 shares the one dict
-            type(theirs) is dict
-            and _int_equal(theirs.get("target_h"), height)
-            and _int_equal(theirs.get("target_w"), width)
-        ):
-            return False
-    if shape is not Shape.MM_KWARGS:
-        return _int_equal(original.get("height"), height) and _int_equal(
-            original.get("width"), width
-        )
-    return True
-
-
 def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: Shape) -> dict:
     """Return ``parsed`` with the target geometry in every place the stages read it.
 
-    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request,
-    and, when only the default hooks are installed, when the host already sized it.
+    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request.
     """
     if not is_candidate(parsed, output_modalities):
         return parsed
-    hooks = hook_calls()
-    if hooks.defaults_only and host_already_sized(parsed, shape):
-        default_plugin.check_size_format(request)  # the host turned a malformed size into 1024
-        return parsed
-    geometry = hooks.target_geometry(
+    hooks = plugins.hooks()
+    geometry = hooks.omni_sizefix_target_geometry(
         request=request, parsed=parsed, output_modalities=output_modalities
     )
     if geometry is None:
         return parsed
-    engine_inputs = hooks.stage0_prompt(
+    engine_inputs = hooks.omni_sizefix_stage0_prompt(
         engine_inputs=parsed.get("engine_inputs"), geometry=geometry, request=request
     )
     if engine_inputs is None:  # no stage-0 prompt to size: all places or none
         return parsed
     repaired = dict(parsed)
     repaired["engine_inputs"] = engine_inputs
-    original_prompt = hooks.original_prompt(
+    original_prompt = hooks.omni_sizefix_original_prompt(
         original_prompt=parsed.get("original_prompt"), geometry=geometry, shape=shape
     )
     if original_prompt is not None:
         repaired["original_prompt"] = original_prompt
-    sampling_params = hooks.sampling_params(
+    sampling_params = hooks.omni_sizefix_sampling_params(
         sampling_params=parsed.get("sampling_params_list"), geometry=geometry, request=request
     )
     if sampling_params is not None:
@@ -172,7 +121,7 @@ def repair_request(request: dict, output_modalities: list, parsed: dict, plan: P
     if type(original) is dict and _holds_size(original, height, width, plan.shape):
         return parsed
     geometry = TargetGeometry(height, width, kind=kind)
-    repaired_prompt = hook_calls().original_prompt(
+    repaired_prompt = plugins.hooks().omni_sizefix_original_prompt(
         original_prompt=original, geometry=geometry, shape=plan.shape
     )
     if repaired_prompt is None:
@@ -216,5 +165,7 @@ def repair_original_prompt(prompt: Any, height: Any, width: Any, shape: Shape | 
     ):
         return prompt
     geometry = TargetGeometry(height, width, kind=None)
-    repaired = hook_calls().original_prompt(original_prompt=prompt, geometry=geometry, shape=shape)
+    repaired = plugins.hooks().omni_sizefix_original_prompt(
+        original_prompt=prompt, geometry=geometry, shape=shape
+    )
     return prompt if repaired is None else repaired

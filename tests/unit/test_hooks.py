@@ -1,6 +1,7 @@
-"""The per-request fast paths: default hooks called directly, and "host already sized".
+"""The one per-request fast path: the default hooks called directly while the default
+plugin is the only plugin registered.
 
-Both must behave exactly like the hooks called through pluggy, and a third-party plugin
+It must behave exactly like the hooks called through pluggy, and a third-party plugin
 (here a FAKE one, registered in-process) must take effect whenever it is registered.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pluggy
 import pytest
-from host_shapes import chat_text, dynamo_1_1_image, dynamo_1_2_image
+from host_shapes import dynamo_1_1_image, dynamo_1_2_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,13 +56,10 @@ class FakeBystanderPlugin:
         return None
 
 
-def test_only_defaults_are_called_directly() -> None:
-    calls = plugins.hook_calls()
-    assert calls.defaults_only
-    assert calls.target_geometry is default_plugin.omni_sizefix_target_geometry
-    assert calls.stage0_prompt is default_plugin.omni_sizefix_stage0_prompt
-    assert calls.original_prompt is default_plugin.omni_sizefix_original_prompt
-    assert calls.sampling_params is default_plugin.omni_sizefix_sampling_params
+def test_only_the_default_plugin_is_called_directly() -> None:
+    assert plugins.hooks() is default_plugin
+    plugins.get_plugin_manager().set_blocked("fake_blocked")
+    assert plugins.hooks() is plugins.get_plugin_manager().hook
 
 
 def test_plugin_registered_after_first_use_takes_effect_and_leaves() -> None:
@@ -69,57 +67,24 @@ def test_plugin_registered_after_first_use_takes_effect_and_leaves() -> None:
     assert before["sampling_params_list"] == {"height": 512, "width": 768}
     fake = FakeSquarePlugin()
     plugins.get_plugin_manager().register(fake, name="fake_square")
-    calls = plugins.hook_calls()
-    assert isinstance(calls.target_geometry, pluggy.HookCaller) and not calls.defaults_only
-    assert calls.stage0_prompt is default_plugin.omni_sizefix_stage0_prompt  # not overridden
+    assert isinstance(plugins.hooks().omni_sizefix_target_geometry, pluggy.HookCaller)
     squared = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert squared["sampling_params_list"] == {"height": 512, "width": 512}
     assert squared["original_prompt"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 512}
     plugins.get_plugin_manager().unregister(fake)
-    assert plugins.hook_calls().defaults_only
+    assert plugins.hooks() is default_plugin
     after = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert after == before
 
 
 def test_a_plugin_that_decides_nothing_falls_through_to_the_defaults() -> None:
     plugins.get_plugin_manager().register(FakeBystanderPlugin(), name="fake_bystander")
-    assert not plugins.hook_calls().defaults_only
+    assert plugins.hooks() is plugins.get_plugin_manager().hook
     fixed = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.MM_KWARGS)
     assert fixed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 768}
 
 
-@pytest.mark.parametrize(
-    ("parsed", "shape", "expected"),
-    [
-        (dynamo_1_2_image(512, 768), Shape.MM_KWARGS, True),
-        (dynamo_1_2_image(512, 768), Shape.BOTH, False),  # no top-level size yet
-        (dynamo_1_2_image(500, 768), Shape.MM_KWARGS, False),  # the size policy has a say
-        (dynamo_1_1_image(512, 768), Shape.MM_KWARGS, False),
-        (chat_text(), Shape.MM_KWARGS, False),
-    ],
-)
-def test_host_already_sized(parsed: dict, shape: Shape, expected: bool) -> None:
-    assert repair.host_already_sized(parsed, shape) is expected
-
-
-def test_host_already_sized_wants_plain_ints_everywhere() -> None:
-    parsed = dynamo_1_2_image(512, 768)
-    parsed["sampling_params_list"]["height"] = 512.0
-    assert not repair.host_already_sized(parsed, Shape.MM_KWARGS)
-    parsed = dynamo_1_2_image(512, 768)
-    del parsed["engine_inputs"]["modalities"]
-    assert not repair.host_already_sized(parsed, Shape.MM_KWARGS)
-    parsed = dynamo_1_2_image(512, 768)
-    parsed["original_prompt"]["mm_processor_kwargs"] = {"target_h": 512, "target_w": 512}
-    assert not repair.host_already_sized(parsed, Shape.MM_KWARGS)
-
-
-def test_host_already_sized_result_is_served_as_built() -> None:
-    parsed = dynamo_1_2_image(512, 768)
-    assert repair.repair_parsed(IMAGE, ["image"], parsed, Shape.MM_KWARGS) is parsed
-
-
-# --- the fast paths against the hooks through pluggy, on generated host results --------
+# --- the fast path against the hooks through pluggy, on generated host results ---------
 
 SIDE = st.one_of(st.sampled_from([256, 512, 768, 1024, 2048]), st.integers(-5, 3000))
 VALUE = st.one_of(SIDE, SIDE.map(float), st.booleans(), st.none())
@@ -167,17 +132,17 @@ def _outcome(parsed: dict, modalities: list[str], shape: Shape) -> Any:
     st.sampled_from(list(Shape)),
     st.sampled_from(["reject", "snap", "off"]),
 )
-def test_fast_paths_equal_the_hooks_through_pluggy(
+def test_fast_path_equals_the_hooks_through_pluggy(
     case: tuple[dict, list[str]], shape: Shape, policy: str
 ) -> None:
     parsed, modalities = case
     with pytest.MonkeyPatch.context() as env:
         env.setenv("OMNI_SIZEFIX_SIZE_POLICY", policy)
         plugins.reset_plugin_manager()
-        assert plugins.hook_calls().defaults_only
+        assert plugins.hooks() is default_plugin
         fast = _outcome(parsed, modalities, shape)
         plugins.get_plugin_manager().register(FakeBystanderPlugin(), name="fake_bystander")
-        assert not plugins.hook_calls().defaults_only
+        assert plugins.hooks() is plugins.get_plugin_manager().hook
         through_pluggy = _outcome(parsed, modalities, shape)
         plugins.reset_plugin_manager()
     assert repr(fast) == repr(through_pluggy)
