@@ -3,10 +3,10 @@
 Built once per process, on first use (not in ``register()``), so that worker start-up
 does not pay for scanning entry points.
 
-The one fast path of a request: while the default plugin is the only plugin registered,
-``hooks()`` returns that module, whose functions are exactly what pluggy would call. A
-pluggy call costs about 1 µs and a request makes four; without this, a request on
-ai-dynamo 1.1 adds more than the 5 µs budget (``benchmarks/overhead.py``).
+While the default plugin is the only plugin registered, ``hooks()`` returns that module,
+whose functions are exactly what pluggy would call. A pluggy call costs about 1 µs and a
+request makes four: through pluggy, a request on ai-dynamo 1.1 would add about three times
+the 5 µs budget (``benchmarks/overhead.py``).
 """
 
 from __future__ import annotations

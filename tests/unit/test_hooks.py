@@ -1,7 +1,7 @@
-"""The one per-request fast path: the default hooks called directly while the default
-plugin is the only plugin registered.
+"""The per-request fast paths, both only while the default plugin is the only plugin
+registered: its hooks called directly, and "host already sized".
 
-It must behave exactly like the hooks called through pluggy, and a third-party plugin
+Both must behave exactly like the hooks called through pluggy, and a third-party plugin
 (here a FAKE one, registered in-process) must take effect whenever it is registered.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pluggy
 import pytest
-from host_shapes import dynamo_1_1_image, dynamo_1_2_image
+from host_shapes import chat_text, dynamo_1_1_image, dynamo_1_2_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,7 +84,38 @@ def test_a_plugin_that_decides_nothing_falls_through_to_the_defaults() -> None:
     assert fixed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 768}
 
 
-# --- the fast path against the hooks through pluggy, on generated host results ---------
+@pytest.mark.parametrize(
+    ("parsed", "shape", "expected"),
+    [
+        (dynamo_1_2_image(512, 768), Shape.MM_KWARGS, True),
+        (dynamo_1_2_image(512, 768), Shape.BOTH, False),  # no top-level size yet
+        (dynamo_1_2_image(500, 768), Shape.MM_KWARGS, False),  # the size policy has a say
+        (dynamo_1_1_image(512, 768), Shape.MM_KWARGS, False),
+        (chat_text(), Shape.MM_KWARGS, False),
+    ],
+)
+def test_host_already_sized(parsed: dict, shape: Shape, expected: bool) -> None:
+    assert repair.host_already_sized(parsed, shape) is expected
+
+
+def test_host_already_sized_wants_plain_ints_everywhere() -> None:
+    parsed = dynamo_1_2_image(512, 768)
+    parsed["sampling_params_list"]["height"] = 512.0
+    assert not repair.host_already_sized(parsed, Shape.MM_KWARGS)
+    parsed = dynamo_1_2_image(512, 768)
+    del parsed["engine_inputs"]["modalities"]
+    assert not repair.host_already_sized(parsed, Shape.MM_KWARGS)
+    parsed = dynamo_1_2_image(512, 768)
+    parsed["original_prompt"]["mm_processor_kwargs"] = {"target_h": 512, "target_w": 512}
+    assert not repair.host_already_sized(parsed, Shape.MM_KWARGS)
+
+
+def test_host_already_sized_result_is_served_as_built() -> None:
+    parsed = dynamo_1_2_image(512, 768)
+    assert repair.repair_parsed(IMAGE, ["image"], parsed, Shape.MM_KWARGS) is parsed
+
+
+# --- the fast paths against the hooks through pluggy, on generated host results --------
 
 SIDE = st.one_of(st.sampled_from([256, 512, 768, 1024, 2048]), st.integers(-5, 3000))
 VALUE = st.one_of(SIDE, SIDE.map(float), st.booleans(), st.none())
@@ -132,7 +163,7 @@ def _outcome(parsed: dict, modalities: list[str], shape: Shape) -> Any:
     st.sampled_from(list(Shape)),
     st.sampled_from(["reject", "snap", "off"]),
 )
-def test_fast_path_equals_the_hooks_through_pluggy(
+def test_fast_paths_equal_the_hooks_through_pluggy(
     case: tuple[dict, list[str]], shape: Shape, policy: str
 ) -> None:
     parsed, modalities = case
