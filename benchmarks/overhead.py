@@ -8,8 +8,9 @@ It prints figures and one PASS/MISS line per target; it asserts nothing.
 
 * Per call: the real ``parse_omni_request`` of the installed ai-dynamo, unpatched and
   patched, in one process (awaited in a loop on ai-dynamo >= 1.2), for an image request,
-  a text chat request, a chat-on-an-image-worker and a video request. Best of ``--repeats``
-  runs of ``--calls`` calls each, unpatched and patched interleaved. The budget is absolute:
+  a text chat request, a chat-on-an-image-worker and a video request (also on a worker
+  whose stage config names a video model). Best of ``--repeats`` runs of ``--calls`` calls
+  each, unpatched and patched interleaved. The budget is absolute:
   at most ``BUDGET_US`` µs added per request, for every request kind; the ratio to the
   host's own parse is printed for information. The hooks are timed apart too, through
   pluggy and called directly (what the plugin does while no third-party plugin is
@@ -50,6 +51,13 @@ REQUESTS: dict[str, tuple[dict, list[str]]] = {
         ["image"],
     ),
     "video": ({"model": "wan", "prompt": "an apple rolling", "size": "832x480"}, ["video"]),
+}
+
+#: Requests timed on a worker whose stage config names its model (recorded as the
+#: stage-config patch does at worker start); the others run on a worker without one, which
+#: is taken for GLM-Image (so "video" there is a worst case no deployment sends).
+WORKER_CONFIGS: dict[str, tuple[str, dict]] = {
+    "video-on-video-worker": ("video", {"model_arch": "WanPipeline"}),
 }
 
 #: Largest time the patch may add to one request (µs), whatever the host's own parse costs.
@@ -170,7 +178,7 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
     """Unpatched vs patched parse, in this process; returns target -> met."""
     stage_worker = importlib.import_module(STAGE_WORKER)
     import omni_sizefix
-    from omni_sizefix.runtime import plugins, version_policy
+    from omni_sizefix.runtime import pipelines, plugins, version_policy
 
     omni_sizefix.unpatch()
     original = stage_worker.parse_omni_request
@@ -199,12 +207,21 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
     quiet, logger.disabled = logger.disabled, True  # no patched/unpatched lines per repeat
     pm = plugins.get_plugin_manager()
 
-    def timer(patch: bool, request: dict, modalities: list, bystander: bool = False) -> float:
+    def timer(
+        patch: bool,
+        request: dict,
+        modalities: list,
+        bystander: bool = False,
+        config: dict | None = None,
+    ) -> float:
         # The unpatched host must run with its own build_original_prompt too, so the
-        # patch is really taken off (and put back) around each run.
+        # patch is really taken off (and put back) around each run; unpatch() also
+        # forgets the model a stage config named.
         omni_sizefix.patch() if patch else omni_sizefix.unpatch()
         parse = stage_worker.parse_omni_request
         assert (parse is original) != patch
+        if config is not None:
+            pipelines.record(config, 0)
         plugin = DecidesNothing() if bystander else None
         if plugin is not None:
             pm.register(plugin, name="benchmark-decides-nothing")
@@ -214,12 +231,15 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
             if plugin is not None:
                 pm.unregister(plugin)
 
-    for name, (request, modalities) in REQUESTS.items():
+    cases = [(name, name, None) for name in REQUESTS]
+    cases += [(name, base, config) for name, (base, config) in WORKER_CONFIGS.items()]
+    for name, base, config in cases:
+        request, modalities = REQUESTS[base]
         host, ours, through_pluggy = best_of(
             repeats,
             functools.partial(timer, False, request, modalities),
-            functools.partial(timer, True, request, modalities),
-            functools.partial(timer, True, request, modalities, True),
+            functools.partial(timer, True, request, modalities, config=config),
+            functools.partial(timer, True, request, modalities, True, config),
         )
         added = (ours - host) * 1e6
         ok = added <= BUDGET_US
@@ -371,6 +391,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-startup", action="store_true", help="per-request figures only")
     parser.add_argument(
         "--wall", action="store_true", help="time calls by wall clock, not thread CPU time"
     )
@@ -388,7 +409,8 @@ def main() -> None:
         print(f"no Dynamo vLLM-Omni stage worker in this environment ({exc}); nothing to measure")
         return
     results = measure_per_call(args.calls, args.repeats)
-    results.update(measure_startup())
+    if not args.no_startup:
+        results.update(measure_startup())
     print("targets:")
     for name, met in results.items():
         print(f"  {'PASS' if met else 'MISS'}  {name}")
