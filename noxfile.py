@@ -233,9 +233,12 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
         report["durations_s"]["total"] = round(time.monotonic() - started, 1)
         report["updated"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         (REPORTS / f"{cell}.json").write_text(json.dumps(report, indent=1) + "\n")
-        if not KEEP:
+        if not KEEP:  # 7-12 GB of hard links into the uv cache: seconds to delete
             shutil.rmtree(location, ignore_errors=True)
-            session.log(f"removed {location.name} (OMNI_SIZEFIX_KEEP_CELLS=1 keeps cells)")
+            took = time.monotonic() - started - report["durations_s"]["total"]
+            session.log(
+                f"removed {location.name} in {took:.1f} s (OMNI_SIZEFIX_KEEP_CELLS=1 keeps)"
+            )
     if problems:
         session.error(f"cell {cell} failed: " + "; ".join(problems))
 
