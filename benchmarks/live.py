@@ -5,7 +5,7 @@ Run it with the Python of an environment that has the host installed, e.g.::
     bash scripts/cell.sh dynamo-1.6 -- python benchmarks/live.py [--requests 30]
         [--size 1024x1024 --size ...] [--stage-config shipped|own|FILE] [--json]
 
-Starts the four real Dynamo processes (stage engines FAKE, ``omni_sizefix.live``) twice,
+Starts the four real Dynamo processes (stage engines FAKE, ``omni_sizefix.tools.live``) twice,
 one after the other, with the same stage config (default: the shipped one): with the
 plugin and with ``OMNI_SIZEFIX_DISABLE=1``. For each it prints the start-up time (and when
 each process came up), the resident memory of each process (with its children) after
@@ -14,7 +14,7 @@ sequential image requests per size (sizes taken in turn; one warm-up request per
 counted). Requests whose image is not the requested one (the released defect, without the
 plugin on ai-dynamo < 1.4) are counted apart: their latency is not comparable. Default
 sizes: those the release's frontend takes and the config's stage-0 budget holds
-(``omni_sizefix.live.served``). Run folders are deleted after a topology that ran, kept
+(``omni_sizefix.tools.live.served``). Run folders are deleted after a topology that ran, kept
 (and named in the error) after one that failed. It prints figures and asserts nothing.
 """
 
@@ -28,8 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from omni_sizefix import version_policy
-from omni_sizefix.live import client, served, topology
+from omni_sizefix.runtime import version_policy
+from omni_sizefix.tools.live import client, served, topology
 
 #: Default size candidates: square (smallest, middle, largest), non-square both ways.
 CANDIDATE_SIZES = ("256x256", "1024x1024", "1536x1024", "1024x1536", "768x1024", "2048x2048")

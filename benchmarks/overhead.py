@@ -90,8 +90,8 @@ def _timed(function: Callable, kwargs: dict, calls: int) -> float:
 
 def hook_breakdown(calls: int, repeats: int) -> None:
     """Where the image path's time goes: each hook through pluggy vs called directly."""
-    from omni_sizefix import default_plugin, plugins, version_policy
-    from omni_sizefix.geometry import TargetGeometry
+    from omni_sizefix.runtime import default_plugin, plugins, version_policy
+    from omni_sizefix.runtime.geometry import TargetGeometry
 
     hook = plugins.get_plugin_manager().hook
     shape = version_policy.decide_shape().shape
@@ -139,7 +139,7 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
     """Unpatched vs patched parse, in this process; returns target -> met."""
     stage_worker = importlib.import_module(STAGE_WORKER)
     import omni_sizefix
-    from omni_sizefix import plugins, version_policy
+    from omni_sizefix.runtime import plugins, version_policy
 
     omni_sizefix.unpatch()
     original = stage_worker.parse_omni_request
@@ -250,7 +250,7 @@ def child(order: str) -> None:
         "new_modules": new,
     }
     if order == "before":
-        from omni_sizefix import activation
+        from omni_sizefix.runtime import activation
 
         spent: list[float] = []
         real_patch = activation.patch

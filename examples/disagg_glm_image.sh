@@ -18,7 +18,7 @@
 #                            [-- worker args...]
 #   --print-config  print the stage config this script would use, and exit
 #   --fake-engines  no GPU: the same four processes on this machine with FAKE stage engines
-#                   (python -m omni_sizefix.live.topology; the DiT's picture shows the prior
+#                   (python -m omni_sizefix.tools.live.topology; the DiT's picture shows the prior
 #                   tokens it received), file discovery, TCP request plane, ZMQ events, a
 #                   weightless model folder, 127.0.0.1 only, DYN_HTTP_PORT or a free port.
 #                   Prints each process's log path; Ctrl-C stops all of them.
@@ -68,7 +68,7 @@ fi
 if [[ "$FAKE_ENGINES" == 1 ]]; then
     # The live topology module starts, watches and stops the four processes itself.
     # --model names the served model here; the weights are never loaded.
-    exec python -m omni_sizefix.live.topology --stage-configs-path "$STAGE_CONFIG" \
+    exec python -m omni_sizefix.tools.live.topology --stage-configs-path "$STAGE_CONFIG" \
         --served-model-name "$MODEL"
 fi
 

@@ -5,7 +5,7 @@ Public API: ``register`` (the plugin entry point), ``patch``, ``unpatch``, ``is_
 hook authors import ``hookimpl`` from ``omni_sizefix.hookspecs``.
 """
 
-from omni_sizefix.activation import is_patched, patch, register, unpatch
+from omni_sizefix.runtime.activation import is_patched, patch, register, unpatch
 
 __version__ = "0.1.0"
 

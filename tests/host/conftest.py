@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import omni_sizefix
-from omni_sizefix import stage_configs, version_policy
+from omni_sizefix.runtime import version_policy
+from omni_sizefix.tools import stage_configs
 
 # Host tests never need the model hub; without this some loaders retry it for ~30 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -25,10 +25,10 @@ from conftest import DynamoHost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omni_sizefix import size_policy, version_policy
-from omni_sizefix.errors import SizeRejected
-from omni_sizefix.patches import dynamo_omni_utils
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import size_policy, version_policy
+from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.patches import dynamo_omni_utils
+from omni_sizefix.runtime.settings import Shape
 
 BATCH = 10
 EXAMPLES = 500  # x BATCH = 5,000 requests per cell

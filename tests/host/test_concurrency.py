@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from conftest import DynamoHost
 
-from omni_sizefix import version_policy
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime.settings import Shape
 
 COUNT = 1200
 SIDES = range(256, 2048 + 1, 32)  # every side the default size policy accepts

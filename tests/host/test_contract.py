@@ -13,9 +13,10 @@ import pytest
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, run_python
 
 import omni_sizefix
-from omni_sizefix import dryrun, glm_layout, version_policy
-from omni_sizefix.patches.dynamo_omni_utils import SENTINEL
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import glm_layout, version_policy
+from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
+from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.tools.simulation import dryrun
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (1152, 768), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT".
@@ -53,7 +54,9 @@ out = {
 }
 try:   # the acceptance run: real parse, router models and upstream ar2diffusion
     from omegaconf import OmegaConf
-    from omni_sizefix import dryrun, glm_layout, stage_configs
+    from omni_sizefix.tools.simulation import dryrun
+    from omni_sizefix.runtime import glm_layout
+    from omni_sizefix.tools import stage_configs
     path, configs = stage_configs.load_for_installed_host()
     if stage_configs.file_schema(path) == "legacy":   # deploy configs run upstream's already
         configs = [OmegaConf.create(OmegaConf.to_container(c)) for c in configs]

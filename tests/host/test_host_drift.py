@@ -295,7 +295,7 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
 
     def load_plugin() -> Any:
         import omni_sizefix
-        from omni_sizefix import errors, plugins
+        from omni_sizefix.runtime import errors, plugins
 
         omni_sizefix.register()
         if scenario.failing_hook:
@@ -319,8 +319,8 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
         result["import_error"] = f"{type(exc).__name__}: {exc}"
     if order == "after":
         omni_sizefix = load_plugin()
-    from omni_sizefix.patches import dynamo_omni_utils
-    from omni_sizefix.version_policy import decide_shape
+    from omni_sizefix.runtime.patches import dynamo_omni_utils
+    from omni_sizefix.runtime.version_policy import decide_shape
 
     assert dynamo_omni_utils.SENTINEL == SENTINEL
     if scenario.blocked:

@@ -22,7 +22,9 @@ import yaml
 from conftest import DynamoHost
 
 import omni_sizefix
-from omni_sizefix import dryrun, glm_layout, size_policy, stage_configs
+from omni_sizefix.runtime import glm_layout, size_policy
+from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools.simulation import dryrun
 
 fake_glm_image_model = configs_support.fake_glm_image_model
 cpu_platform_named = configs_support.cpu_platform_named

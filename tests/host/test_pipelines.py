@@ -9,7 +9,7 @@ of that model. Only the engines are fakes (``FakeLatentAREngine`` below stands f
 engine; ``dryrun.FakeDiffusionEngine`` records what the DiT would get).
 
 Expected outcomes come from ``PAIRS``, written from reading each release's code (not from
-``omni_sizefix.pipelines``):
+``omni_sizefix.runtime.pipelines``):
 
 * HunyuanImage-3 ``hunyuan_image3.ar2diffusion`` (vLLM-Omni 0.20+) reads only top-level
   ``height``/``width`` (default 1024). ai-dynamo 1.1 writes no size into ``original_prompt``,
@@ -42,7 +42,8 @@ import yaml
 from conftest import DynamoHost
 
 import omni_sizefix
-from omni_sizefix import dryrun, pipelines, version_policy
+from omni_sizefix.runtime import pipelines, version_policy
+from omni_sizefix.tools.simulation import dryrun
 
 HUNYUAN = "HunyuanImage-3"
 MAMMOTH = "MammothModa2"

@@ -15,7 +15,7 @@ import pytest
 
 PROBE = """
 import json, sys
-from omni_sizefix import errors, size_policy
+from omni_sizefix.runtime import errors, size_policy
 before = type(errors.SizeRejected("x")) is errors.SizeRejected
 loaded_by_plugin = "dynamo._core" in sys.modules
 import dynamo.llm

@@ -17,7 +17,8 @@ import math
 import pytest
 from conftest import DynamoHost, run_python
 
-from omni_sizefix import dryrun, stage0, stage_configs, weightless
+from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools.simulation import dryrun, stage0, weightless
 
 PROMPT = "a red apple on a wooden table"
 SIZES = ["512x512", "768x512", "512x768", "1024x768", "768x1024", "1024x1024", "2048x2048"]
@@ -102,7 +103,7 @@ from vllm_omni.engine.arg_utils import OmniEngineArgs
 OmniEngineArgs(model=tempfile.mkdtemp(), worker_cls="unused")   # loads the general plugins
 import omni_sizefix
 omni_sizefix.register()
-from omni_sizefix import stage0
+from omni_sizefix.tools.simulation import stage0
 request = {"model": "m", "prompt": %(prompt)r, "size": %(size)r}
 parsed = sw.parse_omni_request(request, ["image"], 16)
 if inspect.isawaitable(parsed):

@@ -2,7 +2,7 @@
 
 Requests go through the real patched parse, the real router models (JSON round trip), the
 real stage-1 dispatch of this Dynamo release, and the processor the shipped config names
-(``omni_sizefix.dryrun.run_request``; engines and connector are fakes). Without Dynamo
+(``simulation.dryrun.run_request``; engines and connector are fakes). Without Dynamo
 (vLLM-Omni alone), upstream's ``ar2diffusion`` and the package's are called directly with
 synthetic AR outputs. Expectations follow the versions and features detected here.
 """
@@ -21,9 +21,11 @@ import test_stage_configs as configs_support
 from conftest import DynamoHost
 from packaging.version import Version
 
-from omni_sizefix import dryrun, glm_layout, size_policy, stage_configs, version_policy
-from omni_sizefix.errors import SizeRejected
-from omni_sizefix.processors import glm_image
+from omni_sizefix.runtime import glm_layout, size_policy, version_policy
+from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools.simulation import dryrun
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT" (1152x768 is 768 high, 1152 wide).

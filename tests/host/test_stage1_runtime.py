@@ -25,15 +25,10 @@ import yaml
 from conftest import UPSTREAM_PROCESSOR, DynamoHost
 
 import omni_sizefix
-from omni_sizefix import (
-    dryrun,
-    glm_layout,
-    size_policy,
-    stage1_profile,
-    stage_configs,
-    version_policy,
-)
-from omni_sizefix.processors import glm_image
+from omni_sizefix.runtime import glm_layout, size_policy, stage1_profile, version_policy
+from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools.simulation import dryrun
 
 fake_glm_image_model = configs_support.fake_glm_image_model
 cpu_platform_named = configs_support.cpu_platform_named
@@ -198,7 +193,7 @@ def test_processor_choice_is_logged_once(
     patched: DynamoHost, own_configs: list, caplog: pytest.LogCaptureFixture
 ) -> None:
     expect = expectation()
-    from omni_sizefix.patches import dynamo_stage_processor
+    from omni_sizefix.runtime.patches import dynamo_stage_processor
 
     dynamo_stage_processor.choose.cache_clear()
     with caplog.at_level("INFO", logger="omni_sizefix"):
@@ -219,7 +214,7 @@ def test_other_processors_are_never_touched(patched: DynamoHost) -> None:
 def test_a_failing_probe_keeps_the_hosts_processor_with_one_warning(
     patched: DynamoHost, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from omni_sizefix.patches import dynamo_stage_processor
+    from omni_sizefix.runtime.patches import dynamo_stage_processor
 
     def broken() -> None:
         raise RuntimeError("probe exploded")
@@ -273,7 +268,7 @@ def test_host_defect_shows_only_across_processes(patched: DynamoHost, own_config
     expect = expectation()
     if not expect.needs_real_connector:
         pytest.skip("the defect of this pair does not depend on the connector")
-    from omni_sizefix.patches import dynamo_stage_processor
+    from omni_sizefix.runtime.patches import dynamo_stage_processor
 
     assert dynamo_stage_processor.remove()
     assert stage1_processor(patched, own_configs) is upstream_function()
@@ -365,7 +360,7 @@ def test_host_alone_accepts_sizes_its_stage0_budget_truncates(
 
 
 def doctor_json(path: Path, model: str, capsys: pytest.CaptureFixture) -> tuple[int, dict]:
-    from omni_sizefix import cli
+    from omni_sizefix.tools import cli
 
     capsys.readouterr()
     code = cli.main(["doctor", "--json", "--stage-configs-path", str(path), "--model", model])

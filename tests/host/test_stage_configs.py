@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix import glm_layout, size_policy, stage_configs
-from omni_sizefix.processors import glm_image
+from omni_sizefix.runtime import glm_layout, size_policy
+from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.tools import stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "disagg_glm_image.sh"

@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from omni_sizefix import stage_configs, version_policy
+from omni_sizefix.runtime import version_policy
+from omni_sizefix.tools import stage_configs
 
 #: (ai-dynamo, vllm-omni) -> None when a stage worker starts, else what the host raises.
 STARTABLE: dict[tuple[str, str], str | None] = {
@@ -125,7 +126,7 @@ def test_the_host_itself_fails_where_the_table_says(expectation: str | None) -> 
     if expectation is None:
         pytest.skip("this pair starts (tests/host/test_stage_configs.py loads its configs)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from omni_sizefix import check_platform
+    from omni_sizefix.tools.simulation import check_platform
 
     check_platform.activate_if_needed()
     stage_worker = importlib.import_module("dynamo.vllm.omni.stage_worker")

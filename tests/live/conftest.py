@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix.live import topology as live
+from omni_sizefix.tools.live import topology as live
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 START_TIMEOUT_S = float(os.environ.get("OMNI_SIZEFIX_LIVE_TIMEOUT", "900"))
@@ -31,7 +31,7 @@ def _host_or_skip() -> None:
             found = False
         if not found:
             pytest.skip(f"no {module} in this cell")
-    from omni_sizefix import weightless
+    from omni_sizefix.tools.simulation import weightless
 
     reason = weightless.unavailable_reason()
     if reason:

@@ -2,11 +2,11 @@
 
 The workers load vLLM-Omni's OWN GLM-Image stage config (``topology.own_stage_config``),
 what a deployment already runs before it installs the plugin. Only the GPU engines are
-fake (``omni_sizefix.live.fake_engines``): the DiT's picture shows, block by block, the
+fake (``omni_sizefix.tools.live.fake_engines``): the DiT's picture shows, block by block, the
 prior tokens it received, so every check below compares the returned PNG's size *and*
 pixels with what GLM-Image would need for the requested size.
 
-Two limits decide which sizes can come back (``omni_sizefix.live.served``): the frontends
+Two limits decide which sizes can come back (``omni_sizefix.tools.live.served``): the frontends
 of ai-dynamo up to 1.3 accept only the OpenAI ``size`` enum (any other size is refused with
 HTTP 400 before a worker sees it, ``test_frontend_refuses_sizes_outside_the_enum``), and the
 config's stage-0 ``max_tokens`` (vLLM-Omni's legacy layout: 1281, up to 1024x1024); with the
@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from omni_sizefix import glm_layout, size_policy
-from omni_sizefix.live import client, served
-from omni_sizefix.live.client import verdict
-from omni_sizefix.live.topology import stage0_max_tokens
+from omni_sizefix.runtime import glm_layout, size_policy
+from omni_sizefix.tools.live import client, served
+from omni_sizefix.tools.live.client import verdict
+from omni_sizefix.tools.live.topology import stage0_max_tokens
 
 pytestmark = pytest.mark.live
 
@@ -161,7 +161,7 @@ def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
 
 #: Releases whose frontend answers every worker-side error on the image route with HTTP 500
 #: "Failed to fold images stream", whatever its type (measured with
-#: ``python -m omni_sizefix.live.error_probe``: ValueError, TypeError, RuntimeError,
+#: ``python -m omni_sizefix.tools.live.error_probe``: ValueError, TypeError, RuntimeError,
 #: dynamo's InvalidArgument and HttpError(400), and an error chunk): no 4xx is possible there.
 FOLDS_ERRORS_TO_500 = {(1, 4)}
 #: From this release on the frontend answers Dynamo's ``InvalidArgument`` with HTTP 400 and

@@ -3,7 +3,7 @@
 The same four real Dynamo processes as ``test_live_topology.py`` (engines FAKE), but with
 ``--discovery-backend etcd --request-plane nats --event-plane nats`` against a real
 ``etcd`` and a real ``nats-server -js`` that this module starts on 127.0.0.1
-(``omni_sizefix.live.etcd_nats``) and stops after its topologies. Skipped when the two
+(``omni_sizefix.tools.live.etcd_nats``) and stops after its topologies. Skipped when the two
 binaries are missing (``apt-get install etcd-server nats-server``). The workers load
 vLLM-Omni's own GLM-Image stage config. By default only the plugin-on topology runs; the
 kill-switch one is opt-in (``OMNI_SIZEFIX_LIVE_ETCD_KILL_SWITCH=1``, 2-4 min more).
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from omni_sizefix import glm_layout
-from omni_sizefix.live import client, etcd_nats, served
-from omni_sizefix.live.client import verdict
-from omni_sizefix.live.topology import Topology, stage0_max_tokens
+from omni_sizefix.runtime import glm_layout
+from omni_sizefix.tools.live import client, etcd_nats, served
+from omni_sizefix.tools.live.client import verdict
+from omni_sizefix.tools.live.topology import Topology, stage0_max_tokens
 
 pytestmark = pytest.mark.live
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from omni_sizefix import host_profile, log, plugins
+from omni_sizefix.runtime import host_profile, log, plugins
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def fresh_plugin_manager(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(autouse=True)
 def plain_logging(monkeypatch: pytest.MonkeyPatch):
     """Records reach pytest's caplog: vLLM's handlers are not adopted in unit tests
-    (they would be in a host cell, where vLLM is importable; see omni_sizefix.log)."""
+    (they would be in a host cell, where vLLM is importable; see omni_sizefix.runtime.log)."""
     logger = logging.getLogger(log.LOGGER_NAME)
     saved = (list(logger.handlers), logger.propagate, logger.level)
     monkeypatch.setattr(log, "adopt_vllm_format", lambda: False)

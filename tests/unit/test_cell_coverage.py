@@ -1,7 +1,7 @@
 """Claims follow cells: every minor release the declared ranges admit runs in some cell.
 
 The cells are the pins files in ``tests/requirements/`` (with their ``.nodeps.txt``
-companions); ``omni_sizefix/package.py`` declares the ranges. Widening a range without adding
+companions); ``runtime/package.py`` declares the ranges. Widening a range without adding
 a cell for the new minor release fails here, and so does an upper bound that no longer sits
 just above the newest release a cell runs.
 """
@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from omni_sizefix.package import SUPPORTED_HOSTS
+from omni_sizefix.runtime.package import SUPPORTED_HOSTS
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements"
 NOT_CELLS = {"test-tools"}

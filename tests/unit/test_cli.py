@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix import cli, doctor, host_profile
+from omni_sizefix.runtime import host_profile
+from omni_sizefix.tools import cli, doctor
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:

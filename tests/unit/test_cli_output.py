@@ -32,8 +32,7 @@ AT_EXIT = ("NOISE: printed at exit", "NOISE: logged at exit")
 
 NOISY_HOST = """
 import atexit, ctypes, logging, os, sys
-from omni_sizefix import check, cli, console, doctor, stage_configs
-
+from omni_sizefix.tools import check, cli, console, doctor, stage_configs
 # FAKE host: a logger set up before the command (as an imported vLLM's) bound to stdout.
 early = logging.getLogger("fake_host.early")
 early.addHandler(logging.StreamHandler(sys.stdout))

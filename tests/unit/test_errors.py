@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from omni_sizefix import errors, size_policy
+from omni_sizefix.runtime import errors, size_policy
 
 DYNAMO_MODULES = ("dynamo", "dynamo._core", "dynamo.llm", "dynamo.llm.exceptions")
 

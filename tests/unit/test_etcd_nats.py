@@ -1,4 +1,4 @@
-"""The private etcd and NATS servers of the live topology (``omni_sizefix.live.etcd_nats``).
+"""The private etcd and NATS servers of the live topology (``omni_sizefix.tools.live.etcd_nats``).
 
 Starts the real ``etcd`` and ``nats-server`` binaries (about a second); skipped when they
 are missing (``apt-get install etcd-server nats-server``; ``.ci/run`` installs them).
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from omni_sizefix.live import etcd_nats
+from omni_sizefix.tools.live import etcd_nats
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from host_shapes import chat_text, dynamo_1_1_image, dynamo_1_2_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_sizefix import default_plugin, plugins, repair
-from omni_sizefix.errors import SizeRejected
-from omni_sizefix.geometry import TargetGeometry
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import default_plugin, plugins, repair
+from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.geometry import TargetGeometry
+from omni_sizefix.runtime.settings import Shape
 
 IMAGE = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": "768x512"}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix import default_plugin, hookspecs
+from omni_sizefix import hookspecs
+from omni_sizefix.runtime import default_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = [

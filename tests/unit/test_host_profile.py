@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix import doctor, host_profile
+from omni_sizefix.runtime import host_profile
+from omni_sizefix.tools import doctor
 
 #: vLLM-Omni loaders (FAKE bodies, real signatures and return shapes).
 OMNI_0_20 = """

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from omni_sizefix import glm_layout
-from omni_sizefix.live import client, fake_engines
+from omni_sizefix.runtime import glm_layout
+from omni_sizefix.tools.live import client, fake_engines
 
 pytest.importorskip("numpy")
 pytest.importorskip("PIL")

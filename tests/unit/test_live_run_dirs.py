@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix.live import client, live_check, topology
+from omni_sizefix.tools.live import client, live_check, topology
 
 
 class StandIn(topology.Topology):
@@ -91,7 +91,7 @@ def test_a_folder_given_by_the_caller_is_never_deleted(tmp_path: Path) -> None:
 
 
 def test_check_live_keeps_progress_on_the_terminal_and_leaves_no_log_file(tmp_path: Path) -> None:
-    from omni_sizefix import cli
+    from omni_sizefix.tools import cli
 
     parse = cli.build_parser().parse_args
     assert cli._check_log_path(parse(["check", "--live"])) is None  # stderr stays the terminal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix.live import live_check, served
+from omni_sizefix.tools.live import live_check, served
 
 LEGACY_OWN_BUDGET = 1281  # vLLM-Omni's legacy GLM-Image config
 SHIPPED_BUDGET = 4353

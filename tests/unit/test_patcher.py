@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import omni_sizefix
-from omni_sizefix import plugins, repair
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.patches import dynamo_omni_utils
-from omni_sizefix.patches.dynamo_omni_utils import SENTINEL
+from omni_sizefix.runtime import plugins, repair
+from omni_sizefix.runtime.patches import dynamo_omni_utils
+from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
 
 FAKE_UTILS = '''
 """FAKE dynamo.vllm.omni.utils with ai-dynamo 1.1.x's signatures and image behaviour."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix import pipelines, repair
-from omni_sizefix.errors import SizeRejected
-from omni_sizefix.processors import adapter
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import pipelines, repair
+from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.patches import processor_adapter as adapter
+from omni_sizefix.runtime.settings import Shape
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from omni_sizefix import glm_layout
-from omni_sizefix.dryrun import SyntheticAROutput, SyntheticCompletion
-from omni_sizefix.processors import glm_image
+from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.tools.simulation.dryrun import SyntheticAROutput, SyntheticCompletion
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width)
@@ -41,7 +41,7 @@ def ar_output(height: int, width: int, *, cumulative: bool = True) -> SyntheticA
 def test_module_import_pulls_in_no_host_or_torch() -> None:
     code = (
         "import json, sys\n"
-        "import omni_sizefix.processors.glm_image\n"
+        "import omni_sizefix.runtime.patches.glm_image_processor\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'vllm', 'vllm_omni', 'dynamo', 'transformers'))))\n"
     )

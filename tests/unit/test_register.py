@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import omni_sizefix
-from omni_sizefix import activation, import_hooks
+from omni_sizefix.runtime import activation, import_hooks
 
 FAKE_UTILS = '''
 """FAKE dynamo.vllm.omni.utils with ai-dynamo 1.1.x's signatures."""

@@ -15,9 +15,10 @@ from host_shapes import dynamo_1_1_image, dynamo_1_2_image
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omni_sizefix import glm_layout, repair, size_policy, stage_configs
-from omni_sizefix.errors import SizeRejected
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import glm_layout, repair, size_policy
+from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.tools import stage_configs
 
 VALID_SIDES = [
     side for side in range(1, size_policy.MAX_SIDE + 1) if size_policy.is_valid_side(side)

@@ -4,7 +4,7 @@
 stopped by the fixture) that answers ``/v1/models`` and ``/v1/images/generations`` the way
 Dynamo's frontend does (response shape, error bodies, ``file://`` media URLs), and renders
 a PNG of whatever size it is told per test. It stands in for a deployment, which cannot run
-here; the client under test is the real ``omni_sizefix.smoke`` and the real CLI.
+here; the client under test is the real ``omni_sizefix.tools.smoke`` and the real CLI.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix import cli, smoke
+from omni_sizefix.tools import cli, smoke
 
 # The subprocess imports the same omni_sizefix as this test (the installed wheel in a cell).
 PACKAGE_PARENT = Path(smoke.__file__).resolve().parents[1]
@@ -515,7 +515,7 @@ def _run_cli(*argv: str) -> subprocess.CompletedProcess:
     path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
-        [sys.executable, "-m", "omni_sizefix.cli", "smoke", *argv],
+        [sys.executable, "-m", "omni_sizefix.tools.cli", "smoke", *argv],
         capture_output=True,
         text=True,
         timeout=120,

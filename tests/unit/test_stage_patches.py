@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix import size_policy
-from omni_sizefix.patches import dynamo_stage_budget, dynamo_stage_processor
+from omni_sizefix.runtime import size_policy
+from omni_sizefix.runtime.patches import dynamo_stage_budget, dynamo_stage_processor
 
 SENTINEL = dynamo_stage_processor.SENTINEL
 

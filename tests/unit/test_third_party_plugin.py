@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from host_shapes import dynamo_1_2_image
 
-from omni_sizefix import plugins, repair
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import plugins, repair
+from omni_sizefix.runtime.settings import Shape
 
 PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "support" / "example_hook_plugin"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix import version_policy
-from omni_sizefix.settings import Shape
+from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime.settings import Shape
 
 
 @pytest.mark.parametrize("value", ["top-level", "mm-kwargs", "both"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix import stage0, weightless
+from omni_sizefix.tools.simulation import stage0, weightless
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,234 @@
+"""Default hook implementations: GLM-Image and other AR->DiT pipelines.
+
+Registered like any third-party plugin (``omni_sizefix.runtime.plugins``), but with
+``trylast`` so that a third-party implementation is asked first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omni_sizefix.hookspecs import hookimpl
+from omni_sizefix.runtime import size_policy
+from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.geometry import Kind, TargetGeometry
+from omni_sizefix.runtime.settings import Shape
+
+DEFAULT_IMAGE_SIZE = (1024, 1024)
+_SIZE_KEYS = frozenset({"height", "width", "size"})
+
+
+def request_kind(request: Mapping, output_modalities: list) -> Kind | None:
+    """Classify a request as the host does: image, video, or None (text, chat, audio).
+
+    Mirrors ``dynamo.common.utils.output_modalities.parse_request_type`` plus the
+    ai-dynamo >= 1.2 rule that a chat request is an image request when any output
+    modality is ``image``.
+    """
+    first = output_modalities[0] if output_modalities else "text"
+    if first != "image" and first != "video":
+        first = str(first).lower()
+    if first == "video":
+        return "video"
+    if first == "image":
+        return "image"  # a chat on an image worker is one too (ai-dynamo >= 1.2)
+    if any(str(modality).lower() == "image" for modality in output_modalities):
+        return "image"
+    return None
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the ABC check is slow
+
+
+def as_dimension(value: Any, name: str) -> int:
+    """Coerce one requested dimension to a positive int, or raise SizeRejected."""
+    if type(value) is int and value > 0:
+        return value
+    if isinstance(value, bool):
+        raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdecimal():  # isdigit() admits "²"
+        number = int(value.strip())
+    else:
+        raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
+    if number <= 0:
+        raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _dict_or_empty(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _parse_size(size: Any) -> tuple[int, int] | None:
+    """(height, width) from ``WIDTHxHEIGHT``, or None when malformed.
+
+    Exactly the host's ``parse_size`` rule (a lowercase ``x``, ``int()`` of each side), so
+    a chat request gets the size ai-dynamo >= 1.2 would give it.
+    """
+    try:
+        width, height = size.split("x")
+        return int(height), int(width)
+    except (ValueError, AttributeError):
+        return None
+
+
+#: ``size`` values that mean "the default size" (OpenAI's enum), not a malformed size.
+_DEFAULT_SIZE_WORDS = frozenset({"auto"})
+
+
+def check_size_format(request: Any) -> None:
+    """Raise SizeRejected when the request's ``size`` is not ``WIDTHxHEIGHT``.
+
+    Every Dynamo release parses ``size`` with ``parse_size``, which turns a malformed value
+    (``"abcxdef"``, ``"512"``, ``"x"``, ``"512X512"``) into 1024x1024 with only a log line.
+    Checked where the host reads it (``size``, else ``extra_body.size``), unless explicit
+    ``width`` and ``height`` replace it anyway. Empty and ``"auto"`` mean the default size.
+    """
+    if type(request) is not dict:
+        return
+    size = request.get("size")
+    if type(size) is str:  # the common case, "WIDTHxHEIGHT" in plain digits: done
+        width, sep, height = size.partition("x")
+        if sep and width.isdigit() and height.isdigit() and width.isascii() and height.isascii():
+            return
+    extra_body = request.get("extra_body")
+    if not size and type(extra_body) is dict:
+        size = extra_body.get("size")
+    if not size or _parse_size(size) is not None:
+        return
+    if isinstance(size, str) and size.strip().lower() in _DEFAULT_SIZE_WORDS:
+        return
+    for source in (request, extra_body, request.get("nvext")):
+        if isinstance(source, Mapping) and None not in (source.get("width"), source.get("height")):
+            return
+    raise SizeRejected(size_policy.malformed_message(size))
+
+
+def size_from_request(request: Mapping) -> tuple[int, int]:
+    """(height, width) of a chat image request, resolved as ai-dynamo >= 1.2 does.
+
+    ``size`` | ``extra_body.size`` | 1024x1024 (``check_size_format`` rejects a malformed
+    size first; the host's ``parse_size`` would fall back to the default), then
+    ``width``/``height`` from ``extra_body``, then from the request itself. Only the values
+    that win are checked: one that a later source replaces never reaches the engine.
+    """
+    extra_body = _dict_or_empty(request.get("extra_body"))
+    size = request.get("size") or extra_body.get("size")
+    height, width = (_parse_size(size) if size else None) or DEFAULT_IMAGE_SIZE
+    for source in (extra_body, request):
+        if source.get("width") is not None:
+            width = source["width"]
+        if source.get("height") is not None:
+            height = source["height"]
+    return as_dimension(height, "height"), as_dimension(width, "width")
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_target_geometry(
+    request: dict, parsed: dict, output_modalities: list
+) -> TargetGeometry | None:
+    """Image and video requests get the host's height/width, checked by the size policy."""
+    kind = request_kind(request, output_modalities)
+    if kind is None:
+        return None
+    if kind == "image":
+        check_size_format(request)
+    sampling = parsed.get("sampling_params_list")
+    if _is_mapping(sampling) and "height" in sampling and "width" in sampling:
+        height = as_dimension(sampling["height"], "height")
+        width = as_dimension(sampling["width"], "width")
+    elif kind == "image":
+        height, width = size_from_request(request)
+    else:
+        return None
+    if kind == "image":
+        target = size_policy.apply(height, width)
+    else:
+        target = (height, width)
+    return TargetGeometry(target[0], target[1], kind=kind, requested=(height, width))
+
+
+def _negative_prompt(request: Mapping) -> Any:
+    for source in (request, request.get("extra_body"), request.get("nvext")):
+        if isinstance(source, Mapping) and source.get("negative_prompt") is not None:
+            return source["negative_prompt"]
+    return None
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, request: dict) -> Any:
+    """Add ``mm_processor_kwargs`` (and image ``modalities``) to the stage-0 prompt.
+
+    Keys already present are kept, except a ``target_h``/``target_w`` equal to the
+    client's size when the size policy snapped it.
+    """
+    if isinstance(engine_inputs, str):
+        prompt: dict = {"prompt": engine_inputs}
+        negative = _negative_prompt(request)
+        if negative is not None:
+            prompt["negative_prompt"] = negative
+        if request.get("multi_modal_data"):
+            prompt["multi_modal_data"] = request["multi_modal_data"]
+    elif _is_mapping(engine_inputs):
+        prompt = dict(engine_inputs)
+    else:
+        return None
+    if geometry.kind == "image" and "modalities" not in prompt:
+        prompt["modalities"] = ["image"]
+    existing = prompt.get("mm_processor_kwargs")
+    if existing is None:  # the common case (ai-dynamo 1.1): just add them
+        prompt["mm_processor_kwargs"] = {"target_h": geometry.height, "target_w": geometry.width}
+        return prompt
+    kwargs = dict(existing) if _is_mapping(existing) else {}
+    requested = geometry.requested or (geometry.height, geometry.width)
+    for key, value, asked in (
+        ("target_h", geometry.height, requested[0]),
+        ("target_w", geometry.width, requested[1]),
+    ):
+        if key not in kwargs or (geometry.snapped and kwargs[key] == asked):
+            kwargs[key] = value
+    prompt["mm_processor_kwargs"] = kwargs
+    return prompt
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_original_prompt(
+    original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
+) -> dict | None:
+    """Write the size where the installed ``ar2diffusion`` reads it."""
+    prompt = dict(original_prompt) if _is_mapping(original_prompt) else {}
+    height, width = geometry.height, geometry.width
+    if shape is not Shape.MM_KWARGS:  # top-level or both
+        prompt["height"] = height
+        prompt["width"] = width
+    if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
+        existing = prompt.get("mm_processor_kwargs")
+        kwargs = dict(existing) if existing is not None and _is_mapping(existing) else {}
+        kwargs["target_h"] = height
+        kwargs["target_w"] = width
+        prompt["mm_processor_kwargs"] = kwargs
+    return prompt
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_sampling_params(
+    sampling_params: dict | None, geometry: TargetGeometry, request: dict
+) -> dict | None:
+    """Set height/width; build ai-dynamo >= 1.2's overrides for a chat image request."""
+    if _is_mapping(sampling_params):
+        overrides = dict(sampling_params)
+    else:
+        overrides = {}
+        for source_name in ("extra_body", "nvext"):
+            for key, value in _dict_or_empty(request.get(source_name)).items():
+                if key not in _SIZE_KEYS and value is not None:
+                    overrides[key] = value
+    overrides["height"] = geometry.height
+    overrides["width"] = geometry.width
+    return overrides

@@ -1,0 +1,286 @@
+"""Patch: carry the requested image/video size through Dynamo's disaggregated vLLM-Omni parsing.
+
+Target
+    ``dynamo.vllm.omni.utils.parse_omni_request`` (sync in ai-dynamo 1.1.x, a coroutine
+    function from 1.2.0 on) and ``dynamo.vllm.omni.utils.build_original_prompt``; every
+    ``dynamo.*`` module that imported ``parse_omni_request`` by name
+    (``dynamo.vllm.omni.stage_worker`` does) is rebound as well.
+Why
+    ai-dynamo 1.1.x builds the stage-0 prompt without ``mm_processor_kwargs``, so vLLM-Omni
+    never runs GLM-Image's multimodal processor and the AR stage gets no generation
+    scaffold; and its ``original_prompt`` carries no size, so stage 1 (``ar2diffusion``)
+    falls back to 1024x1024. ai-dynamo 1.2+ fixes stage 0 but writes the size only as
+    ``mm_processor_kwargs``, which vLLM-Omni releases before 0.20.0rc1 do not read.
+How
+    Wrap both functions, keeping their kind (sync/async) and signature (``__wrapped__``).
+    After the host returns, the ``omni_sizefix`` hooks decide the geometry and write it to
+    the stage-0 prompt, the ``original_prompt`` (in the shape the installed vLLM-Omni
+    reads) and the sampling overrides. Any failure inside the plugin returns the host's
+    own result and logs one WARNING; only the size policy's ``SizeRejected`` (a
+    ``ValueError``) reaches the caller. Signatures are checked before anything is
+    replaced; a mismatch leaves the host untouched.
+Related PR
+    ai-dynamo/dynamo#8679 (draft: the same two fixes inside Dynamo), vllm-project/vllm-omni#3034
+    (the same stage-0 defect in vLLM-Omni's own chat serving).
+Future plan
+    On ai-dynamo >= 1.4 with vLLM-Omni >= 0.26 the host already writes everything and this
+    patch changes nothing; remove it once ai-dynamo < 1.4 leaves the supported range.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from omni_sizefix.runtime import pipelines, repair
+from omni_sizefix.runtime.errors import SizeRejected
+
+logger = logging.getLogger("omni_sizefix")
+
+UTILS_MODULE = "dynamo.vllm.omni.utils"
+STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
+PARSE = "parse_omni_request"
+BUILD = "build_original_prompt"
+
+#: Parameter names each target may have, mapped to whether it must be a coroutine function.
+SUPPORTED_SIGNATURES: dict[str, dict[tuple[str, ...], bool]] = {
+    PARSE: {
+        ("request", "output_modalities", "default_video_fps"): False,
+        ("request", "output_modalities", "default_video_fps", "tokenizer_getter"): True,
+    },
+    BUILD: {("request", "nvext", "height", "width"): False},
+}
+
+#: Attribute set on every wrapper; its value is the host function it wraps.
+SENTINEL = "__omni_sizefix_original__"
+
+
+@dataclass
+class _State:
+    """What is patched right now, so that ``unpatch`` can put back the same objects."""
+
+    originals: dict[str, Callable] = field(default_factory=dict)
+    rebound: list[tuple[str, str]] = field(default_factory=list)
+    warned: set[str] = field(default_factory=set)
+
+
+_state = _State()
+_lock = threading.RLock()
+
+#: True while the host's parse runs inside the parse wrapper. The wrapper's repair writes
+#: ``original_prompt`` itself, so the build wrapper then passes the host's value through:
+#: a failed repair returns exactly the host's result, and no hook is asked twice.
+_in_parse: ContextVar[bool] = ContextVar("omni_sizefix_in_parse", default=False)
+
+
+def warn_once(key: str, message: str, *args: Any) -> None:
+    """Log one WARNING per ``key`` and process; later occurrences go to DEBUG."""
+    if key in _state.warned:
+        logger.debug(message, *args)
+        return
+    _state.warned.add(key)
+    logger.warning(message, *args)
+
+
+def describe(function: Any) -> str:
+    """``async (a, b)`` / ``sync (a, b)`` / what the attribute really is."""
+    if function is None:
+        return "nothing (attribute missing)"
+    if not callable(function):
+        return f"a non-callable {type(function).__name__}"
+    try:
+        names = tuple(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return f"a callable without a signature ({type(function).__name__})"
+    kind = "async" if inspect.iscoroutinefunction(function) else "sync"
+    return f"{kind} ({', '.join(names)})"
+
+
+def signature_problem(name: str, function: Any) -> str | None:
+    """None when ``function`` has a supported signature, else what was expected and found."""
+    supported = SUPPORTED_SIGNATURES[name]
+    found = describe(function)
+    if callable(function):
+        try:
+            names = tuple(inspect.signature(function).parameters)
+        except (TypeError, ValueError):
+            names = None
+        if names in supported and supported[names] == inspect.iscoroutinefunction(function):
+            return None
+    expected = " or ".join(
+        f"{'async' if is_async else 'sync'} ({', '.join(params)})"
+        for params, is_async in supported.items()
+    )
+    return f"{UTILS_MODULE}.{name}: expected {expected}, found {found}"
+
+
+def _repair_or_host(request: Any, output_modalities: Any, parsed: Any) -> Any:
+    try:
+        return repair.repair_request(request, output_modalities, parsed, pipelines.plan())
+    except SizeRejected:
+        raise
+    except Exception as exc:  # never let the plugin take a request down
+        warn_once(
+            "repair-failed",
+            "omni-sizefix: could not size a request (%s: %s); serving it as the host parsed it",
+            type(exc).__name__,
+            exc,
+        )
+        return parsed
+
+
+def wrap_parse(original: Callable) -> Callable:
+    """A wrapper of ``parse_omni_request`` of the same kind (sync or async)."""
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def parse_omni_request(request, output_modalities, *args, **kwargs):
+            if not repair.may_need_size(output_modalities):
+                return await original(request, output_modalities, *args, **kwargs)
+            token = _in_parse.set(True)
+            try:
+                parsed = await original(request, output_modalities, *args, **kwargs)
+            finally:
+                _in_parse.reset(token)
+            return _repair_or_host(request, output_modalities, parsed)
+
+    else:
+
+        @functools.wraps(original)
+        def parse_omni_request(request, output_modalities, *args, **kwargs):
+            if not repair.may_need_size(output_modalities):
+                return original(request, output_modalities, *args, **kwargs)
+            token = _in_parse.set(True)
+            try:
+                parsed = original(request, output_modalities, *args, **kwargs)
+            finally:
+                _in_parse.reset(token)
+            return _repair_or_host(request, output_modalities, parsed)
+
+    setattr(parse_omni_request, SENTINEL, original)
+    return parse_omni_request
+
+
+def wrap_build(original: Callable) -> Callable:
+    """A wrapper of ``build_original_prompt`` that adds the size it is given.
+
+    Inside the parse wrapper it returns the host's prompt unchanged (see ``_in_parse``).
+    """
+
+    @functools.wraps(original)
+    def build_original_prompt(request, nvext, height, width):
+        prompt = original(request, nvext, height, width)
+        if _in_parse.get():
+            return prompt
+        try:
+            return repair.repair_original_prompt(prompt, height, width, pipelines.plan().shape)
+        except Exception as exc:
+            warn_once(
+                "build-failed",
+                "omni-sizefix: could not add the size to original_prompt (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            return prompt
+
+    setattr(build_original_prompt, SENTINEL, original)
+    return build_original_prompt
+
+
+def is_patched() -> bool:
+    """True while the host functions are replaced by this patch's wrappers."""
+    return bool(_state.originals)
+
+
+def _rebind_aliases(name: str, original: Callable, wrapper: Callable) -> None:
+    for module_name, module in list(sys.modules.items()):
+        if not module_name.startswith("dynamo.") or module_name == UTILS_MODULE:
+            continue
+        if isinstance(module, ModuleType) and module.__dict__.get(name) is original:
+            setattr(module, name, wrapper)
+            _state.rebound.append((module_name, name))
+
+
+def apply(utils: ModuleType) -> list[str]:
+    """Patch ``utils`` (idempotent) and rebind aliases; return what was done, or raise.
+
+    What each request gets is decided per request from ``pipelines.plan()`` (the pipeline
+    this worker serves).
+
+    Raises LookupError with the expected/found signatures when a target does not match;
+    nothing is replaced in that case.
+    """
+    with _lock:
+        if is_patched():
+            before = len(_state.rebound)
+            for name, original in _state.originals.items():
+                _rebind_aliases(name, original, getattr(utils, name))
+            return [f"{module}.{attr}" for module, attr in _state.rebound[before:]]
+        targets = {name: utils.__dict__.get(name) for name in (PARSE, BUILD)}
+        if any(hasattr(fn, SENTINEL) for fn in targets.values()):
+            raise LookupError(f"{UTILS_MODULE} is already wrapped by another copy of omni-sizefix")
+        problems = [p for name, fn in targets.items() if (p := signature_problem(name, fn))]
+        if problems:
+            raise LookupError("; ".join(problems))
+        done = []
+        for name, wrap in ((PARSE, wrap_parse), (BUILD, wrap_build)):
+            original = targets[name]
+            wrapper = wrap(original)
+            _state.originals[name] = original
+            setattr(utils, name, wrapper)
+            done.append(f"{UTILS_MODULE}.{name} ({describe(original).split(' ')[0]})")
+            before = len(_state.rebound)
+            _rebind_aliases(name, original, wrapper)
+            done.extend(f"{module}.{attr}" for module, attr in _state.rebound[before:])
+        return done
+
+
+def rebind_new_aliases() -> list[str]:
+    """Rebind aliases in modules imported after patching (e.g. ``stage_worker``)."""
+    with _lock:
+        before = len(_state.rebound)
+        utils = sys.modules.get(UTILS_MODULE)
+        if utils is None or not is_patched():
+            return []
+        for name, original in _state.originals.items():
+            _rebind_aliases(name, original, getattr(utils, name))
+        return [f"{module}.{attr}" for module, attr in _state.rebound[before:]]
+
+
+def remove() -> bool:
+    """Put back the very same host function objects; True when something was restored."""
+    with _lock:
+        if not is_patched():
+            return False
+        utils = sys.modules.get(UTILS_MODULE)
+        for name, original in _state.originals.items():
+            if (
+                utils is not None
+                and getattr(getattr(utils, name, None), SENTINEL, None) is original
+            ):
+                setattr(utils, name, original)
+        for module_name, name in _state.rebound:
+            module = sys.modules.get(module_name)
+            wrapped = getattr(module, name, None) if module is not None else None
+            if getattr(wrapped, SENTINEL, None) is _state.originals[name]:
+                setattr(module, name, _state.originals[name])
+        # Modules imported after patching took the wrapper by name themselves (e.g.
+        # stage_worker when the plugin loaded first): put the original back there too.
+        for module_name, module in list(sys.modules.items()):
+            if not module_name.startswith("dynamo.") or not isinstance(module, ModuleType):
+                continue
+            for name, original in _state.originals.items():
+                wrapped = module.__dict__.get(name)
+                if inspect.isfunction(wrapped) and wrapped.__dict__.get(SENTINEL) is original:
+                    setattr(module, name, original)
+        _state.originals.clear()
+        _state.rebound.clear()
+        return True

@@ -1,0 +1,401 @@
+"""Patch: a GLM-Image stage-1 processor (AR -> DiT) that is right on every supported release pair.
+
+The shipped legacy stage config names it for stage 1 by its stable path (kept for deployed
+configs): ``custom_process_input_func: omni_sizefix.processors.glm_image.ar2diffusion``. With the
+deploy schema vLLM-Omni takes stage 1's processor from its GLM-Image pipeline
+(``vllm_omni/model_executor/models/glm_image/pipeline.py``), not from the YAML, so this module
+is not used there. Every host that takes the deploy schema runs an upstream processor that
+is already right (see ``omni_sizefix.tools.stage_configs``).
+
+Every request goes to vLLM-Omni's own ``ar2diffusion``
+(``vllm_omni.model_executor.stage_input_processors.glm_image``). This module only changes
+the arguments where a release pair would get stage 1 wrong:
+
+1. Dispatch by parameter name
+   Target: ``OmniStageWorker._process_stage_inputs`` in ai-dynamo 1.2.x/1.3.x.
+   Why: it calls a source-outputs processor only when the second parameter is named
+   ``original_prompt``. vLLM-Omni >= 0.20.0 names it ``prompt``, so stage 1 raises
+   ``TypeError`` before the processor runs.
+   How: this function's parameters are ``(source_outputs, original_prompt,
+   requires_multimodal_data, streaming_context)``. ai-dynamo 1.2+ dispatch that as
+   source outputs (1.4+ accept either name).
+   Upstream: ai-dynamo 1.4.0 also accepts ``prompt`` (``_accepts_source_outputs_processor``).
+   Removable: when ai-dynamo < 1.4 leaves the supported range.
+
+2. Calling convention
+   Target: every caller.
+   Why: ai-dynamo 1.1.x (and vLLM-Omni's orchestrator up to 0.20.0rc1) always call
+   ``(stage_list, engine_input_source, [original_prompt], requires_mm)`` positionally,
+   whatever the parameter names. ai-dynamo 1.2+ (with the names above) and vLLM-Omni >= 0.20.0
+   call ``(source_outputs, original_prompt, requires_mm[, streaming_context])``. The installed
+   upstream processor accepts only one of the two.
+   How: the caller's convention is read from the argument types at call time: the items of a
+   stage list carry ``engine_outputs``, and ``engine_input_source`` is a list of stage ids.
+   Upstream is called in its own convention, which is read from its parameter names.
+   Upstream: vLLM-Omni 0.20.0 changed the convention (0.20.0rc1 still has the old one).
+   Removable: when ai-dynamo 1.1.x and vLLM-Omni < 0.20.0 leave the supported range.
+
+3. Where the size is read
+   Target: ``ar2diffusion`` in vLLM-Omni <= 0.18 reads only top-level ``height``/``width``.
+   ai-dynamo 1.2+ send only ``mm_processor_kwargs.target_h/target_w``.
+   How: the size is resolved as vLLM-Omni >= 0.20.0rc1 does it (``mm_processor_kwargs``, then
+   top-level ``height``/``width``, then 1024) and written in both shapes on a copy of the
+   prompt. The caller's prompt is not changed.
+   Upstream: vLLM-Omni 0.20.0rc1 reads ``mm_processor_kwargs`` (vllm-project/vllm-omni#3034).
+   Removable: when vLLM-Omni < 0.20.0rc1 leaves the supported range.
+
+4. Preview grid
+   Target: ``_parse_generated_tokens`` in vLLM-Omni <= 0.18.
+   Why: it assumes a ``token_h//2 x token_w//2`` preview grid. GLM-Image's scaffold asks for
+   ``int(sqrt(H/W)*16) x int(sqrt(W/H)*16)``, so for every size but 1024x1024 the prior is
+   sliced at the wrong offset.
+   How: probed once per process, by running upstream's parser on a synthetic 1024x768 output.
+   Where upstream slices wrong, this module cuts the target grid out at the scaffold's offset
+   and hands upstream only those tokens. Upstream's parser then takes them from offset 0 and
+   still does the upsampling and builds the DiT input. Image-to-image outputs have no preview
+   grid and are not touched.
+   Upstream: fixed in vLLM-Omni 0.20.0rc1.
+   Removable: when vLLM-Omni < 0.20.0rc1 leaves the supported range.
+
+5. Token field
+   Target: ``ar2diffusion`` in vLLM-Omni >= 0.20.0rc1 reads ``output.cumulative_token_ids``.
+   A completion that has only ``token_ids`` (ai-dynamo 1.1.x does not add it) raises
+   ``AttributeError``.
+   How: a read-only view adds ``cumulative_token_ids = token_ids``, as
+   ``_ensure_cumulative_token_ids`` in ai-dynamo 1.2+ does.
+   Removable: when ai-dynamo 1.1.x leaves the supported range.
+
+6. Return type
+   vLLM-Omni <= 0.23 returns ``list[dict]``; >= 0.24 returns ``dict | None``. When called in
+   the stage-list convention (ai-dynamo 1.1.x) with a newer upstream, this module returns
+   ``[dict]``. If parsing fails, it raises ``ValueError`` instead of handing ``None`` to the
+   DiT. When called with source outputs, upstream's own return value is passed through:
+   that is what vLLM-Omni's orchestrator of the same release expects, and every Dynamo
+   release unwraps a one-element list.
+
+At module import this file imports only the standard library and omni_sizefix. vLLM-Omni
+(and torch with it) is imported on the first call.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omni_sizefix.runtime import glm_layout, version_policy
+
+logger = logging.getLogger("omni_sizefix")
+
+UPSTREAM_MODULE = "vllm_omni.model_executor.stage_input_processors.glm_image"
+#: The qualified name of vLLM-Omni's own processor (what its stage configs name).
+UPSTREAM_PROCESSOR = f"{UPSTREAM_MODULE}.ar2diffusion"
+#: The stable qualified name of this module's processor (what the shipped legacy config names;
+#: ``omni_sizefix.processors.glm_image`` re-exports it).
+PROCESSOR = "omni_sizefix.processors.glm_image.ar2diffusion"
+
+STAGE_LIST = "stage_list"
+SOURCE_OUTPUTS = "source_outputs"
+DEFAULT_SIDE = 1024
+#: A non-square (height, width): the preview-grid rules of the two parsers differ there.
+PROBE_SIZE = (768, 1024)
+_I2I_IMAGE_KEYS = ("image", "img2img", "images")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The installed vLLM-Omni GLM-Image processor and how it behaves."""
+
+    function: Callable[..., Any]
+    #: ``stage_list`` (vLLM-Omni <= 0.20.0rc1) or ``source_outputs`` (>= 0.20.0).
+    convention: str
+    #: It takes a fourth ``streaming_context`` parameter.
+    takes_streaming_context: bool
+    #: It slices the prior at the scaffold's preview-grid offset (vLLM-Omni >= 0.20.0rc1).
+    scaffold_grid: bool
+
+
+def _positional_names(function: Callable[..., Any]) -> list[str]:
+    parameters = inspect.signature(function).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+
+def _as_ints(value: Any) -> list[int]:
+    if hasattr(value, "flatten"):
+        value = value.flatten()
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return [int(v) for v in value]
+
+
+def probe_scaffold_grid(module: Any) -> bool:
+    """True when upstream's parser slices a non-square prior at the scaffold's offset.
+
+    Runs upstream's own ``_parse_generated_tokens`` on a synthetic output. If that helper is
+    missing or fails, upstream is taken to be right (every release ships it).
+    """
+    height, width = PROBE_SIZE
+    parse = getattr(module, "_parse_generated_tokens", None)
+    if callable(parse):
+        tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
+        try:
+            prior = parse(tokens, height, width)[0]
+            return _as_ints(prior) == glm_layout.expected_prior(height, width)
+        except Exception as exc:
+            logger.debug("omni-sizefix: preview-grid probe failed (%s)", exc)
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def upstream() -> Upstream:
+    """Import and describe vLLM-Omni's GLM-Image ``ar2diffusion`` (once per process)."""
+    module = importlib.import_module(UPSTREAM_MODULE)
+    function = module.ar2diffusion
+    names = _positional_names(function)
+    stage_list_era = names[:2] == ["stage_list", "engine_input_source"]
+    convention = STAGE_LIST if stage_list_era else SOURCE_OUTPUTS
+    found = Upstream(
+        function=function,
+        convention=convention,
+        takes_streaming_context=convention == SOURCE_OUTPUTS and len(names) >= 4,
+        scaffold_grid=probe_scaffold_grid(module),
+    )
+    logger.info(
+        "omni-sizefix: GLM-Image stage 1 delegates to vLLM-Omni %s ar2diffusion (%s form)%s",
+        version_policy.installed_version("vllm-omni"),
+        convention,
+        "" if found.scaffold_grid else "; its preview grid is wrong, the prior is sliced here",
+    )
+    return found
+
+
+# --- the caller's side ------------------------------------------------------------------
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def calling_convention(first: Any, second: Any) -> str:
+    """How the caller called: ``stage_list`` or ``source_outputs`` (from the argument types)."""
+    if _is_sequence(first) and first and hasattr(first[0], "engine_outputs"):
+        return STAGE_LIST
+    if _is_sequence(second) and second:
+        if all(isinstance(i, int) and not isinstance(i, bool) for i in second):
+            return STAGE_LIST
+    return SOURCE_OUTPUTS
+
+
+def _dimension(value: Any, default: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return number if number > 0 else default
+
+
+def as_dict(prompt: Any) -> dict:
+    """A prompt as a dict, converted the way upstream converts it (``{}`` if it cannot)."""
+    if isinstance(prompt, Mapping):
+        return dict(prompt)
+    if hasattr(prompt, "_asdict"):
+        return dict(prompt._asdict())
+    if hasattr(prompt, "__dict__"):
+        return dict(vars(prompt))
+    return {}
+
+
+def requested_size(prompt: Mapping) -> tuple[int, int]:
+    """(height, width): ``mm_processor_kwargs.target_h/target_w``, then top level, then 1024."""
+    kwargs = prompt.get("mm_processor_kwargs")
+    kwargs = kwargs if isinstance(kwargs, Mapping) else {}
+    height = _dimension(kwargs.get("target_h"), _dimension(prompt.get("height"), DEFAULT_SIDE))
+    width = _dimension(kwargs.get("target_w"), _dimension(prompt.get("width"), DEFAULT_SIDE))
+    return height, width
+
+
+def sized_prompt(prompt: Any) -> dict:
+    """A copy of ``prompt`` with its resolved size in both shapes every upstream reads."""
+    data = as_dict(prompt)
+    height, width = requested_size(data)
+    existing = data.get("mm_processor_kwargs")
+    kwargs = dict(existing) if isinstance(existing, Mapping) else {}
+    kwargs.update(target_h=height, target_w=width)
+    data.update(mm_processor_kwargs=kwargs, height=height, width=width)
+    return data
+
+
+def is_image_to_image(ar_output: Any, prompt: Mapping) -> bool:
+    """Any of the signals an upstream release uses for image-to-image."""
+    mm_output = getattr(ar_output, "multimodal_output", None)
+    if isinstance(mm_output, Mapping):
+        ids = mm_output.get("ids")
+        if mm_output.get("prior_token_image_ids") is not None:
+            return True
+        if isinstance(ids, Mapping) and ids.get("prior_image") is not None:
+            return True
+    modalities = prompt.get("modalities")
+    if _is_sequence(modalities) and "img2img" in modalities:
+        return True
+    mm_data = prompt.get("multi_modal_data")
+    return isinstance(mm_data, Mapping) and any(mm_data.get(k) for k in _I2I_IMAGE_KEYS)
+
+
+# --- token views ------------------------------------------------------------------------
+
+
+class _CompletionView:
+    """Read-only view of a completion output with other token ids (the original is kept)."""
+
+    def __init__(self, completion: Any, token_ids: list[int]) -> None:
+        self._completion = completion
+        self.token_ids = token_ids
+        self.cumulative_token_ids = token_ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._completion, name)
+
+
+class _RequestOutputView:
+    """Read-only view of an AR request output whose first completion is replaced."""
+
+    def __init__(self, request_output: Any, completion: _CompletionView) -> None:
+        self._request_output = request_output
+        self.outputs = [completion, *list(request_output.outputs)[1:]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request_output, name)
+
+
+@dataclass
+class _Stage:
+    """The ``stage_list[i]`` shape a stage-list-era upstream reads."""
+
+    engine_outputs: list
+
+
+def target_tokens(token_ids: Sequence[int], height: int, width: int) -> list[int] | None:
+    """The target grid (+ EOS) cut at the scaffold's offset; None when not needed or possible.
+
+    None when the legacy ``//2`` preview grid equals the scaffold's (upstream is right), or
+    when the output is too short to hold the preview and target grids.
+    """
+    grids = glm_layout.grids_for(height, width)
+    rows, cols = grids.target
+    if (rows // 2, cols // 2) == grids.preview:
+        return None
+    ids = _as_ints(token_ids)
+    if ids and ids[-1] == glm_layout.EOS_TOKEN_ID:
+        ids = ids[:-1]
+    start = grids.preview[0] * grids.preview[1]
+    end = start + rows * cols
+    if len(ids) < end:
+        logger.warning(
+            "omni-sizefix: the GLM-Image AR output has %d tokens, %dx%d needs %d; "
+            "left to vLLM-Omni's parser",
+            len(ids),
+            width,
+            height,
+            end,
+        )
+        return None
+    return [*ids[start:end], glm_layout.EOS_TOKEN_ID]
+
+
+def prepared_output(ar_output: Any, prompt: Mapping, *, scaffold_grid: bool) -> Any:
+    """``ar_output``, or a view of it in the layout and fields upstream reads.
+
+    ``scaffold_grid`` False: upstream slices at the legacy preview-grid offset, so a
+    text-to-image output is cut to its target grid here.
+    """
+    outputs = getattr(ar_output, "outputs", None)
+    if not outputs:
+        return ar_output
+    completion = outputs[0]
+    tokens = getattr(completion, "cumulative_token_ids", None)
+    bridged = tokens is None
+    if bridged:
+        tokens = getattr(completion, "token_ids", None)
+    if tokens is None:
+        return ar_output
+    realigned = None
+    if not scaffold_grid and not is_image_to_image(ar_output, prompt):
+        realigned = target_tokens(tokens, *requested_size(prompt))
+    if realigned is None and not bridged:
+        return ar_output
+    ids = realigned if realigned is not None else _as_ints(tokens)
+    return _RequestOutputView(ar_output, _CompletionView(completion, ids))
+
+
+# --- the processor ----------------------------------------------------------------------
+
+
+def _stage_list_outputs(stage_list: Sequence[Any], engine_input_source: Sequence[int]) -> list:
+    """The AR outputs a stage-list-era upstream reads (its first source stage)."""
+    if not engine_input_source:
+        raise ValueError("engine_input_source cannot be empty")
+    source = engine_input_source[0]
+    if source >= len(stage_list):
+        raise IndexError(f"Invalid stage_id: {source}")
+    outputs = stage_list[source].engine_outputs
+    if outputs is None:
+        raise RuntimeError(f"Stage {source} has no outputs yet")
+    return list(outputs)
+
+
+def _delegate(
+    outputs: list, prompt: Any, requires_mm: Any, streaming_context: Any, *, as_list: bool
+) -> Any:
+    found = upstream()
+    raw = list(prompt) if isinstance(prompt, list) else [prompt if prompt is not None else {}]
+    prompts = [sized_prompt(p) for p in raw]
+    default = sized_prompt({})
+    views = [
+        prepared_output(
+            out, prompts[i] if i < len(prompts) else default, scaffold_grid=found.scaffold_grid
+        )
+        for i, out in enumerate(outputs)
+    ]
+    if found.convention == STAGE_LIST:
+        return found.function([_Stage(engine_outputs=views)], [0], prompts, requires_mm)
+    prompt_arg = prompts if as_list else prompts[0]
+    if found.takes_streaming_context:
+        return found.function(views, prompt_arg, requires_mm, streaming_context)
+    return found.function(views, prompt_arg, requires_mm)
+
+
+def ar2diffusion(
+    source_outputs: Any,
+    original_prompt: Any = None,
+    requires_multimodal_data: Any = False,
+    streaming_context: Any = None,
+) -> Any:
+    """GLM-Image AR outputs -> the DiT input, at the requested size, on every release pair.
+
+    Accepts both calling conventions (see the module docstring). The parameter names are the
+    ones ai-dynamo 1.2+ dispatch as source outputs. A stage-list caller passes
+    ``(stage_list, engine_input_source, prompts, requires_mm)`` in these four positions.
+    """
+    if calling_convention(source_outputs, original_prompt) == STAGE_LIST:
+        outputs = _stage_list_outputs(source_outputs, original_prompt)
+        result = _delegate(outputs, requires_multimodal_data, streaming_context, None, as_list=True)
+        if isinstance(result, list):
+            return result
+        if result is None:
+            raise ValueError(
+                "vLLM-Omni's GLM-Image ar2diffusion built no DiT input: the AR output could "
+                "not be parsed (see its warning above)"
+            )
+        return [result]
+    outputs = list(source_outputs) if source_outputs is not None else []
+    return _delegate(
+        outputs,
+        original_prompt,
+        requires_multimodal_data,
+        streaming_context,
+        as_list=isinstance(original_prompt, list),
+    )

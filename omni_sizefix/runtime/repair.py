@@ -1,0 +1,220 @@
+"""Apply the hooks to one parsed request: the per-request work of the patch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omni_sizefix.runtime import default_plugin, size_policy
+from omni_sizefix.runtime.geometry import TargetGeometry
+from omni_sizefix.runtime.pipelines import Plan
+from omni_sizefix.runtime.plugins import hook_calls
+from omni_sizefix.runtime.settings import Shape
+
+logger = logging.getLogger("omni_sizefix")
+
+_SIZED_MODALITIES = frozenset({"image", "video"})
+
+
+def is_candidate(parsed: Any, output_modalities: Any) -> bool:
+    """Cheap pre-filter: only image/video results and image-modality chats reach the hooks."""
+    if not isinstance(parsed, dict):
+        return False
+    if parsed.get("sampling_params_list") is not None:
+        return True
+    for modality in output_modalities or ():
+        if modality == "image":
+            return True
+        if not (type(modality) is str and modality.islower()) and str(modality).lower() == "image":
+            return True
+    return False
+
+
+def may_need_size(output_modalities: Any) -> bool:
+    """False only when no output modality is image or video: the host's result then
+    carries no size, and the wrapper can skip all of its work (text and audio workers).
+    """
+    try:
+        for modality in output_modalities:
+            if modality in _SIZED_MODALITIES:
+                return True
+            if not (type(modality) is str and modality.islower()):
+                if str(modality).lower() in _SIZED_MODALITIES:
+                    return True
+        return False
+    except Exception:  # e.g. not iterable: let the guarded repair path deal with it
+        return True
+
+
+def _int_equal(value: Any, expected: int) -> bool:
+    return type(value) is int and value == expected
+
+
+def host_already_sized(parsed: dict, shape: Shape) -> bool:
+    """True when the host wrote one valid size, as plain ints, everywhere the default
+    hooks write it, and marked stage 0 as an image prompt.
+
+    The default hooks would then return equal values, so the result is served as the
+    host built it. This is every image request on ai-dynamo >= 1.2 with a vLLM-Omni that
+    reads ``mm_processor_kwargs``; checking it first saves most of the per-request cost.
+    """
+    stage0 = parsed.get("engine_inputs")
+    if type(stage0) is not dict or "modalities" not in stage0:
+        return False  # ai-dynamo 1.1, video: nothing there yet (checked without raising)
+    kwargs = stage0.get("mm_processor_kwargs")
+    if type(kwargs) is not dict:
+        return False
+    height, width = kwargs.get("target_h"), kwargs.get("target_w")
+    if type(height) is not int or type(width) is not int:
+        return False
+    if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
+        return False  # the size policy has a say
+    if not size_policy.fits_budget(height, width):
+        return False  # so does this deployment's stage-0 budget
+    sampling = parsed.get("sampling_params_list")
+    if type(sampling) is not dict:
+        return False
+    if not (
+        _int_equal(sampling.get("height"), height) and _int_equal(sampling.get("width"), width)
+    ):
+        return False
+    original = parsed.get("original_prompt")
+    if type(original) is not dict:
+        return False
+    if shape is not Shape.TOP_LEVEL:
+        theirs = original.get("mm_processor_kwargs")
+        if theirs is not kwargs and not (  # ai-dynamo >= 1.2 shares the one dict
+            type(theirs) is dict
+            and _int_equal(theirs.get("target_h"), height)
+            and _int_equal(theirs.get("target_w"), width)
+        ):
+            return False
+    if shape is not Shape.MM_KWARGS:
+        return _int_equal(original.get("height"), height) and _int_equal(
+            original.get("width"), width
+        )
+    return True
+
+
+def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: Shape) -> dict:
+    """Return ``parsed`` with the target geometry in every place the stages read it.
+
+    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request,
+    and, when only the default hooks are installed, when the host already sized it.
+    """
+    if not is_candidate(parsed, output_modalities):
+        return parsed
+    hooks = hook_calls()
+    if hooks.defaults_only and host_already_sized(parsed, shape):
+        default_plugin.check_size_format(request)  # the host turned a malformed size into 1024
+        return parsed
+    geometry = hooks.target_geometry(
+        request=request, parsed=parsed, output_modalities=output_modalities
+    )
+    if geometry is None:
+        return parsed
+    engine_inputs = hooks.stage0_prompt(
+        engine_inputs=parsed.get("engine_inputs"), geometry=geometry, request=request
+    )
+    if engine_inputs is None:  # no stage-0 prompt to size: all places or none
+        return parsed
+    repaired = dict(parsed)
+    repaired["engine_inputs"] = engine_inputs
+    original_prompt = hooks.original_prompt(
+        original_prompt=parsed.get("original_prompt"), geometry=geometry, shape=shape
+    )
+    if original_prompt is not None:
+        repaired["original_prompt"] = original_prompt
+    sampling_params = hooks.sampling_params(
+        sampling_params=parsed.get("sampling_params_list"), geometry=geometry, request=request
+    )
+    if sampling_params is not None:
+        repaired["sampling_params_list"] = sampling_params
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "omni-sizefix: %s request sized %dx%d (WxH)%s, stage-1 shape %s",
+            geometry.kind,
+            geometry.width,
+            geometry.height,
+            f", snapped from {geometry.requested[1]}x{geometry.requested[0]}"
+            if geometry.snapped and geometry.requested
+            else "",
+            shape.value,
+        )
+    return repaired
+
+
+def repair_request(request: dict, output_modalities: list, parsed: dict, plan: Plan) -> dict:
+    """``repair_parsed`` for the pipeline this worker serves (``omni_sizefix.runtime.pipelines``).
+
+    GLM-Image: every hook, as ``repair_parsed``. Another model: only ``original_prompt`` of
+    an image request gets the host's size, in the place its stage-1 processor reads it
+    (``plan.shape``); stage 0 and the sampling parameters stay as the host built them, and
+    nothing is added where that processor reads no size. A malformed ``size`` is rejected
+    for every model.
+    """
+    if plan.is_glm:
+        return repair_parsed(request, output_modalities, parsed, plan.shape or Shape.BOTH)
+    if not is_candidate(parsed, output_modalities):
+        return parsed
+    kind = default_plugin.request_kind(request, output_modalities)
+    if kind != "image":
+        return parsed
+    default_plugin.check_size_format(request)
+    sampling = parsed.get("sampling_params_list")
+    if plan.shape is None or type(sampling) is not dict:
+        return parsed
+    if sampling.get("height") is None or sampling.get("width") is None:
+        return parsed
+    height = default_plugin.as_dimension(sampling["height"], "height")
+    width = default_plugin.as_dimension(sampling["width"], "width")
+    original = parsed.get("original_prompt")
+    if type(original) is dict and _holds_size(original, height, width, plan.shape):
+        return parsed
+    geometry = TargetGeometry(height, width, kind=kind)
+    repaired_prompt = hook_calls().original_prompt(
+        original_prompt=original, geometry=geometry, shape=plan.shape
+    )
+    if repaired_prompt is None:
+        return parsed
+    repaired = dict(parsed)
+    repaired["original_prompt"] = repaired_prompt
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "omni-sizefix: %s image request: original_prompt sized %dx%d (WxH) as %s",
+            plan.pipeline,
+            width,
+            height,
+            plan.shape.value,
+        )
+    return repaired
+
+
+def _holds_size(prompt: dict, height: int, width: int, shape: Shape) -> bool:
+    if shape is not Shape.TOP_LEVEL:
+        kwargs = prompt.get("mm_processor_kwargs")
+        if not (
+            type(kwargs) is dict
+            and _int_equal(kwargs.get("target_h"), height)
+            and _int_equal(kwargs.get("target_w"), width)
+        ):
+            return False
+    if shape is not Shape.MM_KWARGS:
+        return _int_equal(prompt.get("height"), height) and _int_equal(prompt.get("width"), width)
+    return True
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def repair_original_prompt(prompt: Any, height: Any, width: Any, shape: Shape | None) -> Any:
+    """Add the size to a ``build_original_prompt`` result; return it unchanged if it cannot
+    (or when ``shape`` is None: this pipeline's stage 1 reads no size from it)."""
+    if shape is None or not (
+        _positive_int(height) and _positive_int(width) and isinstance(prompt, dict)
+    ):
+        return prompt
+    geometry = TargetGeometry(height, width, kind=None)
+    repaired = hook_calls().original_prompt(original_prompt=prompt, geometry=geometry, shape=shape)
+    return prompt if repaired is None else repaired

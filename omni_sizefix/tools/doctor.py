@@ -1,0 +1,287 @@
+"""``omni-sizefix doctor``: will the plugin act, and act correctly, in this environment?
+
+Reads the host profile (``omni_sizefix.runtime.host_profile``): distribution metadata, the host's
+source files, and the behavioural probes, which import the host as a stage worker does
+(can the installed release pair start at all?). With ``--stage-configs-path`` it also loads
+that config as a worker would (``omni_sizefix.tools.config_check``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+
+from omni_sizefix import __version__
+from omni_sizefix.runtime import host_profile, pipelines, settings, version_policy
+from omni_sizefix.runtime.package import SUPPORTED_HOSTS
+from omni_sizefix.tools import stage_configs
+
+OK, ATTENTION, UNSUPPORTED = 0, 1, 2
+GROUPS = ("vllm_omni.general_plugins", "vllm.general_plugins")
+
+
+@dataclass
+class Finding:
+    """One problem and what to do about it; ``level`` is the exit code it implies."""
+
+    level: int
+    problem: str
+    fix: str
+
+
+@dataclass
+class Report:
+    """Everything ``doctor`` found."""
+
+    omni_sizefix: str = __version__
+    versions: dict[str, str | None] = field(default_factory=dict)
+    supported: dict[str, bool | None] = field(default_factory=dict)
+    shape: str = ""
+    shape_reason: str = ""
+    host_signatures: dict[str, str] = field(default_factory=dict)
+    #: False: this release pair cannot start a stage worker (None: not probed, no Dynamo).
+    startable: bool | None = None
+    stage_config_loader: str = ""
+    stage1_dispatch: str | None = None
+    cumulative_token_ids_bridge: bool | None = None
+    stage0_budget_source: str | None = None
+    entry_points: dict[str, bool] = field(default_factory=dict)
+    vllm_plugins: str | None = None
+    kill_switch: bool = False
+    size_policy: str = ""
+    stage_config: str | None = None
+    stage1_runtime_fix: str = ""
+    config_check: dict | None = None
+    third_party_plugins: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return max((f.level for f in self.findings), default=OK)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def diagnose(
+    stage_configs_path: str | None = None,
+    model: str | None = None,
+    profile: host_profile.HostProfile | None = None,
+) -> Report:
+    """Collect the report; every problem gets a finding with a fix.
+
+    ``profile``: the host profile to judge (default: this process's, probed). With
+    ``stage_configs_path``, also load that config as a worker would and say what will
+    happen with it.
+    """
+    found = profile if profile is not None else host_profile.probed()
+    report = Report(versions=dict(found.versions), supported=dict(found.supported))
+    add = report.findings.append
+    for dist, spec in SUPPORTED_HOSTS.items():
+        version = report.versions.get(dist)
+        if version is None:
+            add(
+                Finding(
+                    ATTENTION,
+                    f"{dist} is not installed here",
+                    "run doctor inside the Dynamo worker's environment",
+                )
+            )
+        elif not report.supported[dist]:
+            add(
+                Finding(
+                    UNSUPPORTED,
+                    f"{dist} {version} is outside {dist}{spec}",
+                    "the plugin will step aside; use a supported release or upgrade omni-sizefix",
+                )
+            )
+    if found.loader is not None:
+        report.startable = found.loader.startable
+        report.stage_config_loader = found.loader.detail
+        if found.loader.startable is False:
+            add(
+                Finding(
+                    UNSUPPORTED,
+                    found.loader.detail,
+                    "install a vLLM-Omni release whose stage-config loader this ai-dynamo calls "
+                    "correctly (README: Releases covered); the plugin cannot change that",
+                )
+            )
+    if found.stage1 is not None:
+        report.stage1_dispatch = found.stage1.host_call or "rejects vLLM-Omni's ar2diffusion"
+        report.cumulative_token_ids_bridge = found.stage1.host_bridges_cumulative
+    try:
+        decision = version_policy.decide_shape()
+    except ValueError as exc:
+        add(Finding(ATTENTION, str(exc), f"unset {settings.SHAPE_VAR} or use auto"))
+        settings_free = pipelines.default_plan()
+        decision = version_policy.ShapeDecision(settings_free.shape, settings_free.reason)
+    report.shape = decision.shape.value if decision.shape is not None else "none"
+    report.shape_reason = decision.reason
+    report.host_signatures = dict(found.signatures)
+    for problem in found.signature_problems:
+        add(
+            Finding(
+                UNSUPPORTED, problem, "the plugin will step aside; this Dynamo is not supported"
+            )
+        )
+    for group in GROUPS:
+        names = {ep.name: ep.value for ep in metadata.entry_points(group=group)}
+        report.entry_points[group] = names.get("omni_sizefix") == "omni_sizefix:register"
+        if not report.entry_points[group]:
+            add(
+                Finding(
+                    ATTENTION,
+                    f"entry point omni_sizefix not visible in {group}",
+                    "reinstall omni-sizefix into the worker's environment",
+                )
+            )
+    report.vllm_plugins = os.environ.get("VLLM_PLUGINS")
+    if report.vllm_plugins is not None:
+        allowed = {p.strip() for p in report.vllm_plugins.split(",") if p.strip()}
+        if "omni_sizefix" not in allowed:
+            add(
+                Finding(
+                    ATTENTION,
+                    f"VLLM_PLUGINS={report.vllm_plugins!r} filters omni_sizefix out",
+                    "add omni_sizefix to VLLM_PLUGINS",
+                )
+            )
+    report.kill_switch = settings.disabled()
+    if report.kill_switch:
+        add(
+            Finding(
+                ATTENTION,
+                f"{settings.DISABLE_VAR} is set: the plugin will do nothing",
+                f"unset {settings.DISABLE_VAR} to enable it",
+            )
+        )
+    try:
+        report.size_policy = settings.size_policy().value
+    except ValueError as exc:
+        add(Finding(ATTENTION, str(exc), f"set {settings.SIZE_POLICY_VAR} to reject, snap or off"))
+    try:
+        report.stage_config = str(stage_configs.path_for_installed_host())
+    except (AttributeError, LookupError, ValueError) as exc:
+        report.stage_config = None
+        add(
+            Finding(
+                ATTENTION,
+                f"no shipped stage config fits: {exc}",
+                "pass vLLM-Omni's own GLM-Image config to --stage-configs-path",
+            )
+        )
+    fixable = found.stage1_runtime_fix
+    report.stage0_budget_source = found.stage0_budget_source
+    if fixable:
+        report.stage1_runtime_fix = (
+            "a stage-1 worker that loads vLLM-Omni's GLM-Image processor gets one that works on "
+            "this release pair (checked when the worker starts)"
+        )
+    elif fixable is False:
+        report.stage1_runtime_fix = "not available on this Dynamo"
+        add(
+            Finding(
+                ATTENTION,
+                "stage 1 cannot be fixed at run time here (dynamo.vllm.omni.stage_worker has no "
+                "_load_processor(func_path) called by OmniStageWorker.__init__): with "
+                "vLLM-Omni's own GLM-Image config stage 1 may fail on this release pair",
+                "pass the shipped config: --stage-configs-path $(omni-sizefix stage-config "
+                "glm_image); check it with doctor --stage-configs-path",
+            )
+        )
+    if stage_configs_path is not None:
+        from omni_sizefix.tools import config_check
+
+        verdict = config_check.check(stage_configs_path, model=model)
+        report.config_check = asdict(verdict)
+        for level, problem, fix in verdict.problems:
+            add(Finding(level, problem, fix))
+    try:
+        from omni_sizefix.runtime import plugins
+
+        report.third_party_plugins = plugins.third_party_plugins()
+    except Exception as exc:
+        add(
+            Finding(
+                ATTENTION,
+                f"hook plugins could not be loaded: {exc}",
+                f"fix or exclude them with {settings.PLUGINS_VAR}",
+            )
+        )
+    return report
+
+
+def render(report: Report) -> str:
+    """Human-readable report."""
+    mark = {True: "supported", False: "NOT supported", None: "-"}
+    lines = [f"omni-sizefix {report.omni_sizefix}", "", "Installed:"]
+    for dist, version in report.versions.items():
+        note = (
+            f"  ({mark[report.supported[dist]]}: {dist}{SUPPORTED_HOSTS[dist]})"
+            if dist in SUPPORTED_HOSTS
+            else ""
+        )
+        lines.append(f"  {dist:<13} {version or 'not installed'}{note}")
+    if report.stage_config_loader:
+        verdict = {True: "starts", False: "CANNOT START", None: "not determined"}
+        lines += [
+            "",
+            f"This release pair: {verdict[report.startable]}"
+            + (" (below)" if report.startable is False else f" ({report.stage_config_loader})"),
+        ]
+    lines += ["", f"Stage-1 size shape: {report.shape} ({report.shape_reason})"]
+    for name, found in report.host_signatures.items():
+        lines.append(f"Host {name}: {found}")
+    if report.stage1_dispatch is not None:
+        bridge = "restored" if report.cumulative_token_ids_bridge else "not restored"
+        lines.append(
+            f"Stage-1 dispatch: {report.stage1_dispatch}; cumulative_token_ids after the "
+            f"connector: {bridge}"
+        )
+    if report.stage0_budget_source:
+        lines.append(f"Stage-0 budget: {report.stage0_budget_source}")
+    for group, ok in report.entry_points.items():
+        lines.append(f"Entry point in {group}: {'visible' if ok else 'MISSING'}")
+    plugins_env = report.vllm_plugins
+    lines.append(f"VLLM_PLUGINS: {plugins_env if plugins_env is not None else 'unset (all load)'}")
+    lines.append(
+        f"Kill switch {settings.DISABLE_VAR}: {'SET' if report.kill_switch else 'not set'}"
+    )
+    lines.append(f"Size policy: {report.size_policy or '?'}")
+    lines.append(f"Stage config that fits: {report.stage_config or 'none'}")
+    if report.stage1_runtime_fix:
+        lines.append(f"Stage-1 run-time fix: {report.stage1_runtime_fix}")
+    check = report.config_check
+    if check is not None:
+        lines += ["", f"Stage config {check['path']}:"]
+        lines.append(f"  loads with this release's loader: {check['loads']}")
+        if check["processor"]:
+            lines.append(f"  stage-1 processor: {check['processor']}")
+        if check["stage1"]:
+            lines.append(f"  stage 1 runs: {check['stage1']}")
+        if check["max_tokens"] is not None:
+            lines.append(
+                f"  stage-0 max_tokens: {check['max_tokens']} "
+                f"(holds up to {check['largest_size'] or 'no size'})"
+            )
+        lines.append(f"  => {check['summary']}")
+    lines.append(f"Third-party hook plugins: {', '.join(report.third_party_plugins) or 'none'}")
+    lines.append("")
+    if not report.findings:
+        lines.append(
+            "OK: the plugin will patch this host when a worker starts"
+            + (
+                "; stage 1's GLM-Image processor is fixed at run time where this release "
+                "pair needs it."
+                if report.stage1_runtime_fix and report.config_check is None
+                else "."
+            )
+        )
+    for finding in report.findings:
+        label = {ATTENTION: "ATTENTION", UNSUPPORTED: "UNSUPPORTED"}[finding.level]
+        lines.append(f"{label}: {finding.problem}\n  -> {finding.fix}")
+    return "\n".join(lines)
