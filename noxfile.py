@@ -21,7 +21,8 @@ Suites: ``host`` in host cells; ``unit`` in cells without host, and in host cell
 those that skip without one. ``live`` (tests/live, several minutes) when ``OMNI_SIZEFIX_LIVE``
 names the cell (or is ``all``: every cell with ai-dynamo). ``OMNI_SIZEFIX_SUITES=host`` (or
 ``unit``, ``live``, ``none`` to only build) narrows; ``OMNI_SIZEFIX_PYTHON`` picks the Python
-(default 3.11). Arguments after ``--`` go to pytest, e.g. ``nox -s dynamo-1.2 -- -k size``.
+(default 3.11); ``OMNI_SIZEFIX_DESELECT`` lists test ids (``tests/host/test_x.py``) not to
+run. Arguments after ``--`` go to pytest, e.g. ``nox -s dynamo-1.2 -- -k size``.
 
 The canary ``latest`` (not run by default) resolves its pins when it runs
 (``tests/harness/latest_pins.py``) and records them in ``reports/latest.json``.
@@ -259,6 +260,7 @@ def run_suite(session: nox.Session, cell: str, suite: str, scratch: Path) -> Non
         *(["-v"] if suite != "unit" else []),
         *(["-s"] if suite == "live" else []),
         str(ROOT / "tests" / suite),
+        *[f"--deselect={node}" for node in os.environ.get("OMNI_SIZEFIX_DESELECT", "").split()],
         *session.posargs,
     ]
     env = {"PYTHONPATH": str(HARNESS), "OMNI_SIZEFIX_CELL": cell}

@@ -13,8 +13,9 @@
 # Needs only python3 (>= 3.10) with pip: uv and nox are installed into .venv-tools/.
 # Environment: OMNI_SIZEFIX_KEEP_CELLS=1 keeps (and reuses) cells in .nox/; OMNI_SIZEFIX_LIVE
 # and OMNI_SIZEFIX_UNIT name the host cells that also run tests/live and tests/unit
-# (comma-separated, 'all', or '' for none; defaults below); OMNI_SIZEFIX_PYTHON the cells'
-# Python (3.11). Results: reports/<cell>.json + .xml, reports/matrix.md; exit 1 if a cell failed.
+# (comma-separated, 'all', or '' for none; defaults below); OMNI_SIZEFIX_DESELECT the tests not
+# run ('' runs all); OMNI_SIZEFIX_PYTHON the cells' Python (3.11).
+# Results: reports/<cell>.json + .xml, reports/matrix.md; exit status 1 if a cell failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 source scripts/tools.sh
@@ -22,8 +23,9 @@ source scripts/tools.sh
 # The CI set (under an hour on a fresh machine; README "Matrix cells and the canary"): the
 # package alone (every unit test), the top-level-size vLLM-Omni, and one cell per distinct
 # ai-dynamo omni code base (1.3's utils.py is 1.2's, 1.7.0.dev's is 1.6's). tests/host runs in
-# each; tests/unit and tests/live (the real Dynamo processes over HTTP) in one Dynamo cell,
-# dynamo-1.1-tf5 (the unit tests that need a host skip in no-host; the rest are host-free).
+# each but test_startable.py (below); tests/unit and tests/live (the real Dynamo processes
+# over HTTP) in one Dynamo cell, dynamo-1.1-tf5 (the unit tests that need a host skip in
+# no-host). A named cell runs those suites as in CI; --all runs every suite in every cell.
 ci_cells=(no-host omni-0.18 dynamo-1.1-tf5 dynamo-1.2-tf5 dynamo-1.4 dynamo-1.5 dynamo-1.6)
 cells=() pytest_args=() all=0
 while (($#)); do
@@ -31,7 +33,7 @@ while (($#)); do
         --) shift; pytest_args=(-- "$@"); break ;;
         -l|--list) bootstrap && exec "$TOOLS/bin/nox" --list ;;
         -a|--all) all=1 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (pytest arguments go after --)" >&2; exit 2 ;;
         *) cells+=("$1") ;;
     esac
@@ -46,6 +48,11 @@ if ((all)); then
 else
     export OMNI_SIZEFIX_LIVE="${OMNI_SIZEFIX_LIVE-dynamo-1.1-tf5}"
     export OMNI_SIZEFIX_UNIT="${OMNI_SIZEFIX_UNIT-dynamo-1.1-tf5}"
+fi
+if ((${#cells[@]} == 0 && !all)); then
+    # The CI set only: two more doctor processes per Dynamo cell (1-2.5 min a cell) to assert
+    # "startable: true"; test_cli_check's doctor runs already fail an unstartable pair (exit 2).
+    export OMNI_SIZEFIX_DESELECT="${OMNI_SIZEFIX_DESELECT-tests/host/test_startable.py}"
 fi
 known=$(nox --list --json | python3 -c 'import json, sys
 print(" ".join(s["session"] for s in json.load(sys.stdin)))') || exit 2
