@@ -150,6 +150,9 @@ def check(session: nox.Session, report: dict, name: str, key: str) -> Iterator[d
     except (CommandFailed, CellFailure) as exc:
         report["checks"][name] = ["failed", str(getattr(exc, "reason", None) or exc)]
         raise CellFailure(f"{name}: {report['checks'][name][1]}") from exc
+    except BaseException:  # interrupted: the cell is not reported as passed
+        report["checks"][name] = ["failed", "interrupted"]
+        raise
     finally:
         report["durations_s"][key] = round(time.monotonic() - started, 1)
     report["checks"][name] = ["passed", note["text"]]
@@ -230,7 +233,8 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
             for n, (o, why) in report["checks"].items()
             if o == "failed" and n.endswith(" tests")
         ]
-        report["status"] = "failed" if problems else "passed" if suites else "built"
+        failed = problems or any(o == "failed" for o, _ in report["checks"].values())
+        report["status"] = "failed" if failed else "passed" if suites else "built"
         report["durations_s"]["total"] = round(time.monotonic() - started, 1)
         report["updated"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         (REPORTS / f"{cell}.json").write_text(json.dumps(report, indent=1) + "\n")
