@@ -46,7 +46,10 @@ def outcome(case: ET.Element) -> tuple[str, str]:
             return "failed", child.get("message") or child.tag
         if child.tag == "skipped":
             kind = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
-            return kind, (child.get("message") or "").removeprefix("xfail-reason: ")
+            reason = child.get("message") or ""
+            if reason == "collection skipped":  # a module-level skip: the reason is the text
+                reason = (child.text or reason).split("Skipped: ", 1)[-1].rstrip("\"')")
+            return kind, reason.removeprefix("xfail-reason: ")
     return "passed", ""
 
 
@@ -203,7 +206,10 @@ def main() -> int:
     (args.reports / "matrix.md").write_text("# omni-sizefix version matrix\n\n" + body)
     if args.update_readme:
         (ROOT / "docs" / "matrix.md").write_text(DOCS_HEADER + render(cells, compact=True))
-        link = "Every test in every cell, with skip reasons: [docs/matrix.md](docs/matrix.md).\n"
+        link = (
+            "Every test in every cell, with skip reasons and what the wheel install added: "
+            "[docs/matrix.md](docs/matrix.md).\n"
+        )
         update_readme(ROOT / "README.md", "\n".join(versions_table(cells)) + "\n\n" + link)
     return 0
 
