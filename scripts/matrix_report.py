@@ -48,7 +48,7 @@ def outcome(case: ET.Element) -> tuple[str, str]:
             kind = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
             reason = child.get("message") or ""
             if reason == "collection skipped":  # a module-level skip: the reason is the text
-                reason = (child.text or reason).split("Skipped: ", 1)[-1].rstrip("\"')")
+                reason = re.sub(r"""["']\)$""", "", (child.text or "").split("Skipped: ", 1)[-1])
             return kind, reason.removeprefix("xfail-reason: ")
     return "passed", ""
 
