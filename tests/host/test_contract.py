@@ -9,21 +9,17 @@ import inspect
 import json
 from importlib import metadata
 
+import glm_upstream
 import pytest
-from conftest import UPSTREAM_PROCESSOR, DynamoHost, run_python
+from conftest import UPSTREAM_PROCESSOR, DynamoHost, image_request, run_python
 
 import omni_sizefix
-from omni_sizefix.runtime import glm_layout, version_policy
+from omni_sizefix.runtime import glm_layout
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
-from omni_sizefix.runtime.settings import Shape
 from omni_sizefix.tools.simulation import dryrun
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (1152, 768), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT".
-
-
-def image_request(height: int, width: int) -> dict:
-    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
 
 
 # --- loading ------------------------------------------------------------------------
@@ -193,12 +189,8 @@ def test_image_request_carries_size_everywhere(patched: DynamoHost, height: int,
     assert stage0["modalities"] == ["image"]
     assert parsed["sampling_params_list"]["height"] == height
     assert parsed["sampling_params_list"]["width"] == width
-    original = parsed["original_prompt"]
-    shape = version_policy.decide_shape().shape
-    if shape in (Shape.MM_KWARGS, Shape.BOTH):
-        assert original["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
-    if shape in (Shape.TOP_LEVEL, Shape.BOTH):
-        assert (original["height"], original["width"]) == (height, width)
+    # in a place the installed vLLM-Omni's own processor reads, which hands it to the DiT
+    assert glm_upstream.carries_size(parsed["original_prompt"], height, width)
     for value in (
         *stage0["mm_processor_kwargs"].values(),
         *parsed["sampling_params_list"].values(),
@@ -224,13 +216,12 @@ def test_video_request_is_sized(patched: DynamoHost) -> None:
 
 
 def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
-    """Where the host sends mm_processor_kwargs everywhere, the plugin adds nothing."""
+    """Where the host already sends the size to both stages in a place they read, the plugin
+    adds nothing."""
+    if not _host_sizes_everything(dynamo_host):
+        pytest.skip("this host does not size both stages itself (test_unpatched_host_...)")
     omni_sizefix.unpatch()
     host = dynamo_host.parse(image_request(768, 1024), ["image"])
-    if "mm_processor_kwargs" not in host["original_prompt"]:
-        pytest.skip("this host does not size original_prompt itself")
-    if version_policy.decide_shape().shape is not Shape.MM_KWARGS:
-        pytest.skip("this vLLM-Omni needs the top-level shape as well")
     assert omni_sizefix.patch()
     try:
         ours = dynamo_host.parse(image_request(768, 1024), ["image"])
@@ -240,17 +231,6 @@ def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
 
 
 # --- end to end through the real stage workers ---------------------------------------
-
-
-def _dispatch_calls_upstream(dynamo_host: DynamoHost) -> bool:
-    """Whether this Dynamo can call vLLM-Omni's own ar2diffusion (feature probe)."""
-    from vllm_omni.model_executor.stage_input_processors.glm_image import ar2diffusion
-
-    names = list(inspect.signature(ar2diffusion).parameters)
-    if names[:2] == ["stage_list", "engine_input_source"]:
-        return True
-    accepts = getattr(dynamo_host.stage_worker, "_accepts_source_outputs_processor", None)
-    return bool(accepts and accepts(names))
 
 
 def _requested_layout(height: int, width: int):
@@ -309,7 +289,7 @@ def test_end_to_end_with_kill_switch_shows_the_defect(
     dynamo_host: DynamoHost, worker_off: dict
 ) -> None:
     """OMNI_SIZEFIX_DISABLE=1: broken hosts show their defect; right hosts stay right."""
-    if not _dispatch_calls_upstream(dynamo_host):
+    if not glm_upstream.dispatch_calls(dynamo_host.stage_worker):
         pytest.skip(
             "this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (shown by "
             "test_stage1_runtime.py::test_host_defect_with_vllm_omni_config)"
@@ -321,14 +301,13 @@ def test_end_to_end_with_kill_switch_shows_the_defect(
 
 
 def _host_sizes_everything(dynamo_host: DynamoHost) -> bool:
-    """Whether the bare host already sends the size to both stages in a shape they read."""
+    """Whether the bare host already sends the size to both stages in a place they read
+    (stage 0: ``mm_processor_kwargs``; stage 1: where vLLM-Omni's own processor reads it)."""
     omni_sizefix.unpatch()
     parsed = dynamo_host.parse(image_request(768, 1024), ["image"])
-    shape = version_policy.decide_shape().shape
-    original = parsed["original_prompt"] or {}
-    stage0 = isinstance(parsed["engine_inputs"], dict) and (
-        "mm_processor_kwargs" in parsed["engine_inputs"]
-    )
-    if shape is Shape.MM_KWARGS:
-        return stage0 and "mm_processor_kwargs" in original
-    return stage0 and "height" in original
+    stage0 = parsed["engine_inputs"]
+    stage0_sized = isinstance(stage0, dict) and stage0.get("mm_processor_kwargs") == {
+        "target_h": 768,
+        "target_w": 1024,
+    }
+    return stage0_sized and glm_upstream.carries_size(parsed["original_prompt"], 768, 1024)
