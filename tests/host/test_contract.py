@@ -12,9 +12,10 @@ from importlib import metadata
 import glm_upstream
 import pytest
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, image_request, run_python
+from packaging.version import Version
 
 import omni_sizefix
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import glm_layout, version_policy
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
 from omni_sizefix.tools.simulation import dryrun
 
@@ -51,7 +52,7 @@ out = {
 try:   # the acceptance run: real parse, router models and upstream ar2diffusion
     from omegaconf import OmegaConf
     from omni_sizefix.tools.simulation import dryrun
-    from omni_sizefix.runtime import glm_layout
+    from omni_sizefix.runtime import glm_layout, version_policy
     from omni_sizefix.tools import stage_configs
     path, configs = stage_configs.load_for_installed_host()
     if stage_configs.file_schema(path) == "legacy":   # deploy configs run upstream's already
@@ -250,27 +251,41 @@ def test_stage1_gets_requested_geometry_through_router(
     assert result.verdict(height, width) == "ok"
 
 
+def expected_host_defects() -> tuple[bool, bool]:
+    """(stage 0 unsized, stage 1 unsized) without the plugin, from the releases' code:
+    ai-dynamo 1.1.x sends no ``mm_processor_kwargs`` and no size in ``original_prompt``
+    (ai-dynamo==1.1.1:dynamo/vllm/omni/utils.py:52-69); 1.2.0 on send ``mm_processor_kwargs``
+    to both (ai-dynamo==1.2.1:dynamo/vllm/omni/utils.py:163-170), which vLLM-Omni's processor
+    reads from 0.20.0rc1 on (``glm_upstream.READS_BY_RELEASE``)."""
+    dynamo = version_policy.installed_version("ai-dynamo")
+    omni = version_policy.installed_version("vllm-omni")
+    declared = glm_upstream.declared_reads(omni) if omni else None
+    if dynamo is None or declared is None:
+        pytest.skip(f"no facts written for ai-dynamo {dynamo} + vLLM-Omni {omni}")
+    before_1_2 = Version(dynamo) < Version("1.2.0")
+    return before_1_2, before_1_2 or glm_upstream.MM_KWARGS not in declared[0]
+
+
 @pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1024), (2048, 2048)])
-def test_unpatched_host_shows_its_defect(
+def test_host_defect_size_lost_without_the_plugin(
     unpatched: DynamoHost, upstream_stage_configs: list, height: int, width: int
 ) -> None:
-    """Plugin off: stage 0 without scaffold, and stage 1 at the wrong size (broken hosts)."""
+    """Plugin off: stage 0 without scaffold and/or stage 1 at the wrong size, exactly where
+    the releases' code says so (fails once a release stops losing it: the patch can go)."""
+    stage0_lost, stage1_lost = expected_host_defects()
     result = dryrun.run_request(image_request(height, width), upstream_stage_configs)
-    stage0_has_kwargs = isinstance(result.stage0_prompt, dict) and (
-        "mm_processor_kwargs" in result.stage0_prompt
-    )
+    stage0 = result.stage0_prompt
+    assert (isinstance(stage0, dict) and "mm_processor_kwargs" in stage0) != stage0_lost
+    if stage0_lost:
+        assert result.verdict(height, width) != "ok"
     isolated = dryrun.run_request(
         image_request(height, width),
         upstream_stage_configs,
         scaffold_reader=_requested_layout(height, width),
     )
     original = isolated.original_prompt or {}
-    stage1_sized = "mm_processor_kwargs" in original or "height" in original
-    if stage0_has_kwargs and stage1_sized:
-        pytest.skip("this host sends the size to both stages itself")
-    if not stage0_has_kwargs:
-        assert result.verdict(height, width) != "ok"
-    if not stage1_sized:
+    assert glm_upstream.carries_size(original, height, width) != stage1_lost, original
+    if stage1_lost:
         assert isolated.verdict(height, width) != "ok"
 
 
