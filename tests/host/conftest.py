@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -144,6 +145,14 @@ def cpu_platform_named() -> Any:
         if getattr(current_omni_platform, "device_name", None) is None:
             mp.setattr(type(current_omni_platform), "device_name", "cpu", raising=False)
         yield current_omni_platform
+
+
+@pytest.fixture(scope="session")
+def load_configs(
+    dynamo_host: DynamoHost, fake_glm_image_model: str, cpu_platform_named: Any
+) -> Callable[[Path], list[Any]]:
+    """Load a stage-config file with this host's own loader, for the fake GLM-Image model."""
+    return lambda path: stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
 
 
 def config_with_budget(folder: Path, max_tokens: int) -> Path:

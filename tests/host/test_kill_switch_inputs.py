@@ -19,7 +19,6 @@ import pytest
 from conftest import DynamoHost, config_with_budget
 
 from omni_sizefix.runtime import glm_layout, size_policy
-from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
 
 MALFORMED = ["abcxdef", "512"]
@@ -75,16 +74,10 @@ class TruncatingFakeAREngine(dryrun.FakeAREngine):
 
 
 @pytest.fixture(scope="module")
-def small_budget_configs(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[Any]:
+def small_budget_configs(load_configs: Any, tmp_path_factory: pytest.TempPathFactory) -> list:
     """The shipped config that fits this host, stage-0 max_tokens set to 1281, loaded by the
     host's own loader."""
-    path = config_with_budget(tmp_path_factory.mktemp("small_budget"), SMALL_BUDGET)
-    configs = stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+    configs = load_configs(config_with_budget(tmp_path_factory.mktemp("budget"), SMALL_BUDGET))
     assert int(configs[0].default_sampling_params.max_tokens) == SMALL_BUDGET
     return configs
 

@@ -108,14 +108,8 @@ def own_config_file(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def own_configs(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[Any]:
-    path = own_config_file(tmp_path_factory.mktemp("own_config"))
-    configs = stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+def own_configs(load_configs: Any, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    configs = load_configs(own_config_file(tmp_path_factory.mktemp("own_config")))
     assert stage_configs.stage_processor(configs[1]) == UPSTREAM_PROCESSOR
     return configs
 
@@ -359,7 +353,7 @@ def doctor(
     return run
 
 
-def test_doctor_on_vllm_omni_config(doctor: Any, fake_glm_image_model: str, tmp_path: Path) -> None:
+def test_doctor_on_vllm_omni_config(doctor: Any, load_configs: Any, tmp_path: Path) -> None:
     expect = expectation()
     path = own_config_file(tmp_path)
     code, report = doctor(path)
@@ -370,7 +364,7 @@ def test_doctor_on_vllm_omni_config(doctor: Any, fake_glm_image_model: str, tmp_
         assert "replaced at run time" in check["stage1"]
     else:
         assert "runs right" in check["stage1"]
-    configs = stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+    configs = load_configs(path)
     side = largest_fitting_square(int(configs[0].default_sampling_params.max_tokens))
     assert check["largest_size"] == f"{side}x{side}"
     assert check["summary"].startswith("This will work")
