@@ -220,7 +220,7 @@ def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
     """Where the host already sends the size to both stages in a place they read, the plugin
     adds nothing."""
     if not _host_sizes_everything(dynamo_host):
-        pytest.skip("this host does not size both stages itself (test_unpatched_host_...)")
+        pytest.skip("this host does not size both stages itself (test_host_defect_size_lost_...)")
     omni_sizefix.unpatch()
     host = dynamo_host.parse(image_request(768, 1024), ["image"])
     assert omni_sizefix.patch()
