@@ -19,14 +19,8 @@ DEFAULT_IMAGE_SIZE = (1024, 1024)
 _SIZE_KEYS = frozenset({"height", "width", "size"})
 
 
-def _is_mapping(value: Any) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)  # the ABC check is slow
-
-
 def as_dimension(value: Any, name: str) -> int:
     """Coerce one requested dimension to a positive int, or raise SizeRejected."""
-    if type(value) is int and value > 0:
-        return value
     if isinstance(value, bool):
         raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
     if isinstance(value, int):
@@ -74,10 +68,6 @@ def check_size_format(request: Any) -> None:
     if type(request) is not dict:
         return
     size = request.get("size")
-    if type(size) is str:  # the common case, "WIDTHxHEIGHT" in plain digits: done
-        width, sep, height = size.partition("x")
-        if sep and width.isdigit() and height.isdigit() and width.isascii() and height.isascii():
-            return
     extra_body = request.get("extra_body")
     if not size and type(extra_body) is dict:
         size = extra_body.get("size")
@@ -121,7 +111,7 @@ def omni_sizefix_target_geometry(
     if kind == "image":
         check_size_format(request)
     sampling = parsed.get("sampling_params_list")
-    if _is_mapping(sampling) and "height" in sampling and "width" in sampling:
+    if isinstance(sampling, Mapping) and "height" in sampling and "width" in sampling:
         height = as_dimension(sampling["height"], "height")
         width = as_dimension(sampling["width"], "width")
     elif kind == "image":
@@ -156,7 +146,7 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
             prompt["negative_prompt"] = negative
         if request.get("multi_modal_data"):
             prompt["multi_modal_data"] = request["multi_modal_data"]
-    elif _is_mapping(engine_inputs):
+    elif isinstance(engine_inputs, Mapping):
         prompt = dict(engine_inputs)
     else:
         return None
@@ -166,7 +156,7 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
     if existing is None:  # the common case (ai-dynamo 1.1): just add them
         prompt["mm_processor_kwargs"] = {"target_h": geometry.height, "target_w": geometry.width}
         return prompt
-    kwargs = dict(existing) if _is_mapping(existing) else {}
+    kwargs = dict(existing) if isinstance(existing, Mapping) else {}
     requested = geometry.requested or (geometry.height, geometry.width)
     for key, value, asked in (
         ("target_h", geometry.height, requested[0]),
@@ -183,14 +173,14 @@ def omni_sizefix_original_prompt(
     original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
 ) -> dict | None:
     """Write the size where the installed ``ar2diffusion`` reads it."""
-    prompt = dict(original_prompt) if _is_mapping(original_prompt) else {}
+    prompt = dict(original_prompt) if isinstance(original_prompt, Mapping) else {}
     height, width = geometry.height, geometry.width
     if shape is not Shape.MM_KWARGS:  # top-level or both
         prompt["height"] = height
         prompt["width"] = width
     if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
         existing = prompt.get("mm_processor_kwargs")
-        kwargs = dict(existing) if existing is not None and _is_mapping(existing) else {}
+        kwargs = dict(existing) if existing is not None and isinstance(existing, Mapping) else {}
         kwargs["target_h"] = height
         kwargs["target_w"] = width
         prompt["mm_processor_kwargs"] = kwargs
@@ -202,7 +192,7 @@ def omni_sizefix_sampling_params(
     sampling_params: dict | None, geometry: TargetGeometry, request: dict
 ) -> dict | None:
     """Set height/width; build ai-dynamo >= 1.2's overrides for a chat image request."""
-    if _is_mapping(sampling_params):
+    if isinstance(sampling_params, Mapping):
         overrides = dict(sampling_params)
     else:
         overrides = {}

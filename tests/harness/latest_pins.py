@@ -1,17 +1,13 @@
 """Pins of the canary cell ``latest``, resolved from the package index when it runs.
 
-The newest ai-dynamo (pre-releases included) with the vLLM its ``vllm`` extra pins, and the
-newest vLLM-Omni (pre-releases included) made for that vLLM or an older one: vLLM-Omni X.Y
-targets vLLM X.Y, and ai-dynamo's METADATA never names a vLLM-Omni. Whether that pair really
-loads is what the cell's tests then find out.
-
-ai-dynamo's requirements are read from its wheel's METADATA (``pip download --no-deps``) and
-written as a pins file; requirements that cannot be built here (``aisimulate``) are left out
-and ai-dynamo itself goes into the ``.nodeps.txt`` companion, as in the dynamo-1.5+ cells.
-A requirement the index cannot satisfy yet gets a stand-in from
-``tests/requirements/latest.overrides.txt`` (copied next to the pins, used as
-``uv pip install --override``).
-Run with the tools' Python (it has pip): ``python tests/harness/latest_pins.py OUT_DIR``.
+The newest ai-dynamo (pre-releases included), the vLLM its ``vllm`` extra pins, and the newest
+vLLM-Omni (pre-releases included) made for that vLLM or an older one (vLLM-Omni X.Y targets
+vLLM X.Y; ai-dynamo's METADATA never names a vLLM-Omni); the cell's tests find out whether the
+pair loads. ai-dynamo's requirements come from its wheel's METADATA; those that cannot be
+built here (``CANNOT_BUILD``) are left out and ai-dynamo goes into ``.nodeps.txt``, as in the
+dynamo-1.5+ cells; ``tests/requirements/latest.overrides.txt`` holds stand-ins for
+requirements the index cannot satisfy yet. ``python tests/harness/latest_pins.py OUT_DIR``
+(a Python with pip and packaging) prints the resolution.
 """
 
 from __future__ import annotations

@@ -9,11 +9,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
+from glm_upstream import UPSTREAM_PROCESSOR
 
 import omni_sizefix
 from omni_sizefix.runtime import version_policy
@@ -22,7 +26,18 @@ from omni_sizefix.tools import stage_configs
 # Host tests never need the model hub; without this some loaders retry it for ~30 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
+__all__ = [
+    "UPSTREAM_PROCESSOR",
+    "DynamoHost",
+    "config_with_budget",
+    "image_request",
+    "run_python",
+]
+
+
+def image_request(height: int, width: int, model: str = "zai-org/GLM-Image") -> dict:
+    """A text-to-image request of ``height`` x ``width`` (requests say "WIDTHxHEIGHT")."""
+    return {"model": model, "prompt": "a red apple", "size": f"{width}x{height}"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -59,6 +74,12 @@ class DynamoHost:
         result = self.stage_worker.parse_omni_request(request, modalities, 16)
         return asyncio.run(result) if inspect.isawaitable(result) else result
 
+    def worker(self, config: Any, stage_id: int) -> Any:
+        """The real ``OmniStageWorker`` of this release for one stage config (no engine)."""
+        from omni_sizefix.tools.simulation import dryrun
+
+        return dryrun._make_worker(self.stage_worker, None, config, {}, stage_id, ["image"])
+
 
 @pytest.fixture(scope="session")
 def dynamo_host() -> DynamoHost:
@@ -85,6 +106,64 @@ def unpatched(dynamo_host: DynamoHost) -> DynamoHost:
     """The host exactly as released."""
     omni_sizefix.unpatch()
     return dynamo_host
+
+
+@pytest.fixture
+def kill_switch(dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch) -> DynamoHost:
+    """OMNI_SIZEFIX_DISABLE=1: the plugin refuses to patch; the host as released."""
+    omni_sizefix.unpatch()
+    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
+    assert omni_sizefix.patch() is False
+    return dynamo_host
+
+
+@pytest.fixture(scope="session")
+def fake_glm_image_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """FAKE (no weights, no network): a model folder holding only GLM-Image's
+    ``model_index.json``, from which vLLM-Omni resolves its GLM-Image pipeline."""
+    folder = tmp_path_factory.mktemp("fake_glm_image")
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "GlmImagePipeline", "_diffusers_version": "0.37.0"}),
+        encoding="utf-8",
+    )
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def cpu_platform_named() -> Any:
+    """The CPU test platform (a stand-in for the GPU one) gets a ``device_name``.
+
+    vLLM-Omni 0.20-0.27 look up a platform section of the deploy config by
+    ``current_omni_platform.device_name``; a real GPU platform has one.
+    """
+    try:
+        from vllm_omni.platforms import current_omni_platform
+    except ImportError:
+        yield None
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        if getattr(current_omni_platform, "device_name", None) is None:
+            mp.setattr(type(current_omni_platform), "device_name", "cpu", raising=False)
+        yield current_omni_platform
+
+
+@pytest.fixture(scope="session")
+def load_configs(
+    dynamo_host: DynamoHost, fake_glm_image_model: str, cpu_platform_named: Any
+) -> Callable[[Path], list[Any]]:
+    """Load a stage-config file with this host's own loader, for the fake GLM-Image model."""
+    return lambda path: stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+
+
+def config_with_budget(folder: Path, max_tokens: int) -> Path:
+    """The shipped config that fits this host, with stage-0 ``max_tokens`` set, in ``folder``."""
+    source = stage_configs.path_for_installed_host()
+    data = yaml.safe_load(source.read_text())
+    stages = data["stage_args"] if "stage_args" in data else data["stages"]
+    stages[0]["default_sampling_params"]["max_tokens"] = max_tokens
+    path = folder / source.name
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 @pytest.fixture(scope="session")

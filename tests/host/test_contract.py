@@ -9,21 +9,18 @@ import inspect
 import json
 from importlib import metadata
 
+import glm_upstream
 import pytest
-from conftest import UPSTREAM_PROCESSOR, DynamoHost, run_python
+from conftest import UPSTREAM_PROCESSOR, DynamoHost, image_request, run_python
+from packaging.version import Version
 
 import omni_sizefix
 from omni_sizefix.runtime import glm_layout, version_policy
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
-from omni_sizefix.runtime.settings import Shape
 from omni_sizefix.tools.simulation import dryrun
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (1152, 768), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT".
-
-
-def image_request(height: int, width: int) -> dict:
-    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
 
 
 # --- loading ------------------------------------------------------------------------
@@ -55,7 +52,7 @@ out = {
 try:   # the acceptance run: real parse, router models and upstream ar2diffusion
     from omegaconf import OmegaConf
     from omni_sizefix.tools.simulation import dryrun
-    from omni_sizefix.runtime import glm_layout
+    from omni_sizefix.runtime import glm_layout, version_policy
     from omni_sizefix.tools import stage_configs
     path, configs = stage_configs.load_for_installed_host()
     if stage_configs.file_schema(path) == "legacy":   # deploy configs run upstream's already
@@ -193,12 +190,8 @@ def test_image_request_carries_size_everywhere(patched: DynamoHost, height: int,
     assert stage0["modalities"] == ["image"]
     assert parsed["sampling_params_list"]["height"] == height
     assert parsed["sampling_params_list"]["width"] == width
-    original = parsed["original_prompt"]
-    shape = version_policy.decide_shape().shape
-    if shape in (Shape.MM_KWARGS, Shape.BOTH):
-        assert original["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
-    if shape in (Shape.TOP_LEVEL, Shape.BOTH):
-        assert (original["height"], original["width"]) == (height, width)
+    # in a place the installed vLLM-Omni's own processor reads, which hands it to the DiT
+    assert glm_upstream.carries_size(parsed["original_prompt"], height, width)
     for value in (
         *stage0["mm_processor_kwargs"].values(),
         *parsed["sampling_params_list"].values(),
@@ -224,13 +217,12 @@ def test_video_request_is_sized(patched: DynamoHost) -> None:
 
 
 def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
-    """Where the host sends mm_processor_kwargs everywhere, the plugin adds nothing."""
+    """Where the host already sends the size to both stages in a place they read, the plugin
+    adds nothing."""
+    if not _host_sizes_everything(dynamo_host):
+        pytest.skip("this host does not size both stages itself (test_host_defect_size_lost_...)")
     omni_sizefix.unpatch()
     host = dynamo_host.parse(image_request(768, 1024), ["image"])
-    if "mm_processor_kwargs" not in host["original_prompt"]:
-        pytest.skip("this host does not size original_prompt itself")
-    if version_policy.decide_shape().shape is not Shape.MM_KWARGS:
-        pytest.skip("this vLLM-Omni needs the top-level shape as well")
     assert omni_sizefix.patch()
     try:
         ours = dynamo_host.parse(image_request(768, 1024), ["image"])
@@ -240,17 +232,6 @@ def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
 
 
 # --- end to end through the real stage workers ---------------------------------------
-
-
-def _dispatch_calls_upstream(dynamo_host: DynamoHost) -> bool:
-    """Whether this Dynamo can call vLLM-Omni's own ar2diffusion (feature probe)."""
-    from vllm_omni.model_executor.stage_input_processors.glm_image import ar2diffusion
-
-    names = list(inspect.signature(ar2diffusion).parameters)
-    if names[:2] == ["stage_list", "engine_input_source"]:
-        return True
-    accepts = getattr(dynamo_host.stage_worker, "_accepts_source_outputs_processor", None)
-    return bool(accepts and accepts(names))
 
 
 def _requested_layout(height: int, width: int):
@@ -270,27 +251,41 @@ def test_stage1_gets_requested_geometry_through_router(
     assert result.verdict(height, width) == "ok"
 
 
+def expected_host_defects() -> tuple[bool, bool]:
+    """(stage 0 unsized, stage 1 unsized) without the plugin, from the releases' code:
+    ai-dynamo 1.1.x sends no ``mm_processor_kwargs`` and no size in ``original_prompt``
+    (ai-dynamo==1.1.1:dynamo/vllm/omni/utils.py:52-69); 1.2.0 on send ``mm_processor_kwargs``
+    to both (ai-dynamo==1.2.1:dynamo/vllm/omni/utils.py:163-170), which vLLM-Omni's processor
+    reads from 0.20.0rc1 on (``glm_upstream.READS_BY_RELEASE``)."""
+    dynamo = version_policy.installed_version("ai-dynamo")
+    omni = version_policy.installed_version("vllm-omni")
+    declared = glm_upstream.declared_reads(omni) if omni else None
+    if dynamo is None or declared is None:
+        pytest.skip(f"no facts written for ai-dynamo {dynamo} + vLLM-Omni {omni}")
+    before_1_2 = Version(dynamo) < Version("1.2.0")
+    return before_1_2, before_1_2 or glm_upstream.MM_KWARGS not in declared[0]
+
+
 @pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1024), (2048, 2048)])
-def test_unpatched_host_shows_its_defect(
+def test_host_defect_size_lost_without_the_plugin(
     unpatched: DynamoHost, upstream_stage_configs: list, height: int, width: int
 ) -> None:
-    """Plugin off: stage 0 without scaffold, and stage 1 at the wrong size (broken hosts)."""
+    """Plugin off: stage 0 without scaffold and/or stage 1 at the wrong size, exactly where
+    the releases' code says so (fails once a release stops losing it: the patch can go)."""
+    stage0_lost, stage1_lost = expected_host_defects()
     result = dryrun.run_request(image_request(height, width), upstream_stage_configs)
-    stage0_has_kwargs = isinstance(result.stage0_prompt, dict) and (
-        "mm_processor_kwargs" in result.stage0_prompt
-    )
+    stage0 = result.stage0_prompt
+    assert (isinstance(stage0, dict) and "mm_processor_kwargs" in stage0) != stage0_lost
+    if stage0_lost:
+        assert result.verdict(height, width) != "ok"
     isolated = dryrun.run_request(
         image_request(height, width),
         upstream_stage_configs,
         scaffold_reader=_requested_layout(height, width),
     )
     original = isolated.original_prompt or {}
-    stage1_sized = "mm_processor_kwargs" in original or "height" in original
-    if stage0_has_kwargs and stage1_sized:
-        pytest.skip("this host sends the size to both stages itself")
-    if not stage0_has_kwargs:
-        assert result.verdict(height, width) != "ok"
-    if not stage1_sized:
+    assert glm_upstream.carries_size(original, height, width) != stage1_lost, original
+    if stage1_lost:
         assert isolated.verdict(height, width) != "ok"
 
 
@@ -309,7 +304,7 @@ def test_end_to_end_with_kill_switch_shows_the_defect(
     dynamo_host: DynamoHost, worker_off: dict
 ) -> None:
     """OMNI_SIZEFIX_DISABLE=1: broken hosts show their defect; right hosts stay right."""
-    if not _dispatch_calls_upstream(dynamo_host):
+    if not glm_upstream.dispatch_calls(dynamo_host.stage_worker):
         pytest.skip(
             "this Dynamo cannot dispatch vLLM-Omni's own ar2diffusion (shown by "
             "test_stage1_runtime.py::test_host_defect_with_vllm_omni_config)"
@@ -321,14 +316,13 @@ def test_end_to_end_with_kill_switch_shows_the_defect(
 
 
 def _host_sizes_everything(dynamo_host: DynamoHost) -> bool:
-    """Whether the bare host already sends the size to both stages in a shape they read."""
+    """Whether the bare host already sends the size to both stages in a place they read
+    (stage 0: ``mm_processor_kwargs``; stage 1: where vLLM-Omni's own processor reads it)."""
     omni_sizefix.unpatch()
     parsed = dynamo_host.parse(image_request(768, 1024), ["image"])
-    shape = version_policy.decide_shape().shape
-    original = parsed["original_prompt"] or {}
-    stage0 = isinstance(parsed["engine_inputs"], dict) and (
-        "mm_processor_kwargs" in parsed["engine_inputs"]
-    )
-    if shape is Shape.MM_KWARGS:
-        return stage0 and "mm_processor_kwargs" in original
-    return stage0 and "height" in original
+    stage0 = parsed["engine_inputs"]
+    stage0_sized = isinstance(stage0, dict) and stage0.get("mm_processor_kwargs") == {
+        "target_h": 768,
+        "target_w": 1024,
+    }
+    return stage0_sized and glm_upstream.carries_size(parsed["original_prompt"], 768, 1024)

@@ -30,13 +30,14 @@ import os
 import re
 import sys
 import tempfile
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import glm_upstream
 import pytest
+from forked import in_fork, script_code
 
 UTILS = "dynamo.vllm.omni.utils"
 STAGE_WORKER = "dynamo.vllm.omni.stage_worker"
@@ -259,18 +260,14 @@ def _outcome(loop: asyncio.AbstractEventLoop, fn: Callable, request: dict, mods:
         }
 
 
-def _sized(parsed: Any, height: int, width: int, shape: str) -> bool:
-    """The size is in stage 0, the sampling overrides and original_prompt (in ``shape``)."""
+def _sized(parsed: Any, height: int, width: int) -> bool:
+    """The size is in stage 0 and the sampling overrides (``original_prompt`` is checked by
+    the test, against what the installed vLLM-Omni's processor reads)."""
     try:
         stage0 = parsed["engine_inputs"]["mm_processor_kwargs"]
         sampling = parsed["sampling_params_list"]
-        original = parsed["original_prompt"]
         ok = stage0 == {"target_h": height, "target_w": width}
         ok &= (sampling["height"], sampling["width"]) == (height, width)
-        if shape in ("mm-kwargs", "both"):
-            ok &= original["mm_processor_kwargs"] == {"target_h": height, "target_w": width}
-        if shape in ("top-level", "both"):
-            ok &= (original["height"], original["width"]) == (height, width)
         return bool(ok)
     except (KeyError, TypeError):
         return False
@@ -320,7 +317,6 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
     if order == "after":
         omni_sizefix = load_plugin()
     from omni_sizefix.runtime.patches import dynamo_omni_utils
-    from omni_sizefix.runtime.version_policy import decide_shape
 
     assert dynamo_omni_utils.SENTINEL == SENTINEL
     if scenario.blocked:
@@ -338,7 +334,6 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
         entry_is_async=inspect.iscoroutinefunction(entry_fn),
         requests={},
     )
-    shape = decide_shape().shape.value
     loop = asyncio.new_event_loop()
     if entry_fn is not None:
         for request_name, request, modalities in REQUESTS:
@@ -352,35 +347,14 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
                 "is_value_error": ours.get("is_value_error"),
             }
             if request_name == "image":
-                record["sized"] = _sized(ours.get("value"), *IMAGE_SIZE, shape)
+                value = ours.get("value")
+                record["sized"] = _sized(value, *IMAGE_SIZE)
+                record["original"] = value.get("original_prompt") if value else None
             if not record["equal"]:
                 record["diff"] = repr((host, ours))[:2000]
             result["requests"][request_name] = record
     result["warnings"] = collected.messages
     return result
-
-
-def _fork(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
-        try:
-            payload = run_child(name, order, sources, real_parse)
-        except BaseException:
-            payload = {"harness_error": traceback.format_exc()}
-        with os.fdopen(write_fd, "w") as out:
-            json.dump(payload, out, default=repr)
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as stream:
-        data = stream.read()
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        return {"harness_error": f"child died with status {status}"}
-    return json.loads(data)
 
 
 def main() -> None:
@@ -392,7 +366,10 @@ def main() -> None:
     assert "omni_sizefix" not in sys.modules, "the plugin must not be loaded before the fork"
     real_parse = sys.modules[UTILS].parse_omni_request
     results = {
-        name: {order: _fork(name, order, sources, real_parse) for order in ORDERS}
+        name: {
+            order: in_fork(lambda n=name, o=order: run_child(n, o, sources, real_parse))
+            for order in ORDERS
+        }
         for name in SCENARIOS
     }
     print(json.dumps(results, default=repr))
@@ -429,14 +406,20 @@ def drift(dynamo_host: Any) -> dict:
         pytest.skip("the drift harness forks")
     from conftest import run_python
 
-    code = f"import runpy; runpy.run_path({str(Path(__file__))!r}, run_name='__main__')"
-    return run_python(code, timeout=900)
+    return run_python(script_code(__file__), timeout=900)
 
 
 def _result(drift: dict, name: str, order: str) -> dict:
     result = drift[name][order]
     assert "harness_error" not in result, result.get("harness_error")
     return result
+
+
+def _sized_everywhere(result: dict) -> bool:
+    """The image request's size reached stage 0, the sampling overrides and original_prompt
+    (where the installed vLLM-Omni's own processor reads it)."""
+    record = result["requests"]["image"]
+    return record["sized"] and glm_upstream.carries_size(record["original"], *IMAGE_SIZE)
 
 
 def _served_by_host(result: dict) -> None:
@@ -451,7 +434,7 @@ def test_baseline_is_patched_and_quiet(drift: dict, order: str) -> None:
     result = _result(drift, "baseline", order)
     assert result["import_error"] is None
     assert result["patched"] and result["utils_wrapped"] and result["entry_wrapped"]
-    assert result["requests"]["image"]["sized"]
+    assert _sized_everywhere(result)
     assert result["warnings"] == []
     assert result["requests"]["chat"]["equal"]
 
@@ -485,7 +468,7 @@ def test_missing_stage_worker_still_patches_utils(drift: dict, order: str) -> No
     result = _result(drift, "stage-worker-missing", order)
     assert result["stage_worker_import_error"] == "ModuleNotFoundError"
     assert result["patched"] and result["entry_wrapped"]
-    assert result["requests"]["image"]["sized"]
+    assert _sized_everywhere(result)
     assert result["warnings"] == []
 
 
@@ -494,7 +477,7 @@ def test_moved_stage_worker_is_rebound(drift: dict, order: str) -> None:
     result = _result(drift, "stage-worker-moved", order)
     assert result["import_error"] is None
     assert result["patched"] and result["entry_wrapped"]
-    assert result["requests"]["image"]["sized"]
+    assert _sized_everywhere(result)
     assert result["warnings"] == []
 
 

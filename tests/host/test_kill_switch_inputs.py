@@ -13,21 +13,13 @@ loader; the engines are fakes (``TruncatingFakeAREngine`` adds vLLM's ``max_toke
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import test_stage_configs as configs_support
-import yaml
-from conftest import DynamoHost
+from conftest import DynamoHost, config_with_budget
 
-import omni_sizefix
 from omni_sizefix.runtime import glm_layout, size_policy
-from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
-
-fake_glm_image_model = configs_support.fake_glm_image_model
-cpu_platform_named = configs_support.cpu_platform_named
 
 MALFORMED = ["abcxdef", "512"]
 #: Stage-0 max_tokens of vLLM-Omni's legacy GLM-Image config: 1024x1024 fits, 1536x1024 not.
@@ -37,14 +29,6 @@ TOO_BIG = (1024, 1536)  # (height, width)
 
 def image_request(size: str) -> dict:
     return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": size}
-
-
-@pytest.fixture
-def kill_switch(dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch) -> DynamoHost:
-    omni_sizefix.unpatch()
-    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
-    assert omni_sizefix.patch() is False
-    return dynamo_host
 
 
 def sampling_size(parsed: dict) -> tuple[Any, Any]:
@@ -90,21 +74,10 @@ class TruncatingFakeAREngine(dryrun.FakeAREngine):
 
 
 @pytest.fixture(scope="module")
-def small_budget_configs(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[Any]:
+def small_budget_configs(load_configs: Any, tmp_path_factory: pytest.TempPathFactory) -> list:
     """The shipped config that fits this host, stage-0 max_tokens set to 1281, loaded by the
     host's own loader."""
-    source = stage_configs.path_for_installed_host()
-    data = yaml.safe_load(source.read_text())
-    stages = data["stage_args"] if "stage_args" in data else data["stages"]
-    stages[0]["default_sampling_params"]["max_tokens"] = SMALL_BUDGET
-    path = Path(tmp_path_factory.mktemp("small_budget")) / source.name
-    path.write_text(yaml.safe_dump(data))
-    configs = stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+    configs = load_configs(config_with_budget(tmp_path_factory.mktemp("budget"), SMALL_BUDGET))
     assert int(configs[0].default_sampling_params.max_tokens) == SMALL_BUDGET
     return configs
 

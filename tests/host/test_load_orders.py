@@ -15,12 +15,11 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from forked import in_fork, script_code
 
 UTILS = "dynamo.vllm.omni.utils"
 STAGE_WORKER = "dynamo.vllm.omni.stage_worker"
@@ -228,27 +227,6 @@ def run_child(name: str) -> dict:
     return {"steps": {step["label"]: step for step in steps}, "records": collected.records}
 
 
-def _fork(name: str) -> dict:
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
-        try:
-            payload = run_child(name)
-        except BaseException:
-            payload = {"harness_error": traceback.format_exc()}
-        with os.fdopen(write_fd, "w") as out:
-            json.dump(payload, out, default=repr)
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as stream:
-        data = stream.read()
-    _, status = os.waitpid(pid, 0)
-    return json.loads(data) if data else {"harness_error": f"child died with status {status}"}
-
-
 def main() -> None:
     """Import vLLM/vLLM-Omni once (no Dynamo omni, no plugin), then fork one child per order."""
     importlib.import_module("vllm_omni.engine.arg_utils")
@@ -257,7 +235,7 @@ def main() -> None:
         assert name not in sys.modules, f"{name} must not be imported before the fork"
     for variable in ("VLLM_PLUGINS", "OMNI_SIZEFIX_DISABLE"):  # each order sets its own
         os.environ.pop(variable, None)
-    print(json.dumps({name: _fork(name) for name in ORDERS}, default=repr))
+    print(json.dumps({name: in_fork(lambda n=name: run_child(n)) for name in ORDERS}, default=repr))
 
 
 if __name__ == "__main__":
@@ -274,8 +252,7 @@ def orders(dynamo_host: Any) -> dict:
         pytest.skip("the load-order harness forks")
     from conftest import run_python
 
-    code = f"import runpy; runpy.run_path({str(Path(__file__))!r}, run_name='__main__')"
-    return run_python(code, timeout=900)
+    return run_python(script_code(__file__), timeout=900)
 
 
 def _steps(orders: dict, name: str) -> dict:

@@ -30,16 +30,17 @@ Expected outcomes come from ``PAIRS``, written from reading each release's code 
 
 from __future__ import annotations
 
+import functools
 import importlib
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import glm_upstream
 import pytest
 import yaml
-from conftest import DynamoHost
+from conftest import DynamoHost, image_request
 
 import omni_sizefix
 from omni_sizefix.runtime import pipelines, version_policy
@@ -138,8 +139,8 @@ def expectation(model: str) -> Expect:
     return PAIRS[pair][model]
 
 
-def image_request(height: int, width: int) -> dict:
-    return {"model": "some/model", "prompt": "a red apple", "size": f"{width}x{height}"}
+#: Requests name no GLM-Image model: the pipeline is what the stage config says.
+image_request = functools.partial(image_request, model="some/model")
 
 
 # --- vLLM-Omni's own stage configs of a model ------------------------------------------------
@@ -270,29 +271,13 @@ class FakeLatentAREngine:
 def processor_output_size(configs: list, original_prompt: Any) -> tuple[Any, Any] | str:
     """(height, width) vLLM-Omni's processor hands the DiT for this ``original_prompt``,
     called in its own convention as vLLM-Omni's orchestrator calls it; or the error."""
-    function = stage1_processor(configs)
-    names = [p.name for p in inspect.signature(function).parameters.values()]
     output = FakeLatentAREngine.output("direct")
     try:
-        if names[:2] == ["stage_list", "engine_input_source"]:
-            result = function([dryrun_stage(output)], [0], [original_prompt], True)
-        else:
-            result = function([output], original_prompt, True)
+        result = glm_upstream.call([output], original_prompt, True, stage1_processor(configs))
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     view = dryrun._dit_view(result, None)
     return view.height, view.width
-
-
-def dryrun_stage(output: Any) -> Any:
-    return _Stage([output])
-
-
-class _Stage:
-    """The ``stage_list`` item shape (``engine_outputs``)."""
-
-    def __init__(self, engine_outputs: list) -> None:
-        self.engine_outputs = engine_outputs
 
 
 def run(configs: list) -> Any:
@@ -300,15 +285,6 @@ def run(configs: list) -> Any:
         return dryrun.run_request(request, configs, ar_engine=FakeLatentAREngine())
 
     return go
-
-
-@pytest.fixture
-def kill_switch(dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch) -> DynamoHost:
-    """OMNI_SIZEFIX_DISABLE=1: the plugin refuses to patch; the host as released."""
-    omni_sizefix.unpatch()
-    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
-    assert omni_sizefix.patch() is False
-    return dynamo_host
 
 
 # --- models whose processor carries a size ------------------------------------------------
@@ -438,7 +414,7 @@ def test_bagel_without_a_stage_config_would_get_glm_keys(patched: DynamoHost) ->
     assert stage0["mm_processor_kwargs"] == {"target_h": 768, "target_w": 1024}
     if not expect.host_stage0_kwargs:
         configs = own_stage_configs(BAGEL)
-        dryrun._make_worker(patched.stage_worker, None, configs[0], {}, 0, ["image"])
+        patched.worker(configs[0], 0)
         assert pipelines.plan().pipeline == BAGEL
         again = patched.parse(image_request(768, 1024), ["image"])
         assert "mm_processor_kwargs" not in again["engine_inputs"]
@@ -449,7 +425,7 @@ def test_the_processor_stage_1_runs(patched: DynamoHost, model: str) -> None:
     """vLLM-Omni's own where this Dynamo dispatches it; the plugin's adapter elsewhere."""
     expect = expectation(model)
     configs = own_stage_configs(model)
-    worker = dryrun._make_worker(patched.stage_worker, None, configs[1], {}, 1, ["image"])
+    worker = patched.worker(configs[1], 1)
     upstream = stage1_processor(configs)
     if not expect.adapter:
         assert worker._processor is upstream
@@ -457,7 +433,7 @@ def test_the_processor_stage_1_runs(patched: DynamoHost, model: str) -> None:
         assert worker._processor is not upstream
         assert worker._processor.__omni_sizefix_upstream__ is upstream
     omni_sizefix.unpatch()
-    plain = dryrun._make_worker(patched.stage_worker, None, configs[1], {}, 1, ["image"])
+    plain = patched.worker(configs[1], 1)
     assert plain._processor is upstream
 
 
@@ -467,6 +443,6 @@ def test_the_worker_logs_what_it_serves(
     expectation(HUNYUAN)
     configs = own_stage_configs(HUNYUAN)
     with caplog.at_level("INFO", logger="omni_sizefix"):
-        dryrun._make_worker(patched.stage_worker, None, configs[0], {}, 0, ["image"])
+        patched.worker(configs[0], 0)
     lines = [r.getMessage() for r in caplog.records if "serving" in r.getMessage()]
     assert len(lines) == 1 and HUNYUAN in lines[0] and "top-level" in lines[0], lines

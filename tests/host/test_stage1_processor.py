@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import glm_upstream
 import pytest
 import test_stage_configs as configs_support
-from conftest import DynamoHost
+from conftest import DynamoHost, image_request
 from packaging.version import Version
 
 from omni_sizefix.runtime import glm_layout, size_policy, version_policy
@@ -34,29 +33,12 @@ INVALID = [(700, 1000), (500, 500), (1024, 1000), (4096, 4096)]
 #: 0.18.0 wheel. 0.16.0 ships the same bytes: the omni-0.16 and omni-0.18 cells both check it.
 LEGACY_PROCESSOR_SHA256 = "0d40f02e44771450c3213f70b115f701fcdd0fd0e1b2664c8c3d107389283254"
 
-fake_glm_image_model = configs_support.fake_glm_image_model
-cpu_platform_named = configs_support.cpu_platform_named
-
-
-def image_request(height: int, width: int) -> dict:
-    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
-
 
 # --- what this cell has ---------------------------------------------------------------------
 
 
-def upstream_function() -> Any:
-    module = importlib.import_module(glm_image.UPSTREAM_MODULE)
-    return module.ar2diffusion
-
-
-def upstream_names() -> list[str]:
-    params = inspect.signature(upstream_function()).parameters.values()
-    return [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-
-
 def upstream_is_stage_list_era() -> bool:
-    return upstream_names()[:2] == ["stage_list", "engine_input_source"]
+    return glm_upstream.declared_convention(glm_upstream.function()) == glm_upstream.STAGE_LIST
 
 
 def upstream_is_fixed() -> bool:
@@ -64,42 +46,11 @@ def upstream_is_fixed() -> bool:
     return Version(version_policy.installed_version("vllm-omni")) >= Version("0.20.0rc1")
 
 
-def dispatchable(stage_worker: Any, function: Any) -> bool:
-    """Whether this Dynamo's stage-1 dispatch can call ``function`` (its own rules)."""
-    params = inspect.signature(function).parameters.values()
-    names = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-    if names[:2] == ["stage_list", "engine_input_source"]:
-        return True
-    accepts = getattr(stage_worker, "_accepts_source_outputs_processor", None)
-    if accepts is None:  # ai-dynamo 1.1.x calls every processor positionally, stage-list form
-        return True
-    return bool(accepts(names))
-
-
 # --- direct calls (no Dynamo needed) ------------------------------------------------------
 
-
-@dataclass
-class StageListItem:
-    """The ``stage_list[i]`` item a stage-list caller hands a processor (``engine_outputs``)."""
-
-    engine_outputs: list
-
-
-def ar_output(height: int, width: int, *, cumulative: bool = True) -> dryrun.SyntheticAROutput:
-    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
-    completion = dryrun.SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=tokens)
-    if not cumulative:
-        del completion.cumulative_token_ids
-    return dryrun.SyntheticAROutput(request_id="synthetic", outputs=[completion])
-
-
-def call_upstream(outputs: list, prompt: Any, requires_mm: bool = False) -> Any:
-    """vLLM-Omni's own ar2diffusion, called the way its own orchestrator calls it."""
-    function = upstream_function()
-    if upstream_is_stage_list_era():
-        return function([StageListItem(outputs)], [0], [prompt], requires_mm)
-    return function(outputs, prompt, requires_mm)
+StageListItem = glm_upstream.StageListItem
+ar_output = glm_upstream.ar_output
+call_upstream = glm_upstream.call
 
 
 def direct_verdict(result: Any, height: int, width: int) -> str:
@@ -262,20 +213,21 @@ def test_every_readable_schema_where_this_dispatch_can_call_its_processor(
     configs = configs_support.load(schema, fake_glm_image_model)
     processor = patched.stage_worker._load_processor(stage_configs.stage_processor(configs[1]))
     result = dryrun.run_request(image_request(height, width), configs)
-    if dispatchable(patched.stage_worker, processor):
+    either = processor is glm_image.ar2diffusion  # the package's takes both conventions
+    if glm_upstream.dispatch_calls(patched.stage_worker, processor, either_convention=either):
         assert result.verdict(height, width) == "ok"
         return
     # ai-dynamo 1.2/1.3 with a deploy config: vLLM-Omni's own processor, which they reject
-    assert schema == stage_configs.DEPLOY and processor is upstream_function()
+    assert schema == stage_configs.DEPLOY and processor is glm_upstream.function()
     assert result.error and "TypeError" in result.error
     assert stage_configs.fitting_schema() != schema
 
 
 def test_this_dispatch_calls_the_package_processor(dynamo_host: DynamoHost) -> None:
-    assert dispatchable(dynamo_host.stage_worker, glm_image.ar2diffusion)
-    accepts = getattr(dynamo_host.stage_worker, "_accepts_source_outputs_processor", None)
-    if accepts is not None:  # 1.2+: dispatched by name as source outputs
-        assert accepts(list(inspect.signature(glm_image.ar2diffusion).parameters))
+    sw = dynamo_host.stage_worker
+    assert glm_upstream.dispatch_calls(sw, glm_image.ar2diffusion, either_convention=True)
+    if hasattr(sw, "_accepts_source_outputs_processor"):  # 1.2+: by name, as source outputs
+        assert glm_upstream.dispatch_calls(sw, glm_image.ar2diffusion)
 
 
 @pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1152)])

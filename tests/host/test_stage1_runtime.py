@@ -19,19 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import glm_upstream
 import pytest
-import test_stage_configs as configs_support
 import yaml
-from conftest import UPSTREAM_PROCESSOR, DynamoHost
+from conftest import UPSTREAM_PROCESSOR, DynamoHost, config_with_budget, image_request
 
 import omni_sizefix
 from omni_sizefix.runtime import glm_layout, size_policy, stage1_profile, version_policy
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
-
-fake_glm_image_model = configs_support.fake_glm_image_model
-cpu_platform_named = configs_support.cpu_platform_named
 
 PACKAGE = "package"  # the plugin must put omni_sizefix's processor in place
 UPSTREAM = "upstream"  # the plugin must leave vLLM-Omni's own processor in place
@@ -80,10 +77,6 @@ def expectation() -> Expect:
     return PAIRS[pair]
 
 
-def image_request(height: int, width: int) -> dict:
-    return {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{width}x{height}"}
-
-
 # --- vLLM-Omni's own config -------------------------------------------------------------
 
 
@@ -115,25 +108,10 @@ def own_config_file(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def own_configs(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[Any]:
-    path = own_config_file(tmp_path_factory.mktemp("own_config"))
-    configs = stage_configs.load_with_host_loader(path, hf_model=fake_glm_image_model)
+def own_configs(load_configs: Any, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    configs = load_configs(own_config_file(tmp_path_factory.mktemp("own_config")))
     assert stage_configs.stage_processor(configs[1]) == UPSTREAM_PROCESSOR
     return configs
-
-
-@pytest.fixture
-def kill_switch(dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch) -> DynamoHost:
-    """OMNI_SIZEFIX_DISABLE=1: the plugin refuses to patch; the host as released."""
-    omni_sizefix.unpatch()
-    monkeypatch.setenv("OMNI_SIZEFIX_DISABLE", "1")
-    assert omni_sizefix.patch() is False
-    return dynamo_host
 
 
 def run(request: dict, configs: list, *, real_connector: bool) -> dryrun.StageOneResult:
@@ -146,12 +124,7 @@ def run(request: dict, configs: list, *, real_connector: bool) -> dryrun.StageOn
 
 def stage1_processor(dynamo_host: DynamoHost, configs: list) -> Any:
     """The processor a real stage-1 ``OmniStageWorker`` of this release ends up with."""
-    worker = dryrun._make_worker(dynamo_host.stage_worker, None, configs[1], {}, 1, ["image"])
-    return worker._processor
-
-
-def upstream_function() -> Any:
-    return importlib.import_module(glm_image.UPSTREAM_MODULE).ar2diffusion
+    return dynamo_host.worker(configs[1], 1)._processor
 
 
 # --- with the plugin ----------------------------------------------------------------------
@@ -162,11 +135,11 @@ def test_plugin_leaves_or_replaces_the_processor_as_the_table_says(
 ) -> None:
     expect = expectation()
     processor = stage1_processor(patched, own_configs)
-    wanted = glm_image.ar2diffusion if expect.plugin == PACKAGE else upstream_function()
+    wanted = glm_image.ar2diffusion if expect.plugin == PACKAGE else glm_upstream.function()
     assert processor is wanted
     # the host's own loader, unwrapped, returns vLLM-Omni's function
     original = patched.stage_worker._load_processor.__omni_sizefix_original__
-    assert original(UPSTREAM_PROCESSOR) is upstream_function()
+    assert original(UPSTREAM_PROCESSOR) is glm_upstream.function()
 
 
 @pytest.mark.parametrize("real_connector", [False, True], ids=["in-memory", "shm-connector"])
@@ -226,7 +199,7 @@ def test_a_failing_probe_keeps_the_hosts_processor_with_one_warning(
         first = patched.stage_worker._load_processor(UPSTREAM_PROCESSOR)
         second = patched.stage_worker._load_processor(UPSTREAM_PROCESSOR)
     dynamo_stage_processor.choose.cache_clear()
-    assert first is upstream_function() and second is upstream_function()
+    assert first is glm_upstream.function() and second is glm_upstream.function()
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "probe exploded" in warnings[0].getMessage()
 
@@ -254,7 +227,7 @@ def test_host_defect_with_vllm_omni_config(
     expect = expectation()
     if not expect.defects:
         pytest.skip("this release pair runs vLLM-Omni's processor right (next test)")
-    assert stage1_processor(kill_switch, own_configs) is upstream_function()
+    assert stage1_processor(kill_switch, own_configs) is glm_upstream.function()
     result = run(
         image_request(height, width), own_configs, real_connector=expect.needs_real_connector
     )
@@ -271,7 +244,7 @@ def test_host_defect_shows_only_across_processes(patched: DynamoHost, own_config
     from omni_sizefix.runtime.patches import dynamo_stage_processor
 
     assert dynamo_stage_processor.remove()
-    assert stage1_processor(patched, own_configs) is upstream_function()
+    assert stage1_processor(patched, own_configs) is glm_upstream.function()
     in_memory = run(image_request(768, 1024), own_configs, real_connector=False)
     assert in_memory.verdict(768, 1024) == "ok"
     across = run(image_request(768, 1024), own_configs, real_connector=True)
@@ -323,7 +296,7 @@ def test_stage0_worker_learns_the_budget_and_the_policy_keeps_to_it(
     side = largest_fitting_square(max_tokens)
     try:
         # the real stage-0 OmniStageWorker of this release, built from the loaded config
-        dryrun._make_worker(patched.stage_worker, None, own_configs[0], {}, 0, ["image"])
+        patched.worker(own_configs[0], 0)
         assert size_policy.budget() == max_tokens
         fits = run(image_request(side, side), own_configs, real_connector=False)
         assert fits.verdict(side, side) == "ok"
@@ -359,30 +332,31 @@ def test_host_alone_accepts_sizes_its_stage0_budget_truncates(
 # --- doctor --stage-configs-path: four verdicts -------------------------------------------
 
 
-def doctor_json(path: Path, model: str, capsys: pytest.CaptureFixture) -> tuple[int, dict]:
-    from omni_sizefix.tools import cli
-
-    capsys.readouterr()
-    code = cli.main(["doctor", "--json", "--stage-configs-path", str(path), "--model", model])
-    out = capsys.readouterr().out
-    return code, json.loads(out[out.index("{") :])
-
-
-def loaded_max_tokens(path: Path, model: str) -> int:
-    configs = stage_configs.load_with_host_loader(path, hf_model=model)
-    return int(configs[0].default_sampling_params.max_tokens)
-
-
-def test_doctor_on_vllm_omni_config(
+@pytest.fixture
+def doctor(
     dynamo_host: DynamoHost,
     fake_glm_image_model: str,
     cpu_platform_named: Any,
-    tmp_path: Path,
     capsys: pytest.CaptureFixture,
-) -> None:
+):
+    """``omni-sizefix doctor --json --stage-configs-path PATH`` on the fake GLM-Image model:
+    (exit code, report)."""
+    from omni_sizefix.tools import cli
+
+    def run(path: Path) -> tuple[int, dict]:
+        capsys.readouterr()
+        args = ["doctor", "--json", "--stage-configs-path", str(path)]
+        code = cli.main([*args, "--model", fake_glm_image_model])
+        out = capsys.readouterr().out
+        return code, json.loads(out[out.index("{") :])
+
+    return run
+
+
+def test_doctor_on_vllm_omni_config(doctor: Any, load_configs: Any, tmp_path: Path) -> None:
     expect = expectation()
     path = own_config_file(tmp_path)
-    code, report = doctor_json(path, fake_glm_image_model, capsys)
+    code, report = doctor(path)
     check = report["config_check"]
     assert code == 0, report["findings"]
     assert check["processor"] == UPSTREAM_PROCESSOR
@@ -390,54 +364,29 @@ def test_doctor_on_vllm_omni_config(
         assert "replaced at run time" in check["stage1"]
     else:
         assert "runs right" in check["stage1"]
-    side = largest_fitting_square(loaded_max_tokens(path, fake_glm_image_model))
+    configs = load_configs(path)
+    side = largest_fitting_square(int(configs[0].default_sampling_params.max_tokens))
     assert check["largest_size"] == f"{side}x{side}"
     assert check["summary"].startswith("This will work")
 
 
-def test_doctor_on_the_shipped_config(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    capsys: pytest.CaptureFixture,
-) -> None:
-    code, report = doctor_json(
-        stage_configs.path_for_installed_host(), fake_glm_image_model, capsys
-    )
+def test_doctor_on_the_shipped_config(doctor: Any) -> None:
+    code, report = doctor(stage_configs.path_for_installed_host())
     assert code == 0, report["findings"]
     assert report["config_check"]["largest_size"] == "2048x2048"
 
 
-def test_doctor_on_a_config_over_budget(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture,
-) -> None:
+def test_doctor_on_a_config_over_budget(doctor: Any, tmp_path: Path) -> None:
     """Stage-0 max_tokens 1000: not even the default 1024x1024 (1281 tokens) fits."""
-    source = stage_configs.path_for_installed_host()
-    data = yaml.safe_load(source.read_text())
-    stages = data["stage_args"] if "stage_args" in data else data["stages"]
-    stages[0]["default_sampling_params"]["max_tokens"] = 1000
-    path = tmp_path / source.name
-    path.write_text(yaml.safe_dump(data))
-    code, report = doctor_json(path, fake_glm_image_model, capsys)
+    code, report = doctor(config_with_budget(tmp_path, 1000))
+    side = largest_fitting_square(1000)
     assert code == 1
     assert report["config_check"]["max_tokens"] == 1000
-    assert report["config_check"]["largest_size"] == f"{largest_fitting_square(1000)}x" + str(
-        largest_fitting_square(1000)
-    )
+    assert report["config_check"]["largest_size"] == f"{side}x{side}"
     assert any("1024x1024 will be rejected" in f["problem"] for f in report["findings"])
 
 
-def test_doctor_on_a_config_the_workers_cannot_start_with(
-    dynamo_host: DynamoHost,
-    fake_glm_image_model: str,
-    cpu_platform_named: Any,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture,
-) -> None:
+def test_doctor_on_a_config_the_workers_cannot_start_with(doctor: Any, tmp_path: Path) -> None:
     """A schema this release's loader does not read, else a stage-1 processor that does not
     exist: either way the workers fail at start, and doctor says so with exit 2."""
     readable = stage_configs.host_loader().schemas
@@ -449,7 +398,7 @@ def test_doctor_on_a_config_the_workers_cannot_start_with(
         data["stage_args"][1]["custom_process_input_func"] = "omni_sizefix_missing.ar2diffusion"
         path = tmp_path / "glm_image.yaml"
         path.write_text(yaml.safe_dump(data))
-    code, report = doctor_json(path, fake_glm_image_model, capsys)
+    code, report = doctor(path)
     assert code == 2, report["findings"]
     assert "NOT start" in report["config_check"]["summary"]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix.runtime import glm_layout, host_modules, size_policy
+from omni_sizefix.runtime import glm_layout, host_modules, size_policy, version_policy
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import stage_configs
 
@@ -27,36 +26,6 @@ EXAMPLE = REPO / "examples" / "disagg_glm_image.sh"
 
 
 # --- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def fake_glm_image_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """FAKE (no weights, no network): a model folder holding only GLM-Image's
-    ``model_index.json``, from which vLLM-Omni resolves its GLM-Image pipeline."""
-    folder = tmp_path_factory.mktemp("fake_glm_image")
-    (folder / "model_index.json").write_text(
-        json.dumps({"_class_name": "GlmImagePipeline", "_diffusers_version": "0.37.0"}),
-        encoding="utf-8",
-    )
-    return str(folder)
-
-
-@pytest.fixture(scope="session")
-def cpu_platform_named() -> Any:
-    """The CPU test platform (a stand-in for the GPU one) gets a ``device_name``.
-
-    vLLM-Omni 0.20-0.27 look up a platform section of the deploy config by
-    ``current_omni_platform.device_name``; a real GPU platform has one.
-    """
-    try:
-        from vllm_omni.platforms import current_omni_platform
-    except ImportError:
-        yield None
-        return
-    with pytest.MonkeyPatch.context() as mp:
-        if getattr(current_omni_platform, "device_name", None) is None:
-            mp.setattr(type(current_omni_platform), "device_name", "cpu", raising=False)
-        yield current_omni_platform
 
 
 def real_loader_kind() -> str:
@@ -164,39 +133,42 @@ def test_loaded_configs_build_real_stage_workers(
 ) -> None:
     """What the host's stage worker makes of the fitting config: processor and inputs."""
     configs = load(stage_configs.fitting_schema(), fake_glm_image_model)
-    worker_cls = dynamo_host.stage_worker.OmniStageWorker
-    params = inspect.signature(worker_cls.__init__).parameters
-    workers = [
-        worker_cls(
-            **{
-                k: v
-                for k, v in {
-                    "engine": None,
-                    "stage_config": config,
-                    "connectors": {},
-                    "stage_id": i,
-                    "output_modalities": ["image"],
-                }.items()
-                if k in params
-            }
-        )
-        for i, config in enumerate(configs)
-    ]
+    workers = [dynamo_host.worker(config, i) for i, config in enumerate(configs)]
     assert workers[0]._processor is None
     processor = workers[1]._processor
     module, _, name = stage_configs.stage_processor(configs[1]).rpartition(".")
     # The function the config names (a re-export keeps its defining module's __module__).
     assert processor is getattr(importlib.import_module(module), name)
     assert list(workers[1]._engine_input_source) == [0]
-    if stage_field(configs[1], "requires_multimodal_data") is None:
-        # Host defect of ai-dynamo 1.5 + vLLM-Omni 0.28: the loader keeps the pipeline's
-        # requires_multimodal_data=True under `runtime`, the stage worker reads it from the
-        # top level (ai-dynamo 1.6's resolve_stage_configs copies it up), so stage 1 never
-        # hands the source image of an image-to-image request to the DiT. Not a size defect.
-        assert stage_field(configs[1], "runtime", "requires_multimodal_data") is True
-        assert workers[1]._requires_mm is False
-        pytest.xfail("this host drops stage 1's requires_multimodal_data (see comment)")
-    assert workers[1]._requires_mm is True
+    assert workers[1]._requires_mm is (installed_pair() not in DROPS_REQUIRES_MM)
+
+
+#: (ai-dynamo, vLLM-Omni) pairs whose stage 1 loses the GLM-Image config's
+#: ``requires_multimodal_data``: vLLM-Omni 0.28's loader keeps the pipeline's value under
+#: ``runtime``, ai-dynamo 1.5's stage worker reads it from the top level only (ai-dynamo 1.6's
+#: ``resolve_stage_configs`` copies it up). Stage 1 then never hands the source image of an
+#: image-to-image request to the DiT. Not a size defect: the plugin leaves it alone.
+DROPS_REQUIRES_MM = {("1.5.1", "0.28.0")}
+
+
+def installed_pair() -> tuple[str | None, str | None]:
+    return (
+        version_policy.installed_version("ai-dynamo"),
+        version_policy.installed_version("vllm-omni"),
+    )
+
+
+def test_host_defect_stage1_drops_requires_multimodal_data(
+    dynamo_host: Any, fake_glm_image_model: str, cpu_platform_named: Any
+) -> None:
+    """Fails once this release pair keeps the field (then the entry above can go)."""
+    if installed_pair() not in DROPS_REQUIRES_MM:
+        pytest.skip("this release pair keeps requires_multimodal_data (previous test)")
+    (config,) = load(stage_configs.fitting_schema(), fake_glm_image_model)[1:2]
+    assert stage_field(config, "requires_multimodal_data") is None
+    assert stage_field(config, "runtime", "requires_multimodal_data") is True
+    worker = dynamo_host.worker(config, 1)
+    assert worker._requires_mm is False
 
 
 def test_fitting_config_wires_the_stage_edge(fake_glm_image_model: str) -> None:

@@ -1,4 +1,5 @@
-"""The per-request fast paths: default hooks called directly, and "host already sized".
+"""The per-request fast paths, both only while the default plugin is the only plugin
+registered: its hooks called directly, and "host already sized".
 
 Both must behave exactly like the hooks called through pluggy, and a third-party plugin
 (here a FAKE one, registered in-process) must take effect whenever it is registered.
@@ -55,13 +56,10 @@ class FakeBystanderPlugin:
         return None
 
 
-def test_only_defaults_are_called_directly() -> None:
-    calls = plugins.hook_calls()
-    assert calls.defaults_only
-    assert calls.target_geometry is default_plugin.omni_sizefix_target_geometry
-    assert calls.stage0_prompt is default_plugin.omni_sizefix_stage0_prompt
-    assert calls.original_prompt is default_plugin.omni_sizefix_original_prompt
-    assert calls.sampling_params is default_plugin.omni_sizefix_sampling_params
+def test_only_the_default_plugin_is_called_directly() -> None:
+    assert plugins.hooks() is default_plugin
+    plugins.get_plugin_manager().set_blocked("fake_blocked")
+    assert plugins.hooks() is plugins.get_plugin_manager().hook
 
 
 def test_plugin_registered_after_first_use_takes_effect_and_leaves() -> None:
@@ -69,21 +67,19 @@ def test_plugin_registered_after_first_use_takes_effect_and_leaves() -> None:
     assert before["sampling_params_list"] == {"height": 512, "width": 768}
     fake = FakeSquarePlugin()
     plugins.get_plugin_manager().register(fake, name="fake_square")
-    calls = plugins.hook_calls()
-    assert isinstance(calls.target_geometry, pluggy.HookCaller) and not calls.defaults_only
-    assert calls.stage0_prompt is default_plugin.omni_sizefix_stage0_prompt  # not overridden
+    assert isinstance(plugins.hooks().omni_sizefix_target_geometry, pluggy.HookCaller)
     squared = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert squared["sampling_params_list"] == {"height": 512, "width": 512}
     assert squared["original_prompt"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 512}
     plugins.get_plugin_manager().unregister(fake)
-    assert plugins.hook_calls().defaults_only
+    assert plugins.hooks() is default_plugin
     after = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert after == before
 
 
 def test_a_plugin_that_decides_nothing_falls_through_to_the_defaults() -> None:
     plugins.get_plugin_manager().register(FakeBystanderPlugin(), name="fake_bystander")
-    assert not plugins.hook_calls().defaults_only
+    assert plugins.hooks() is plugins.get_plugin_manager().hook
     fixed = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.MM_KWARGS)
     assert fixed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 768}
 
@@ -174,10 +170,10 @@ def test_fast_paths_equal_the_hooks_through_pluggy(
     with pytest.MonkeyPatch.context() as env:
         env.setenv("OMNI_SIZEFIX_SIZE_POLICY", policy)
         plugins.reset_plugin_manager()
-        assert plugins.hook_calls().defaults_only
+        assert plugins.hooks() is default_plugin
         fast = _outcome(parsed, modalities, shape)
         plugins.get_plugin_manager().register(FakeBystanderPlugin(), name="fake_bystander")
-        assert not plugins.hook_calls().defaults_only
+        assert plugins.hooks() is plugins.get_plugin_manager().hook
         through_pluggy = _outcome(parsed, modalities, shape)
         plugins.reset_plugin_manager()
     assert repr(fast) == repr(through_pluggy)

@@ -45,8 +45,9 @@ Upstream
     added ``_ensure_cumulative_token_ids``; vLLM-Omni 0.20.0rc1 reads ``mm_processor_kwargs``
     and the scaffold's preview grid (vllm-project/vllm-omni#2320, #3034); ai-dynamo/dynamo#8679.
 Removal
-    When ai-dynamo < 1.4 and vLLM-Omni < 0.20.0 leave the supported range: every remaining
-    pair then runs vLLM-Omni's processor right and this patch already returns it untouched.
+    When ai-dynamo < 1.4 and vLLM-Omni < 0.20.0 leave the supported range, and ai-dynamo < 1.6
+    with vLLM-Omni <= 0.28 (MammothModa2's ``prompts``): every remaining pair then runs
+    vLLM-Omni's processor right and this patch already returns it untouched.
 """
 
 from __future__ import annotations

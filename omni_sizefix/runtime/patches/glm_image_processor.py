@@ -72,6 +72,7 @@ the arguments where a release pair would get stage 1 wrong:
    DiT. When called with source outputs, upstream's own return value is passed through:
    that is what vLLM-Omni's orchestrator of the same release expects, and every Dynamo
    release unwraps a one-element list.
+   Removable: when ai-dynamo 1.1.x with vLLM-Omni >= 0.24 leaves the supported range.
 
 At module import this file imports only the standard library and omni_sizefix. vLLM-Omni
 (and torch with it) is imported on the first call.

@@ -20,7 +20,8 @@ upstream processor its source outputs (with ``cumulative_token_ids`` where only 
 came across), in upstream's own convention, and a copy of the prompt carrying the size where
 upstream reads it (``reads``, probed), taken from wherever the prompt has it. Upstream's
 return value is passed through.
-Removable with ai-dynamo < 1.4 (1.4.0 accepts ``prompt`` and restores the token field).
+Removable when ai-dynamo < 1.4 leaves the supported range (1.4.0 accepts ``prompt`` and
+restores the token field), and ai-dynamo < 1.6 with MammothModa2 <= 0.28 (``prompts``) too.
 """
 
 from __future__ import annotations
