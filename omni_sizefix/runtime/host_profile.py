@@ -45,7 +45,7 @@ from omni_sizefix.runtime.host_modules import (
 )
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, expected_signatures
-from omni_sizefix.runtime.patches.wrapping import describe, signature_text
+from omni_sizefix.runtime.patching import describe, signature_text
 
 #: vLLM-Omni's stage-config loaders that some ai-dynamo release calls (1.1: the first;
 #: 1.2-1.5: the second; 1.6+: the third, else the second).

@@ -44,10 +44,10 @@ from types import ModuleType
 from typing import Any
 
 from omni_sizefix.runtime import modalities, pipelines, repair
+from omni_sizefix.runtime import patching as wrapping
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.host_modules import UTILS_MODULE
-from omni_sizefix.runtime.patches import wrapping
-from omni_sizefix.runtime.patches.wrapping import SENTINEL, describe, marked, signature_text
+from omni_sizefix.runtime.patching import SENTINEL, describe, marked, signature_text
 
 logger = logging.getLogger("omni_sizefix")
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from omni_sizefix.runtime import pipelines, size_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
-from omni_sizefix.runtime.patches.wrapping import Replacement, marked, warn_once
+from omni_sizefix.runtime.patching import Replacement, marked, warn_once
 
 logger = logging.getLogger("omni_sizefix")
 

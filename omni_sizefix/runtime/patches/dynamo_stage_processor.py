@@ -60,7 +60,7 @@ from types import ModuleType
 from typing import Any
 
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS, STAGE_WORKER_MODULE
-from omni_sizefix.runtime.patches.wrapping import (
+from omni_sizefix.runtime.patching import (
     SENTINEL,
     Replacement,
     describe,
