@@ -163,7 +163,8 @@ def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
 #: "Failed to fold images stream", whatever its type (measured with
 #: ``python -m omni_sizefix.tools.live.error_probe``: ValueError, TypeError, RuntimeError,
 #: dynamo's InvalidArgument and HttpError(400), and an error chunk): no 4xx is possible there.
-FOLDS_ERRORS_TO_500 = {(1, 4)}
+#: 1.5: measured for the plugin's own refusals (a size off the policy, malformed sizes).
+FOLDS_ERRORS_TO_500 = {(1, 4), (1, 5)}
 #: From this release on the frontend answers Dynamo's ``InvalidArgument`` with HTTP 400 and
 #: its message; ``SizeRejected`` is one inside the worker (measured on 1.6.1: the nearest
 #: valid sizes reach the client; a plain ValueError gave 400 "Invalid request").
