@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import zipfile
@@ -159,6 +160,20 @@ def check(session: nox.Session, report: dict, name: str, key: str) -> Iterator[d
     session.log(f"{name}: ok in {report['durations_s'][key]} s {note['text']}")
 
 
+def source_commit() -> str:
+    """The commit the tests ran from (``+``: with uncommitted changes; ``""``: not a git tree)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        except OSError:
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    return head + ("+" if head and git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **extra) -> None:
     pins, started = pins_dir / f"{cell}.txt", time.monotonic()
     companion = lambda kind: pins_dir / f"{cell}.{kind}.txt"  # noqa: E731
@@ -237,6 +252,7 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
         report["status"] = "failed" if failed else "passed" if suites else "built"
         report["durations_s"]["total"] = round(time.monotonic() - started, 1)
         report["updated"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        report["commit"] = source_commit()
         (REPORTS / f"{cell}.json").write_text(json.dumps(report, indent=1) + "\n")
         if not KEEP:  # 7-12 GB of hard links into the uv cache: seconds to delete
             shutil.rmtree(location, ignore_errors=True)

@@ -96,10 +96,11 @@ def versions_table(cells: list[dict]) -> list[str]:
                 *[versions.get(d) or "—" for d in HOST_DISTS],
                 c.get("python") or "—",
                 (c.get("updated") or "")[:10],
+                c.get("commit") or "—",
                 f"{total // 60}m{total % 60:02d}s",
             ]
         )
-    header = ["cell", "result", *HOST_DISTS, "python", "run", "time"]
+    header = ["cell", "result", *HOST_DISTS, "python", "run", "commit", "time"]
     return [
         "Host versions found in each cell (read from the installed distributions):",
         "",
