@@ -4,17 +4,21 @@
 imports no host module): versions and whether they are supported, the signatures of the parse
 targets, whether the stage worker loads its processor through ``_load_processor(func_path)``
 (the run-time stage-1 fix) and receives ``stage_config``/``stage_id`` (the stage-0 budget).
-``activation``, ``stage_configs`` (``stage-config``) and ``check`` read it.
+``activation`` and ``check`` read it.
 
 ``probed()`` adds what only running the host's code can tell (it imports the host, as a
-stage worker does; ``doctor`` and ``doctor --stage-configs-path`` read it):
+stage worker does; ``doctor``, ``doctor --stage-configs-path`` and ``stage_configs`` read it,
+through ``omni_sizefix.tools.host``, which first makes vLLM-Omni importable on a machine
+without an accelerator; nothing here depends on the tools):
 
 * **loader**: the installed Dynamo's own ``init_omni_stage`` is run up to its stage-config
   loader call, with vLLM-Omni's loader functions replaced by recorders that carry their real
   signatures. Whether the call binds, and whether Dynamo unpacks as many values as vLLM-Omni's
   function returns, says whether this release pair can start at all (ai-dynamo 1.6 calls
   ``load_and_resolve_stage_configs(..., stage_configs_path=None, ...)``, which vLLM-Omni 0.28
-  does not take; 1.4 passes ``trust_remote_code``, which 0.22 does not take). No version table.
+  does not take; 1.4 passes ``trust_remote_code``, which 0.22 does not take). The call is
+  recorded (function, positional count, keyword names, calling Dynamo function):
+  ``stage_configs`` loads configs the same way. No version table.
 * **stage 1**: the dispatch convention and the ``cumulative_token_ids`` bridge, from
   ``omni_sizefix.runtime.stage1_profile`` (computed there, once per process).
 
@@ -29,6 +33,7 @@ import functools
 import importlib
 import inspect
 import os
+import sys
 import textwrap
 import threading
 from dataclasses import dataclass, field, replace
@@ -72,6 +77,13 @@ class LoaderProbe:
     target: str = ""
     #: One sentence: what does not match (or why the probe could not tell).
     detail: str = ""
+    #: The vLLM-Omni function called, e.g. ``load_and_resolve_stage_configs``.
+    function: str = ""
+    #: How many positional arguments the call passes, and its keyword names in order.
+    positional: int = 0
+    keywords: tuple[str, ...] = ()
+    #: The Dynamo function making the call, e.g. ``dynamo.vllm.omni.stage_worker.init_omni_stage``.
+    caller: str = ""
 
 
 @dataclass(frozen=True)
@@ -253,10 +265,16 @@ class _Recorder:
         self.signature = inspect.signature(real)
         self.arity = return_arity(real)
         self.call = ""
+        self.positional = 0
+        self.keywords: tuple[str, ...] = ()
+        self.caller = ""
         self.error: str | None = None
         self.returned = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        frame = sys._getframe(1)
+        self.caller = f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_name}"
+        self.positional, self.keywords = len(args), tuple(kwargs)
         parts = [f"<{len(args)} positional>"] if args else []
         self.call = f"{self.name}({', '.join(parts + [f'{k}=...' for k in kwargs])})"
         try:
@@ -343,6 +361,12 @@ def probe_loader(stage_worker: ModuleType, utils: ModuleType | None, versions: d
             None, detail=f"{dynamo}'s init_omni_stage did not reach a loader ({what})"
         )
     target = f"{called.name}{called.signature}"
+    recorded = {
+        "function": called.name,
+        "positional": called.positional,
+        "keywords": called.keywords,
+        "caller": called.caller,
+    }
     if called.error is not None:
         return LoaderProbe(
             False,
@@ -350,6 +374,7 @@ def probe_loader(stage_worker: ModuleType, utils: ModuleType | None, versions: d
             target,
             f"{dynamo} cannot start with {omni}: its stage worker calls {called.call}, which "
             f"{omni}'s {called.name} does not accept ({called.error})",
+            **recorded,
         )
     if isinstance(outcome, ValueError) and "values to unpack" in str(outcome):
         return LoaderProbe(
@@ -358,21 +383,16 @@ def probe_loader(stage_worker: ModuleType, utils: ModuleType | None, versions: d
             target,
             f"{dynamo} cannot start with {omni}: its stage worker unpacks the result of "
             f"{called.name} differently from what {omni} returns ({outcome})",
+            **recorded,
         )
     return LoaderProbe(
-        True, called.call, target, f"{dynamo} loads stage configs with {called.call}"
+        True, called.call, target, f"{dynamo} loads stage configs with {called.call}", **recorded
     )
 
 
 def _import_host() -> tuple[ModuleType | None, ModuleType | None, str | None]:
     """(stage_worker, utils, error); error None and modules None: no Dynamo installed."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        from omni_sizefix.tools.simulation import check_platform
-
-        check_platform.activate_if_needed()
-    except Exception:  # no vLLM-Omni: the import below says what is missing
-        pass
     try:
         stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
         utils = importlib.import_module(UTILS_MODULE)

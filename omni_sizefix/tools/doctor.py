@@ -15,7 +15,7 @@ from importlib import metadata
 from omni_sizefix import __version__
 from omni_sizefix.runtime import host_profile, pipelines, settings, version_policy
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
-from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools import host, stage_configs
 
 OK, ATTENTION, UNSUPPORTED = 0, 1, 2
 GROUPS = ("vllm_omni.general_plugins", "vllm.general_plugins")
@@ -77,7 +77,7 @@ def diagnose(
     ``stage_configs_path``, also load that config as a worker would and say what will
     happen with it.
     """
-    found = profile if profile is not None else host_profile.probed()
+    found = profile if profile is not None else host.probed()
     report = Report(versions=dict(found.versions), supported=dict(found.supported))
     add = report.findings.append
     for dist, spec in SUPPORTED_HOSTS.items():
@@ -164,7 +164,9 @@ def diagnose(
     except ValueError as exc:
         add(Finding(ATTENTION, str(exc), f"set {settings.SIZE_POLICY_VAR} to reject, snap or off"))
     try:
-        report.stage_config = str(stage_configs.path_for_installed_host())
+        report.stage_config = str(
+            stage_configs.config_path(schema=stage_configs.decide_schema(found).schema)
+        )
     except (AttributeError, LookupError, ValueError) as exc:
         report.stage_config = None
         add(

@@ -19,7 +19,10 @@ Two files, one per schema:
 Both set stage-0 ``max_tokens`` to 4353: the 2048x2048 target grid, the largest preview grid
 and EOS (``size_policy.MAX_SIDE``).
 
-Which schema fits (``decide_schema``), by the stage-config loader of the installed host:
+Which schema fits (``decide_schema``) follows the stage-config loader call the installed
+host's stage worker makes, as the probed host profile recorded it
+(``omni_sizefix.runtime.host_profile``, ``LoaderProbe``), and what the installed vLLM-Omni's
+loaders read (``omni_reads``); no version is compared. By release, that is:
 
 ============  ==================================================================  ======
 ai-dynamo     loader its stage worker calls                                       schema
@@ -45,16 +48,17 @@ chosen so that 1.1-1.4 share one config and one stage-1 path.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from packaging.version import InvalidVersion, Version
 
 from omni_sizefix.runtime import host_profile
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
+from omni_sizefix.tools import host
 
 LEGACY = "legacy"
 DEPLOY = "deploy"
@@ -62,15 +66,8 @@ SCHEMAS = (LEGACY, DEPLOY)
 MODELS = ("glm_image",)
 #: The model Dynamo's GLM-Image launch script serves (a Hugging Face id or a local folder).
 DEFAULT_HF_MODEL = "zai-org/GLM-Image"
-
-
-#: First vLLM-Omni whose ``load_and_resolve_stage_configs`` reads a ``stages:`` file given
-#: as ``--stage-configs-path``.
-DEPLOY_AUTODETECT_SINCE = Version("0.20.0")
-#: First vLLM-Omni that ships the deploy schema for GLM-Image.
-DEPLOY_SCHEMA_SINCE = Version("0.20.0rc1")
-#: First vLLM-Omni without ``load_stage_configs_from_yaml`` (rejects ``stage_args``).
-LEGACY_REMOVED_IN = Version("0.28.0")
+#: vLLM-Omni's module holding its stage-config loaders.
+OMNI_UTILS_MODULE = "vllm_omni.entrypoints.utils"
 
 
 def config_dir() -> Path:
@@ -104,11 +101,23 @@ def file_schema(path: str | Path) -> str:
 # --- which loader the installed host calls --------------------------------------------
 
 
+#: The loader calls a Dynamo stage worker makes (``HostLoader.kind``), as its probe records
+#: them: ``load_stage_configs_from_yaml(path)``; ``load_and_resolve_stage_configs(model,
+#: path, kwargs={})``, the same with ``trust_remote_code=``, or with ``deploy_config_path=``
+#: instead of the path; Dynamo's own ``resolve_stage_configs``. ``OMNI``: no Dynamo.
+YAML = "yaml"
+RESOLVE_PATH = "resolve-path"
+RESOLVE_PATH_TRUST = "resolve-path-trust"
+RESOLVE_DEPLOY = "resolve-deploy"
+DYNAMO_RESOLVE = "dynamo-resolve"
+OMNI = "omni"
+
+
 @dataclass(frozen=True)
 class HostLoader:
     """The stage-config loader the installed host calls and the schemas it reads."""
 
-    #: ``dynamo-1.1``, ``dynamo-1.2``, ``dynamo-1.4``, ``dynamo-1.5``, ``dynamo-1.6``, ``omni``.
+    #: One of the call kinds above.
     kind: str
     description: str
     #: Schemas this loader reads with the installed vLLM-Omni.
@@ -131,35 +140,55 @@ def installed_version(dist: str) -> str | None:
     return host_profile.profile().versions.get(dist)
 
 
-def _version(dist: str) -> Version | None:
-    raw = installed_version(dist)
-    if raw is None:
-        return None
-    try:
-        return Version(raw)
-    except InvalidVersion:
-        return None
+def omni_reads() -> tuple[str, ...]:
+    """The schemas the installed vLLM-Omni's loader functions read (probed, no version).
 
-
-def host_loader() -> HostLoader:
-    """Which stage-config loader the installed host uses (versions only; imports nothing).
-
-    Raises LookupError when vLLM-Omni is missing or the ai-dynamo release has no
-    disaggregated omni path (< 1.1).
+    Legacy while it has ``load_stage_configs_from_yaml`` (removed in 0.28); deploy where
+    ``load_and_resolve_stage_configs`` takes ``deploy_config_path`` (it then also reads a
+    ``stages:`` file given as the legacy path). Raises LookupError when they do not import.
     """
-    omni = _version("vllm-omni")
-    if omni is None:
-        raise LookupError("vllm-omni is not installed (or its version cannot be read)")
-    legacy = (LEGACY,) if omni < LEGACY_REMOVED_IN else ()
-    deploy = (DEPLOY,) if omni >= DEPLOY_SCHEMA_SINCE else ()
-    dynamo = _version("ai-dynamo")
+    try:
+        utils = importlib.import_module(OMNI_UTILS_MODULE)
+    except ImportError as exc:
+        raise LookupError(f"vLLM-Omni's loaders do not import: {exc}") from exc
+    legacy = (LEGACY,) if callable(getattr(utils, "load_stage_configs_from_yaml", None)) else ()
+    resolve = getattr(utils, "load_and_resolve_stage_configs", None)
+    deploy = callable(resolve) and "deploy_config_path" in inspect.signature(resolve).parameters
+    return (*legacy, *((DEPLOY,) if deploy else ()))
+
+
+def _loader_kind(call: host_profile.LoaderProbe) -> str:
+    """The kind of loader call the probe recorded (see ``HostLoader.kind``)."""
+    if call.caller == f"{UTILS_MODULE}.resolve_stage_configs":
+        return DYNAMO_RESOLVE
+    if call.function == "load_stage_configs_from_yaml":
+        return YAML
+    if call.function == "load_and_resolve_stage_configs":
+        if "deploy_config_path" in call.keywords:
+            return RESOLVE_DEPLOY
+        return RESOLVE_PATH_TRUST if "trust_remote_code" in call.keywords else RESOLVE_PATH
+    raise LookupError(
+        f"{call.call or call.function or 'no call'}: a stage-config loader call "
+        "omni_sizefix does not know"
+    )
+
+
+def loader_from_profile(found: host_profile.HostProfile, reads: tuple[str, ...]) -> HostLoader:
+    """The loader a probed host profile recorded, with the schemas it reads.
+
+    ``reads``: what the installed vLLM-Omni's loaders read (``omni_reads``). Raises
+    LookupError when the host has no stage-config loader call the probe could record.
+    """
+    omni = found.versions.get("vllm-omni")
+    dynamo = found.versions.get("ai-dynamo")
+    legacy = tuple(s for s in reads if s == LEGACY)
+    deploy = tuple(s for s in reads if s == DEPLOY)
     if dynamo is None:
-        preferred = LEGACY if legacy else DEPLOY
         return HostLoader(
-            "omni",
+            OMNI,
             f"vLLM-Omni {omni} without Dynamo: load_stage_configs_from_yaml",
             legacy,
-            preferred,
+            LEGACY if legacy else DEPLOY,
             f"no ai-dynamo installed; vLLM-Omni {omni} "
             + (
                 "reads the legacy schema"
@@ -167,42 +196,43 @@ def host_loader() -> HostLoader:
                 else "reads only the deploy schema (give it to vLLM-Omni as --deploy-config)"
             ),
         )
-    release = Version(dynamo.base_version)
-    if release < Version("1.1"):
-        raise LookupError(f"ai-dynamo {dynamo} has no disaggregated vLLM-Omni path (needs 1.1+)")
-    if release < Version("1.2"):
+    call = found.loader
+    if call is None or not call.function:
+        detail = call.detail if call is not None else "the host was not probed"
+        raise LookupError(f"no stage-config loader call recorded: {detail}")
+    kind = _loader_kind(call)
+    if kind == YAML:
         return HostLoader(
-            "dynamo-1.1",
+            kind,
             f"ai-dynamo {dynamo}: load_stage_configs_from_yaml(path)",
             legacy,
             LEGACY,
             f"ai-dynamo {dynamo} loads stage configs with load_stage_configs_from_yaml, "
             "which reads only the legacy stage_args schema",
         )
-    autodetect = (DEPLOY,) if omni >= DEPLOY_AUTODETECT_SINCE else ()
-    if release < Version("1.4"):
+    if kind == RESOLVE_PATH:
         return HostLoader(
-            "dynamo-1.2",
+            kind,
             f"ai-dynamo {dynamo}: load_and_resolve_stage_configs(model, path, kwargs={{}})",
-            (*legacy, *autodetect),
+            reads,
             LEGACY,
             f"ai-dynamo {dynamo} dispatches a stage-1 processor only when its 2nd parameter is "
             "named original_prompt; vLLM-Omni >= 0.20.0 names it prompt, and only the legacy "
             "schema lets the config name omni_sizefix's processor instead",
         )
-    if release < Version("1.5"):
+    if kind == RESOLVE_PATH_TRUST:
         return HostLoader(
-            "dynamo-1.4",
+            kind,
             f"ai-dynamo {dynamo}: load_and_resolve_stage_configs(model, path, kwargs={{}}, "
             "trust_remote_code=...)",
-            (*legacy, *autodetect),
+            reads,
             LEGACY,
             f"ai-dynamo {dynamo} reads both schemas; the legacy one names omni_sizefix's "
             "processor, the same stage-1 path as ai-dynamo 1.1-1.3",
         )
-    if release < Version("1.6"):
+    if kind == RESOLVE_DEPLOY:
         return HostLoader(
-            "dynamo-1.5",
+            kind,
             f"ai-dynamo {dynamo}: load_and_resolve_stage_configs(model, kwargs={{}}, "
             "trust_remote_code=..., deploy_config_path=path)",
             deploy,
@@ -210,21 +240,35 @@ def host_loader() -> HostLoader:
             f"ai-dynamo {dynamo} passes the config as deploy_config_path (deploy schema only)",
         )
     return HostLoader(
-        "dynamo-1.6",
-        f"ai-dynamo {dynamo}: dynamo.vllm.omni.utils.resolve_stage_configs(model, ...)",
+        kind,
+        f"ai-dynamo {dynamo}: {UTILS_MODULE}.resolve_stage_configs(model, ...)",
         deploy,
         DEPLOY,
         f"ai-dynamo {dynamo} resolves the config as a deploy config (deploy schema only)",
     )
 
 
-def decide_schema() -> SchemaDecision:
-    """The shipped schema that fits the installed host, and why.
+def host_loader(found: host_profile.HostProfile | None = None) -> HostLoader:
+    """Which stage-config loader the installed host calls: the call its probe recorded.
+
+    ``found``: a probed host profile (default: this process's, ``omni_sizefix.tools.host``;
+    probing imports the host once). Raises LookupError when vLLM-Omni is missing or the
+    host makes no stage-config loader call the probe could record (no disaggregated omni
+    path, a stage worker that does not import, ...).
+    """
+    found = found if found is not None else host.probed()
+    if found.versions.get("vllm-omni") is None:
+        raise LookupError("vllm-omni is not installed (or its version cannot be read)")
+    return loader_from_profile(found, omni_reads())
+
+
+def decide_schema(found: host_profile.HostProfile | None = None) -> SchemaDecision:
+    """The shipped schema that fits the installed host (or ``found``), and why.
 
     Raises LookupError when the installed host reads neither shipped schema.
     """
-    loader = host_loader()
-    if loader.preferred not in loader.schemas and loader.kind != "omni":
+    loader = host_loader(found)
+    if loader.preferred not in loader.schemas and loader.kind != OMNI:
         raise LookupError(
             f"{loader.description} cannot read the {loader.preferred} schema with the "
             f"installed vLLM-Omni {installed_version('vllm-omni')}: unsupported release pair"
@@ -248,24 +292,24 @@ def path_for_installed_host(model: str = "glm_image", schema: str | None = None)
 def _call_host_loader(
     loader: HostLoader, path: Path, hf_model: str, trust_remote_code: bool
 ) -> list[Any]:
-    if loader.kind == "omni":
-        utils = importlib.import_module("vllm_omni.entrypoints.utils")
+    if loader.kind == OMNI:
+        utils = importlib.import_module(OMNI_UTILS_MODULE)
         return list(utils.load_stage_configs_from_yaml(str(path)))
-    if loader.kind == "dynamo-1.6":
+    if loader.kind == DYNAMO_RESOLVE:
         resolve = importlib.import_module(UTILS_MODULE).resolve_stage_configs
         _, stages = resolve(
             hf_model, trust_remote_code=trust_remote_code, deploy_config_path=str(path)
         )
         return list(stages)
     stage_worker = importlib.import_module(STAGE_WORKER_MODULE)
-    if loader.kind == "dynamo-1.1":
+    if loader.kind == YAML:
         return list(stage_worker.load_stage_configs_from_yaml(str(path)))
     load = stage_worker.load_and_resolve_stage_configs
-    if loader.kind == "dynamo-1.2":
+    if loader.kind == RESOLVE_PATH:
         _, stages = load(hf_model, str(path), kwargs={})
-    elif loader.kind == "dynamo-1.4":
+    elif loader.kind == RESOLVE_PATH_TRUST:
         _, stages, _ = load(hf_model, str(path), kwargs={}, trust_remote_code=trust_remote_code)
-    else:  # dynamo-1.5
+    else:  # RESOLVE_DEPLOY
         _, stages, _ = load(
             hf_model,
             kwargs={},

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix.runtime import glm_layout, host_modules, size_policy, version_policy
+from omni_sizefix.runtime import glm_layout, host_modules, host_profile, size_policy, version_policy
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
-from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools import host, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "disagg_glm_image.sh"
@@ -76,6 +76,48 @@ def test_fitting_schema_follows_the_loader_the_host_calls() -> None:
         assert decision.schema == stage_configs.DEPLOY, decision.reason
     assert stage_configs.fitting_schema() == decision.schema
     assert decision.reason
+
+
+def test_host_loader_makes_the_call_the_probe_recorded(
+    fake_glm_image_model: str, cpu_platform_named: Any
+) -> None:
+    """The loader ``stage_configs`` calls is the one the host's ``init_omni_stage`` calls.
+
+    Both calls go through the host profile's recorders (real vLLM-Omni signatures): the probe
+    ran the stage worker's own code; here ``stage_configs`` loads the shipped config.
+    """
+    found = host.probed()
+    loader = stage_configs.host_loader()
+    if loader.kind == stage_configs.OMNI:
+        pytest.skip("no Dynamo: vLLM-Omni's own loader, no stage-worker call to compare")
+    probe = found.loader
+    assert probe is not None and probe.function, probe
+    modules = [
+        importlib.import_module(name)
+        for name in (stage_configs.STAGE_WORKER_MODULE, stage_configs.UTILS_MODULE)
+    ]
+    recorders, undo = host_profile._install_recorders(modules)
+    try:
+        with pytest.raises(host_profile._Stop):
+            stage_configs._call_host_loader(
+                loader,
+                stage_configs.config_path(schema=loader.preferred),
+                fake_glm_image_model,
+                False,
+            )
+    finally:
+        for owner, name, real in reversed(undo):
+            setattr(owner, name, real)
+    (ours,) = [r for r in recorders if r.call]
+    assert (ours.name, ours.positional, sorted(ours.keywords)) == (
+        probe.function,
+        probe.positional,
+        sorted(probe.keywords),
+    ), (ours.call, probe.call)
+    if loader.kind == stage_configs.DYNAMO_RESOLVE:
+        assert ours.caller == probe.caller  # both through Dynamo's resolve_stage_configs
+    if probe.startable:
+        assert ours.error is None, ours.error
 
 
 def test_path_for_installed_host_is_a_shipped_file() -> None:

@@ -142,3 +142,67 @@ def test_doctor_exit_2_with_the_probes_sentence(tmp_path: Path) -> None:
     text = doctor.render(report)
     assert "OK:" not in text
     assert f"UNSUPPORTED: {loader.detail}" in text
+
+
+@pytest.mark.parametrize(
+    ("dynamo", "omni", "kind", "keywords"),
+    [
+        (DYNAMO_1_3, OMNI_0_22, "resolve-path", ("kwargs",)),
+        (DYNAMO_1_4, OMNI_0_26, "resolve-path-trust", ("kwargs", "trust_remote_code")),
+        (DYNAMO_1_4, OMNI_0_22, "resolve-path-trust", ("kwargs", "trust_remote_code")),
+    ],
+    ids=["1.3+0.22", "1.4+0.26", "1.4+0.22 (cannot start)"],
+)
+@pytest.mark.parametrize("versions", [VERSIONS, {"ai-dynamo": "1.6.1", "vllm-omni": "0.30.0"}])
+def test_stage_config_loader_follows_the_recorded_call(
+    dynamo: str, omni: str, kind: str, keywords: tuple, versions: dict, tmp_path: Path
+) -> None:
+    """``stage_configs`` picks the loader from the call the probe recorded, not from versions."""
+    from omni_sizefix.tools import stage_configs
+
+    worker = fake_pair(dynamo, omni, tmp_path)
+    probe = host_profile.probe_loader(worker, None, VERSIONS)
+    assert (probe.function, probe.positional, probe.keywords) == (
+        "load_and_resolve_stage_configs",
+        2,
+        keywords,
+    )
+    assert probe.caller == f"{worker.__name__}.init_omni_stage"
+    found = host_profile.HostProfile(
+        versions=versions, supported={}, unsupported=(), probed=True, loader=probe
+    )
+    reads = (stage_configs.LEGACY, stage_configs.DEPLOY)
+    loader = stage_configs.loader_from_profile(found, reads)
+    assert loader.kind == kind
+    assert (loader.schemas, loader.preferred) == (reads, stage_configs.LEGACY)
+
+
+def test_stage_config_loader_by_caller_and_keywords() -> None:
+    """Dynamo's own ``resolve_stage_configs`` decides over the vLLM-Omni function it calls."""
+    from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
+    from omni_sizefix.tools import stage_configs
+
+    def loader(function: str, keywords: tuple, caller: str) -> stage_configs.HostLoader:
+        probe = host_profile.LoaderProbe(
+            True, function=function, positional=1, keywords=keywords, caller=caller
+        )
+        found = host_profile.HostProfile(
+            versions=VERSIONS, supported={}, unsupported=(), probed=True, loader=probe
+        )
+        return stage_configs.loader_from_profile(found, (stage_configs.DEPLOY,))
+
+    in_worker = f"{STAGE_WORKER_MODULE}.init_omni_stage"
+    in_utils = f"{UTILS_MODULE}.resolve_stage_configs"
+    deploy_call = ("kwargs", "trust_remote_code", "deploy_config_path")
+    assert loader("load_stage_configs_from_yaml", (), in_worker).kind == "yaml"
+    assert loader("load_stage_configs_from_yaml", (), in_worker).schemas == ()
+    assert loader("load_and_resolve_stage_configs", deploy_call, in_worker).kind == "resolve-deploy"
+    assert loader("load_and_resolve_stage_configs", deploy_call, in_utils).kind == "dynamo-resolve"
+    assert loader("resolve_omni_config", ("cli_overrides",), in_utils).kind == "dynamo-resolve"
+    assert loader("resolve_omni_config", (), in_utils).schemas == (stage_configs.DEPLOY,)
+    with pytest.raises(LookupError, match="does not know"):  # a call no release makes
+        loader("resolve_omni_config", (), in_worker)
+    with pytest.raises(LookupError, match="no stage-config loader call recorded"):
+        stage_configs.loader_from_profile(
+            host_profile.HostProfile(versions=VERSIONS, supported={}, unsupported=()), ()
+        )
