@@ -17,7 +17,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omni_sizefix import __version__
 from omni_sizefix.tools import console
@@ -146,6 +148,15 @@ def _stage_config(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _subcommand(
+    sub: Any, name: str, func: Callable[[argparse.Namespace, Output], int], **about: str
+) -> argparse.ArgumentParser:
+    """A subcommand ``name`` run by ``func``; ``about``: its ``help`` and ``description``."""
+    command = sub.add_parser(name, **about)
+    command.set_defaults(func=func)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -155,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omni-sizefix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    doctor = sub.add_parser(
+    doctor = _subcommand(
+        sub,
         "doctor",
+        _doctor,
         help="will the plugin act here? (versions, entry points, settings)",
         description="Report host versions, the chosen size shape, entry points, settings and "
         "problems with fixes. Exit 0: will act correctly; 1: needs attention; 2: unsupported.",
@@ -174,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model the workers serve (deploy configs resolve their pipeline from it; "
         "default zai-org/GLM-Image)",
     )
-    doctor.set_defaults(func=_doctor)
 
-    check = sub.add_parser(
+    check = _subcommand(
+        sub,
         "check",
+        _check,
         help="run the real request path per size, with and without the plugin",
         description="Import the real host, send requests through the real parse, router "
         "models and stage-1 processor (engines faked; no GPU needed) and print a table. "
@@ -220,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="--live: keep each topology's run folder and logs (default: kept only when "
         "that run failed; its path is printed)",
     )
-    check.set_defaults(func=_check)
 
-    smoke = sub.add_parser(
+    smoke = _subcommand(
+        sub,
         "smoke",
+        _smoke,
         help="request images from a running deployment and check their size",
         description="POST /v1/images/generations to a running OpenAI-compatible frontend "
         "(Dynamo's, on GPUs or with faked engines) for each size, decode each image and "
@@ -254,10 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--prompt", default=None, help="prompt to send (default: a fixed one)")
     smoke.add_argument("--json", action="store_true", help="one JSON document on stdout")
     smoke.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    smoke.set_defaults(func=_smoke)
 
-    stage_config = sub.add_parser(
+    stage_config = _subcommand(
+        sub,
         "stage-config",
+        _stage_config,
         help="print the path of the shipped stage config that fits",
         description="Print the path of a GLM-Image stage config shipped with omni-sizefix, "
         "for --stage-configs-path.",
@@ -269,7 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="force a schema (default: the one the installed vLLM-Omni loads)",
     )
     stage_config.add_argument("--json", action="store_true", help="machine-readable output")
-    stage_config.set_defaults(func=_stage_config)
     return parser
 
 

@@ -29,6 +29,8 @@ PAD_TOKEN = "<pad>"
 IMAGE_TOKEN = "<|image|>"
 GRID_BOS_TOKEN = "<sop>"
 GRID_EOS_TOKEN = "<eop>"
+#: The tokenizer's basic special tokens (``PreTrainedTokenizerFast`` keyword -> token).
+BASIC_SPECIAL_TOKENS = {"bos_token": BOS_TOKEN, "eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN}
 #: Named special tokens ``GlmImageProcessor`` reads from its tokenizer.
 EXTRA_SPECIAL_TOKENS = {
     "image_token": IMAGE_TOKEN,
@@ -104,11 +106,9 @@ def _tokenizer():
     backend.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
         extra_special_tokens=dict(EXTRA_SPECIAL_TOKENS),
         model_max_length=MAX_POSITIONS,
+        **BASIC_SPECIAL_TOKENS,
     )
 
 
@@ -188,12 +188,7 @@ def build_glm_image_folder(dest: str | Path) -> Path:
         "what": "weightless GLM-Image AR folder built by omni-sizefix for stage-0 checks",
         "weights": None,
         "transformers": transformers.__version__,
-        "special_tokens": {
-            "bos_token": BOS_TOKEN,
-            "eos_token": EOS_TOKEN,
-            "pad_token": PAD_TOKEN,
-            **EXTRA_SPECIAL_TOKENS,
-        },
+        "special_tokens": {**BASIC_SPECIAL_TOKENS, **EXTRA_SPECIAL_TOKENS},
     }
     (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
     return folder
