@@ -117,6 +117,14 @@ PAIRS: dict[tuple[str, str], dict[str, Expect]] = {
         MAMMOTH: Expect(FIXED, "requested", dispatched=False, adapter=True),
         BAGEL: Expect(PASS_THROUGH),
     },
+    # 1.5 likewise (same _accepts_source_outputs_processor); vLLM-Omni 0.28's
+    # hunyuan_image3.ar2diffusion(source_outputs, prompt) reads top-level height/width
+    # (default 1024), mammoth_moda2.ar2dit(source_outputs, prompts) mm_processor_kwargs first
+    ("1.5.1", "0.28.0"): {
+        HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
+        MAMMOTH: Expect(FIXED, "requested", dispatched=False, adapter=True),
+        BAGEL: Expect(PASS_THROUGH),
+    },
     ("1.6.1", "0.31.0rc1"): {
         HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
         MAMMOTH: Expect(ALREADY_RIGHT, "requested"),

@@ -53,14 +53,17 @@ class Expect:
 #: cumulative_token_ids, which vLLM-Omni's connector drops (dataclasses.asdict) and
 #: 0.20.0rc1's ar2diffusion reads; 1.2.1's _accepts_source_outputs_processor wants the 2nd
 #: parameter named original_prompt, 0.20.0 names it prompt; 1.4.2/1.6.1 accept "prompt" and
-#: restore cumulative_token_ids; vLLM-Omni 0.18.0 reads top-level height/width only and
-#: slices the prior at a h//2 x w//2 preview grid.
+#: restore cumulative_token_ids, and so does 1.5.1 (its _accepts_source_outputs_processor takes
+#: original_prompt or prompt; _ensure_cumulative_token_ids after the connector), whose only
+#: vLLM-Omni 0.28.0 names it prompt and reads mm_processor_kwargs; vLLM-Omni 0.18.0 reads
+#: top-level height/width only and slices the prior at a h//2 x w//2 preview grid.
 PAIRS: dict[tuple[str | None, str], Expect] = {
     ("1.1.1", "0.20.0rc1"): Expect(
         ("token-field",), "AttributeError", PACKAGE, needs_real_connector=True
     ),
     ("1.2.1", "0.20.0"): Expect(("dispatch",), "TypeError", PACKAGE),
     ("1.4.2", "0.26.0"): Expect((), "", UPSTREAM),
+    ("1.5.1", "0.28.0"): Expect((), "", UPSTREAM),
     ("1.6.1", "0.31.0rc1"): Expect((), "", UPSTREAM),
     (None, "0.18.0"): Expect(("size", "prior"), "", PACKAGE),
 }
