@@ -182,7 +182,6 @@ def loader_from_profile(found: host_profile.HostProfile, reads: tuple[str, ...])
     omni = found.versions.get("vllm-omni")
     dynamo = found.versions.get("ai-dynamo")
     legacy = tuple(s for s in reads if s == LEGACY)
-    deploy = tuple(s for s in reads if s == DEPLOY)
     if dynamo is None:
         return HostLoader(
             OMNI,
@@ -201,6 +200,8 @@ def loader_from_profile(found: host_profile.HostProfile, reads: tuple[str, ...])
         detail = call.detail if call is not None else "the host was not probed"
         raise LookupError(f"no stage-config loader call recorded: {detail}")
     kind = _loader_kind(call)
+    # Where Dynamo hands the path over as deploy_config_path, the deploy schema is read.
+    deploy = (DEPLOY,) if "deploy_config_path" in call.keywords else ()
     if kind == YAML:
         return HostLoader(
             kind,

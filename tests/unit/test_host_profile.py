@@ -199,7 +199,7 @@ def test_stage_config_loader_by_caller_and_keywords() -> None:
     assert loader("load_and_resolve_stage_configs", deploy_call, in_worker).kind == "resolve-deploy"
     assert loader("load_and_resolve_stage_configs", deploy_call, in_utils).kind == "dynamo-resolve"
     assert loader("resolve_omni_config", ("cli_overrides",), in_utils).kind == "dynamo-resolve"
-    assert loader("resolve_omni_config", (), in_utils).schemas == (stage_configs.DEPLOY,)
+    assert loader("resolve_omni_config", deploy_call, in_utils).schemas == (stage_configs.DEPLOY,)
     with pytest.raises(LookupError, match="does not know"):  # a call no release makes
         loader("resolve_omni_config", (), in_worker)
     with pytest.raises(LookupError, match="no stage-config loader call recorded"):
