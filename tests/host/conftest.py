@@ -117,6 +117,27 @@ def kill_switch(dynamo_host: DynamoHost, monkeypatch: pytest.MonkeyPatch) -> Dyn
     return dynamo_host
 
 
+def cli_command() -> list[str]:
+    """The installed ``omni-sizefix`` command of this environment."""
+    script = Path(sys.executable).parent / "omni-sizefix"
+    return [str(script)] if script.exists() else ["omni-sizefix"]
+
+
+def run_doctor(*extra: str) -> subprocess.CompletedProcess:
+    """``omni-sizefix doctor`` in a fresh process, the plugin enabled."""
+    env = {k: v for k, v in os.environ.items() if k != "OMNI_SIZEFIX_DISABLE"}
+    return subprocess.run(
+        [*cli_command(), "doctor", *extra], capture_output=True, text=True, timeout=900, env=env
+    )
+
+
+@pytest.fixture(scope="session")
+def doctor_json() -> subprocess.CompletedProcess:
+    """``omni-sizefix doctor --json``, run once per session and shared: it imports the host
+    (as long as a worker's start), so each extra run costs about a minute."""
+    return run_doctor("--json")
+
+
 @pytest.fixture(scope="session")
 def fake_glm_image_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """FAKE (no weights, no network): a model folder holding only GLM-Image's

@@ -18,11 +18,10 @@ import importlib
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import run_doctor
 
 from omni_sizefix.runtime import version_policy
 from omni_sizefix.tools import stage_configs
@@ -65,25 +64,10 @@ def expectation() -> str | None:
     return STARTABLE[pair]  # type: ignore[index]
 
 
-def _cli() -> list[str]:
-    script = Path(sys.executable).parent / "omni-sizefix"
-    return [str(script)] if script.exists() else ["omni-sizefix"]
-
-
 @pytest.fixture(scope="module")
-def doctor_runs() -> dict[str, subprocess.CompletedProcess]:
-    """Plain ``omni-sizefix doctor`` and ``doctor --json``, each in a fresh process."""
-    env = {k: v for k, v in os.environ.items() if k != "OMNI_SIZEFIX_DISABLE"}
-    return {
-        mode: subprocess.run(
-            [*_cli(), "doctor", *extra],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env=env,
-        )
-        for mode, extra in (("text", []), ("json", ["--json"]))
-    }
+def doctor_runs(doctor_json: subprocess.CompletedProcess) -> dict[str, subprocess.CompletedProcess]:
+    """Plain ``omni-sizefix doctor`` and ``doctor --json`` (shared), each a fresh process."""
+    return {"text": run_doctor(), "json": doctor_json}
 
 
 def test_doctor_says_whether_this_pair_can_start(
