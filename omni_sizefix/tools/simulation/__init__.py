@@ -2,6 +2,5 @@
 
 ``dryrun`` drives a request through the real Dynamo stage workers with FAKE engines,
 ``stage0`` runs stage 0's real preprocessing, ``weightless`` builds a GLM-Image model folder
-without weights and ``cpu_platform`` stands in for vLLM-Omni's GPU platform
-(``check_platform`` installs it).
+without weights and ``check_platform`` stands in for vLLM-Omni's GPU platform.
 """

@@ -1,7 +1,8 @@
-"""Install the CPU stand-in for vLLM-Omni's platform in this process, where none was found.
+"""A CPU stand-in for vLLM-Omni's platform, used only by ``omni-sizefix check``.
 
-Used by ``omni-sizefix check``, ``doctor`` (``omni_sizefix.tools.host``) and the live fake
-workers; the stand-in itself is ``cpu_platform.CpuOmniPlatform``.
+With no accelerator, vLLM-Omni falls back to ``UnspecifiedOmniPlatform``, whose
+``get_device_count()`` raises while ``dynamo.vllm.omni`` imports. ``check`` swaps in this
+subclass (zero devices) in its own process only, and says so.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ def activate_if_needed() -> bool:
     current = platforms.current_omni_platform
     if type(current) is not UnspecifiedOmniPlatform:
         return False
-    from omni_sizefix.tools.simulation.cpu_platform import CpuOmniPlatform
 
-    instance = CpuOmniPlatform()
+    class CheckCpuOmniPlatform(UnspecifiedOmniPlatform):
+        """Zero devices instead of NotImplementedError (omni-sizefix check only)."""
+
+        device_type = "cpu"
+        device_name = "cpu"
+
+        @classmethod
+        def get_device_count(cls) -> int:
+            return 0
+
+    instance = CheckCpuOmniPlatform()
     platforms._current_omni_platform = instance
     platforms.current_omni_platform = instance
     return True
