@@ -33,13 +33,3 @@ def request_kind(output_modalities: Iterable[str]) -> Kind | None:
     if names[0] in _SIZED:
         return names[0]  # type: ignore[return-value]
     return "image" if "image" in names else None  # a chat on an image worker (>= 1.2)
-
-
-def may_need_size(output_modalities: Any) -> bool:
-    """False only when the request certainly carries no size (text and audio workers): the
-    parse wrapper then skips all of its work. True where it cannot tell (the guarded repair
-    path decides)."""
-    try:
-        return request_kind(output_modalities) is not None
-    except Exception:
-        return True
