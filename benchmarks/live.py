@@ -6,16 +6,18 @@ Run it with the Python of an environment that has the host installed, e.g.::
         [--size 1024x1024 --size ...] [--stage-config shipped|own|FILE] [--json]
 
 Starts the four real Dynamo processes (stage engines FAKE, ``omni_sizefix.tools.live``) twice,
-one after the other, with the same stage config (default: the shipped one): with the
-plugin and with ``OMNI_SIZEFIX_DISABLE=1``. For each it prints the start-up time (and when
-each process came up), the resident memory of each process (with its children) after
-start-up and after the requests, and per size the p50/p95 latency of ``--requests``
-sequential image requests per size (sizes taken in turn; one warm-up request per size is not
-counted). Requests whose image is not the requested one (the released defect, without the
-plugin on ai-dynamo < 1.4) are counted apart: their latency is not comparable. Default
-sizes: those the release's frontend takes and the config's stage-0 budget holds
-(``omni_sizefix.tools.live.served``). Run folders are deleted after a topology that ran, kept
-(and named in the error) after one that failed. It prints figures and asserts nothing.
+at the same time, with the same stage config (default: the shipped one): with the plugin and
+with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up time (and when each
+process came up) and the resident memory of each process (with its children) after start-up
+and after the requests. Then it sends ``--requests`` rounds of sequential image requests: in
+each round every size once to each topology, the two interleaved (which topology goes first
+alternates), so a change of machine load falls on both alike; per size it prints p50/p95
+latency of each and the p50 of the paired differences. One warm-up request per size and
+topology is not counted. Requests whose image is not the requested one (the released defect,
+without the plugin on ai-dynamo < 1.4) are counted apart: their latency is not comparable.
+Default sizes: those the release's frontend takes and the config's stage-0 budget holds
+(``omni_sizefix.tools.live.served``). Run folders are deleted after a run that worked, kept
+(and named in the error) after a topology that failed. It prints figures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -79,56 +81,79 @@ def summary(latencies: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def measure(plugin: bool, sizes: list[str] | None, args: argparse.Namespace) -> dict:
-    """One topology: start-up, memory, per-size latency. Fills ``sizes`` if empty."""
-    live = topology.Topology(
+def topology_for(plugin: bool, port: int, args: argparse.Namespace) -> topology.Topology:
+    mode = "plugin" if plugin else "disabled"
+    return topology.Topology(
         stage_config=args.stage_config,
         plugin=plugin,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        http_port=port,
+        progress=lambda line: print(f"[{mode}] {line}", file=sys.stderr, flush=True),
     )
+
+
+def measure(args: argparse.Namespace, sizes: list[str]) -> list[dict]:
+    """Both topologies, started together, requests interleaved. Fills ``sizes`` if empty."""
+    ports = [topology.free_port(), topology.free_port()]
+    while ports[1] == ports[0]:
+        ports[1] = topology.free_port()
+    lives = [topology_for(True, ports[0], args), topology_for(False, ports[1], args)]
     try:
-        live.start(timeout=args.timeout)
-        result: dict = {
-            "plugin": plugin,
-            "stage_config": live.stage_config_note,
-            "startup_s": round(live.started_s or 0.0, 1),
-            "up_after_s": {p.name: round(p.up_after_s or 0.0, 1) for p in live.processes},
-            "rss_mb_started": memory(live),
-        }
-        if not sizes:
-            budget = topology.stage0_max_tokens(live.stage_config_path)  # type: ignore[arg-type]
-            sizes.extend(served.servable(CANDIDATE_SIZES, budget))  # type: ignore[union-attr]
-        ok: dict[str, list[float]] = {s: [] for s in sizes}  # type: ignore[union-attr]
-        not_ok: dict[str, list[float]] = {s: [] for s in sizes}  # type: ignore[union-attr]
-        outcomes: dict[str, set[str]] = {s: set() for s in sizes}  # type: ignore[union-attr]
-        for size in sizes:  # type: ignore[union-attr]
-            client.generate(live.url, size, model=live.served_model)  # warm-up, not counted
-        started = time.monotonic()
-        for i in range(args.requests * len(sizes)):  # type: ignore[arg-type]
-            size = sizes[i % len(sizes)]  # type: ignore[index]
-            reply = client.generate(live.url, size, model=live.served_model)
-            outcome = client.verdict(reply, size)
-            (ok if outcome == "ok" else not_ok)[size].append(reply.latency_s)
-            outcomes[size].add(outcome[:120])
-        result.update(
+        for live in lives:
+            live.launch()
+        for live in lives:
+            live.wait_ready(args.timeout)
+        results = [
             {
-                "requests_s": round(time.monotonic() - started, 1),
-                "per_size": {
-                    s: {
-                        "ok": summary(ok[s]),
-                        "not_ok": summary(not_ok[s]),
-                        "outcomes": sorted(outcomes[s]),
-                    }
-                    for s in sizes  # type: ignore[union-attr]
-                },
-                "rss_mb_after": memory(live),
+                "plugin": live.plugin,
+                "stage_config": live.stage_config_note,
+                "startup_s": round(live.started_s or 0.0, 1),
+                "up_after_s": {p.name: round(p.up_after_s or 0.0, 1) for p in live.processes},
+                "rss_mb_started": memory(live),
+                "latency": {},
             }
-        )
-    except BaseException:
-        live.stop()  # the error names the log, which stays
-        raise
-    live.remove_run_dir()
-    return result
+            for live in lives
+        ]
+        if not sizes:
+            budget = topology.stage0_max_tokens(lives[0].stage_config_path)  # type: ignore[arg-type]
+            sizes.extend(served.servable(CANDIDATE_SIZES, budget))
+        for live in lives:
+            for size in sizes:
+                client.generate(live.url, size, model=live.served_model)  # warm-up, not counted
+        for result in results:
+            result["latency"] = {s: [] for s in sizes}
+        started = time.monotonic()
+        for round_no in range(args.requests):
+            order = (0, 1) if round_no % 2 == 0 else (1, 0)
+            for size in sizes:
+                for i in order:
+                    reply = client.generate(lives[i].url, size, model=lives[i].served_model)
+                    outcome = client.verdict(reply, size)
+                    results[i]["latency"][size].append((outcome, reply.latency_s))
+        elapsed = round(time.monotonic() - started, 1)
+        for live, result in zip(lives, results, strict=True):
+            result["requests_s"] = elapsed
+            result["rss_mb_after"] = memory(live)
+    finally:
+        for live in lives:
+            live.stop()  # an error names the log, which stays
+    for live in lives:
+        live.remove_run_dir()
+    for result in results:
+        result["per_size"] = {
+            size: {
+                "ok": summary([t for o, t in pairs if o == "ok"]),
+                "not_ok": summary([t for o, t in pairs if o != "ok"]),
+                "outcomes": sorted({o[:120] for o, _ in pairs}),
+            }
+            for size, pairs in result["latency"].items()
+        }
+    return results
+
+
+def paired_delta_ms(on: list, off: list) -> float | None:
+    """Median over rounds of (with - without) where both images were as requested, ms."""
+    deltas = [a[1] - b[1] for a, b in zip(on, off, strict=True) if a[0] == "ok" and b[0] == "ok"]
+    return round(1000 * statistics.median(deltas), 1) if deltas else None
 
 
 def render(results: list[dict], sizes: list[str], args: argparse.Namespace) -> str:
@@ -136,8 +161,8 @@ def render(results: list[dict], sizes: list[str], args: argparse.Namespace) -> s
     lines = [
         f"omni-sizefix live benchmark, {datetime.date.today().isoformat()}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-        f"stage config: {results[0]['stage_config']}; {args.requests} requests per size and "
-        f"topology, sizes in turn: {', '.join(sizes)}",
+        f"stage config: {results[0]['stage_config']}; both topologies at once, {args.requests} "
+        f"rounds of every size to each (interleaved): {', '.join(sizes)}",
     ]
     for r in results:
         mode = "with omni-sizefix" if r["plugin"] else "OMNI_SIZEFIX_DISABLE=1"
@@ -148,7 +173,7 @@ def render(results: list[dict], sizes: list[str], args: argparse.Namespace) -> s
     lines.append("")
     lines.append(
         "size       | with plugin: ok  p50 / p95 / IQR ms  | without: ok  p50 / p95 / IQR ms | "
-        "p50 with - without"
+        "median of paired differences"
     )
     on, off = results
     for size in sizes:
@@ -160,11 +185,8 @@ def render(results: list[dict], sizes: list[str], args: argparse.Namespace) -> s
                 return f"  0 ok ({part['not_ok']['n']} not as requested)".ljust(31)
             return f"{s['n']:3d} ok  {s['p50_ms']} / {s['p95_ms']} / {s['iqr_ms']}".ljust(31)
 
-        delta = (
-            f"{a['ok']['p50_ms'] - b['ok']['p50_ms']:+.1f} ms"
-            if a["ok"]["n"] and b["ok"]["n"]
-            else "not comparable"
-        )
+        paired = paired_delta_ms(on["latency"][size], off["latency"][size])
+        delta = f"{paired:+.1f} ms" if paired is not None else "not comparable"
         lines.append(f"{size:10s} | {cell(a)}     | {cell(b)} | {delta}")
     for r in results:
         mode = "with omni-sizefix" if r["plugin"] else "OMNI_SIZEFIX_DISABLE=1"
@@ -187,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     sizes: list[str] = list(args.size or [])
-    results = [measure(plugin, sizes, args) for plugin in (True, False)]
+    results = measure(args, sizes)
     if args.json:
         print(json.dumps({"sizes": sizes, "runs": results}, indent=2))
     else:

@@ -2,11 +2,13 @@
 
 Registered like any third-party plugin (``omni_sizefix.runtime.plugins``), but with
 ``trylast`` so that a third-party implementation is asked first.
+
+Requests, and what the host parses from them, are JSON-shaped: containers are checked with
+``isinstance(value, dict)`` (a ``Mapping`` check costs an ABC lookup, several per request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from omni_sizefix.hookspecs import hookimpl
@@ -36,8 +38,13 @@ def as_dimension(value: Any, name: str) -> int:
     return number
 
 
-def _dict_or_empty(value: Any) -> Mapping:
-    return value if isinstance(value, Mapping) else {}
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _copy_or_empty(value: Any) -> dict:
+    """A new dict with the items of ``value`` (empty when ``value`` is not a dict)."""
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _parse_size(size: Any) -> tuple[int, int] | None:
@@ -76,22 +83,25 @@ def check_size_format(request: Any) -> None:
     if isinstance(size, str) and size.strip().lower() in _DEFAULT_SIZE_WORDS:
         return
     for source in (request, extra_body, request.get("nvext")):
-        if isinstance(source, Mapping) and None not in (source.get("width"), source.get("height")):
+        if isinstance(source, dict) and None not in (source.get("width"), source.get("height")):
             return
     raise SizeRejected(size_policy.malformed_message(size))
 
 
-def size_from_request(request: Mapping) -> tuple[int, int]:
+def size_from_request(request: dict) -> tuple[int, int]:
     """(height, width) of a chat image request, resolved as ai-dynamo >= 1.2 does.
 
-    ``size`` | ``extra_body.size`` | 1024x1024 (``check_size_format`` rejects a malformed
-    size first; the host's ``parse_size`` would fall back to the default), then
+    ``size`` | ``extra_body.size`` | 1024x1024 (a malformed size is rejected by
+    ``check_size_format``; the host's ``parse_size`` would fall back to the default), then
     ``width``/``height`` from ``extra_body``, then from the request itself. Only the values
     that win are checked: one that a later source replaces never reaches the engine.
     """
     extra_body = _dict_or_empty(request.get("extra_body"))
     size = request.get("size") or extra_body.get("size")
-    height, width = (_parse_size(size) if size else None) or DEFAULT_IMAGE_SIZE
+    parsed = _parse_size(size) if size else None
+    if parsed is None and size:
+        check_size_format(request)  # raises unless "auto" or explicit sides replace it
+    height, width = parsed or DEFAULT_IMAGE_SIZE
     for source in (extra_body, request):
         if source.get("width") is not None:
             width = source["width"]
@@ -108,14 +118,14 @@ def omni_sizefix_target_geometry(
     kind = modalities.request_kind(output_modalities)
     if kind is None:
         return None
-    if kind == "image":
-        check_size_format(request)
     sampling = parsed.get("sampling_params_list")
-    if isinstance(sampling, Mapping) and "height" in sampling and "width" in sampling:
+    if isinstance(sampling, dict) and "height" in sampling and "width" in sampling:
+        if kind == "image":
+            check_size_format(request)  # the host turned a malformed size into 1024
         height = as_dimension(sampling["height"], "height")
         width = as_dimension(sampling["width"], "width")
     elif kind == "image":
-        height, width = size_from_request(request)
+        height, width = size_from_request(request)  # checks the size's format itself
     else:
         return None
     if kind == "image":
@@ -125,9 +135,9 @@ def omni_sizefix_target_geometry(
     return TargetGeometry(target[0], target[1], kind=kind, requested=(height, width))
 
 
-def _negative_prompt(request: Mapping) -> Any:
+def _negative_prompt(request: dict) -> Any:
     for source in (request, request.get("extra_body"), request.get("nvext")):
-        if isinstance(source, Mapping) and source.get("negative_prompt") is not None:
+        if isinstance(source, dict) and source.get("negative_prompt") is not None:
             return source["negative_prompt"]
     return None
 
@@ -146,7 +156,7 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
             prompt["negative_prompt"] = negative
         if request.get("multi_modal_data"):
             prompt["multi_modal_data"] = request["multi_modal_data"]
-    elif isinstance(engine_inputs, Mapping):
+    elif isinstance(engine_inputs, dict):
         prompt = dict(engine_inputs)
     else:
         return None
@@ -156,7 +166,7 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
     if existing is None:  # the common case (ai-dynamo 1.1): just add them
         prompt["mm_processor_kwargs"] = {"target_h": geometry.height, "target_w": geometry.width}
         return prompt
-    kwargs = dict(existing) if isinstance(existing, Mapping) else {}
+    kwargs = _copy_or_empty(existing)
     requested = geometry.requested or (geometry.height, geometry.width)
     for key, value, asked in (
         ("target_h", geometry.height, requested[0]),
@@ -173,17 +183,17 @@ def omni_sizefix_original_prompt(
     original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
 ) -> dict | None:
     """Write the size where the installed ``ar2diffusion`` reads it."""
-    prompt = dict(original_prompt) if isinstance(original_prompt, Mapping) else {}
-    height, width = geometry.height, geometry.width
+    prompt = _copy_or_empty(original_prompt)
     if shape is not Shape.MM_KWARGS:  # top-level or both
-        prompt["height"] = height
-        prompt["width"] = width
+        prompt["height"] = geometry.height
+        prompt["width"] = geometry.width
     if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
-        existing = prompt.get("mm_processor_kwargs")
-        kwargs = dict(existing) if existing is not None and isinstance(existing, Mapping) else {}
-        kwargs["target_h"] = height
-        kwargs["target_w"] = width
-        prompt["mm_processor_kwargs"] = kwargs
+        existing = _dict_or_empty(prompt.get("mm_processor_kwargs"))
+        prompt["mm_processor_kwargs"] = {
+            **existing,
+            "target_h": geometry.height,
+            "target_w": geometry.width,
+        }
     return prompt
 
 
@@ -192,14 +202,21 @@ def omni_sizefix_sampling_params(
     sampling_params: dict | None, geometry: TargetGeometry, request: dict
 ) -> dict | None:
     """Set height/width; build ai-dynamo >= 1.2's overrides for a chat image request."""
-    if isinstance(sampling_params, Mapping):
+    if isinstance(sampling_params, dict):
         overrides = dict(sampling_params)
     else:
-        overrides = {}
-        for source_name in ("extra_body", "nvext"):
-            for key, value in _dict_or_empty(request.get(source_name)).items():
-                if key not in _SIZE_KEYS and value is not None:
-                    overrides[key] = value
+        overrides = chat_overrides(request)
     overrides["height"] = geometry.height
     overrides["width"] = geometry.width
     return overrides
+
+
+def chat_overrides(request: dict) -> dict:
+    """The sampling overrides ai-dynamo >= 1.2 builds for a chat image request: the values
+    of ``extra_body`` and ``nvext``, but the size."""
+    return {
+        key: value
+        for source in (request.get("extra_body"), request.get("nvext"))
+        for key, value in _dict_or_empty(source).items()
+        if key not in _SIZE_KEYS and value is not None
+    }

@@ -1,5 +1,6 @@
 """What every patch shares: the sentinel on its wrappers, how a signature is written in
-messages, one WARNING per kind of failure, and replacing one host attribute.
+messages, one WARNING per kind of failure (the never-crash fallback of every wrapper), and
+replacing one host attribute.
 
 ``Replacement`` replaces one attribute of a host module or class by a wrapper: idempotent
 (applying again changes nothing), the target checked first (a problem raises LookupError
@@ -51,6 +52,14 @@ def warn_once(warned: set[str], key: str, message: str, *args: Any) -> None:
         return
     warned.add(key)
     logger.warning(message, *args)
+
+
+def warn_failed(warned: set[str], key: str, exc: Exception, failed: str, instead: str = "") -> None:
+    """A wrapper's never-crash fallback, logged once per ``key``: what ``failed``, the
+    exception, and what happens ``instead``: ``omni-sizefix: <failed> (<Type>: <exc>); <instead>``.
+    """
+    suffix = f"; {instead}" if instead else ""
+    warn_once(warned, key, "omni-sizefix: %s (%s: %s)%s", failed, type(exc).__name__, exc, suffix)
 
 
 class Replacement:

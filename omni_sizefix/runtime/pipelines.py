@@ -129,6 +129,12 @@ class Plan:
     def is_glm(self) -> bool:
         return self.pipeline == GLM_IMAGE.name
 
+    def sizes(self, kind: str) -> bool:
+        """True when the parse patch has work for a request of ``kind`` under this plan:
+        GLM-Image's image and video requests, another model's image requests (a malformed
+        ``size`` is rejected for every model); see ``repair.repair_request``."""
+        return kind == "image" or (kind == "video" and self.is_glm)
+
 
 # --- which pipeline -----------------------------------------------------------------------
 

@@ -6,20 +6,18 @@ import logging
 from typing import Any
 
 from omni_sizefix.runtime import default_plugin, modalities, plugins, size_policy
-from omni_sizefix.runtime.geometry import TargetGeometry
+from omni_sizefix.runtime.geometry import Kind, TargetGeometry
 from omni_sizefix.runtime.pipelines import Plan
 from omni_sizefix.runtime.settings import Shape
 
 logger = logging.getLogger("omni_sizefix")
 
 
-def is_candidate(parsed: Any, output_modalities: Any) -> bool:
+def is_candidate(parsed: Any, kind: Kind | None) -> bool:
     """Cheap pre-filter: only image/video results and image-modality chats reach the hooks."""
-    if not isinstance(parsed, dict):
+    if kind is None or not isinstance(parsed, dict):
         return False
-    if parsed.get("sampling_params_list") is not None:
-        return True
-    return modalities.request_kind(output_modalities or ()) == "image"
+    return kind == "image" or parsed.get("sampling_params_list") is not None
 
 
 def _int_equal(value: Any, expected: int) -> bool:
@@ -79,7 +77,15 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
     Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request,
     and, while the default plugin is the only plugin, when the host already sized it.
     """
-    if not is_candidate(parsed, output_modalities):
+    kind = modalities.request_kind(output_modalities or ())
+    return _repair_all(request, output_modalities, parsed, shape, kind)
+
+
+def _repair_all(
+    request: dict, output_modalities: list, parsed: dict, shape: Shape, kind: Kind | None
+) -> dict:
+    """``repair_parsed`` of a request of ``kind`` (classified once, by the caller)."""
+    if not is_candidate(parsed, kind):
         return parsed
     hooks = plugins.hooks()
     if hooks is default_plugin and host_already_sized(parsed, shape):
@@ -121,8 +127,11 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
     return repaired
 
 
-def repair_request(request: dict, output_modalities: list, parsed: dict, plan: Plan) -> dict:
-    """``repair_parsed`` for the pipeline this worker serves (``omni_sizefix.runtime.pipelines``).
+def repair_request(
+    request: dict, output_modalities: list, parsed: dict, plan: Plan, kind: Kind | None
+) -> dict:
+    """``repair_parsed`` for the pipeline this worker serves (``omni_sizefix.runtime.pipelines``),
+    of a request of ``kind`` (``modalities.request_kind``, classified once by the caller).
 
     GLM-Image: every hook, as ``repair_parsed``. Another model: only ``original_prompt`` of
     an image request gets the host's size, in the place its stage-1 processor reads it
@@ -131,11 +140,8 @@ def repair_request(request: dict, output_modalities: list, parsed: dict, plan: P
     for every model.
     """
     if plan.is_glm:
-        return repair_parsed(request, output_modalities, parsed, plan.shape or Shape.BOTH)
-    if not is_candidate(parsed, output_modalities):
-        return parsed
-    kind = modalities.request_kind(output_modalities)
-    if kind != "image":
+        return _repair_all(request, output_modalities, parsed, plan.shape or Shape.BOTH, kind)
+    if kind != "image" or not isinstance(parsed, dict):
         return parsed
     default_plugin.check_size_format(request)
     sampling = parsed.get("sampling_params_list")

@@ -14,9 +14,9 @@ import pytest
 
 import omni_sizefix
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime import modalities as modalities_module
-from omni_sizefix.runtime import plugins, repair
+from omni_sizefix.runtime import pipelines, plugins, repair
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
+from omni_sizefix.runtime.settings import Shape
 
 REQUEST = {"prompt": "a red apple", "size": "768x512"}
 
@@ -66,32 +66,44 @@ def test_build_original_prompt_called_alone_still_gets_the_size(fake_dynamo) -> 
     assert parsed["original_prompt"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 768}
 
 
+def must_not_run(*_: object) -> None:
+    raise AssertionError("the plugin worked on a request that carries no size")
+
+
 def test_text_worker_requests_skip_the_plugin(fake_dynamo, monkeypatch) -> None:
     import dynamo.vllm.omni.utils as utils
 
     assert omni_sizefix.patch()
-
-    def must_not_run(*_: object) -> None:
-        raise AssertionError("repair ran for a text worker")
-
-    monkeypatch.setattr(repair, "repair_parsed", must_not_run)
+    monkeypatch.setattr(repair, "repair_request", must_not_run)
+    monkeypatch.setattr(pipelines, "plan", must_not_run)  # a text worker never probes stage 1
     parsed = utils.parse_omni_request({"messages": [{"role": "user", "content": "hi"}]}, ["text"])
     assert parsed["sampling_params_list"] is None
 
 
-@pytest.mark.parametrize(
-    ("modalities", "expected"),
-    [
-        (["text"], False),
-        (["audio"], False),
-        (["image"], True),
-        (["video"], True),
-        (["text", "image"], True),
-        (["IMAGE"], True),
-        ([], False),
-        (None, True),  # not iterable: the guarded path decides
-        ([["image"]], True),  # unhashable: the guarded path decides
-    ],
-)
-def test_may_need_size(modalities: object, expected: bool) -> None:
-    assert modalities_module.may_need_size(modalities) is expected
+def test_video_requests_skip_the_plugin_where_the_pipeline_takes_no_video_size(
+    fake_dynamo, monkeypatch
+) -> None:
+    import dynamo.vllm.omni.utils as utils
+
+    assert omni_sizefix.patch()
+    hunyuan = pipelines.Plan("HunyuanImage-3", False, Shape.TOP_LEVEL, False, "test")
+    monkeypatch.setattr(pipelines, "plan", lambda: hunyuan)
+    monkeypatch.setattr(repair, "repair_request", must_not_run)
+    parsed = utils.parse_omni_request({"prompt": "x", "size": "832x480"}, ["video"])
+    assert parsed["sampling_params_list"] is None  # the FAKE host's non-image result
+    assert hunyuan.sizes("image") and not hunyuan.sizes("video")
+
+
+@pytest.mark.parametrize("modalities", [[["image"]], [None]])
+def test_unclassifiable_modalities_get_the_host_result_and_one_warning(
+    fake_dynamo, caplog, modalities: list
+) -> None:
+    import dynamo.vllm.omni.utils as utils
+
+    host = utils.parse_omni_request(dict(REQUEST), modalities)
+    assert omni_sizefix.patch()
+    with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
+        served = [utils.parse_omni_request(dict(REQUEST), modalities) for _ in range(3)]
+    assert served == [host] * 3
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "could not classify a request" in warnings[0].getMessage()

@@ -90,19 +90,23 @@ BAGEL = pipelines.Plan("BAGEL", False, None, False, "test")
 
 def test_hunyuan_plan_writes_only_top_level_original_prompt() -> None:
     parsed = host_1_2_image(720, 1280)  # 720: not a GLM-Image size, fine for HunyuanImage-3
-    fixed = repair.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], parsed, HUNYUAN)
+    fixed = repair.repair_request(
+        {"prompt": "x", "size": "1280x720"}, ["image"], parsed, HUNYUAN, "image"
+    )
     assert fixed["engine_inputs"] is parsed["engine_inputs"]
     assert fixed["sampling_params_list"] is parsed["sampling_params_list"]
     assert fixed["original_prompt"] == {**parsed["original_prompt"], "height": 720, "width": 1280}
-    again = repair.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], fixed, HUNYUAN)
+    again = repair.repair_request(
+        {"prompt": "x", "size": "1280x720"}, ["image"], fixed, HUNYUAN, "image"
+    )
     assert again is fixed
 
 
 def test_bagel_plan_passes_through_but_rejects_a_malformed_size() -> None:
     parsed = host_1_2_image(768, 1024)
-    assert repair.repair_request({"prompt": "x"}, ["image"], parsed, BAGEL) is parsed
+    assert repair.repair_request({"prompt": "x"}, ["image"], parsed, BAGEL, "image") is parsed
     with pytest.raises(SizeRejected):
-        repair.repair_request({"prompt": "x", "size": "abcxdef"}, ["image"], parsed, BAGEL)
+        repair.repair_request({"prompt": "x", "size": "abcxdef"}, ["image"], parsed, BAGEL, "image")
 
 
 def test_adapter_sizes_and_converts_the_stage_list_call() -> None:

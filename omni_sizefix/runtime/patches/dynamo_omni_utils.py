@@ -46,6 +46,7 @@ from typing import Any
 from omni_sizefix.runtime import modalities, pipelines, repair
 from omni_sizefix.runtime import patching as wrapping
 from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.geometry import Kind
 from omni_sizefix.runtime.host_modules import UTILS_MODULE
 from omni_sizefix.runtime.patching import SENTINEL, describe, marked, signature_text
 
@@ -87,6 +88,10 @@ def warn_once(key: str, message: str, *args: Any) -> None:
     wrapping.warn_once(_state.warned, key, message, *args)
 
 
+def _warn_failed(key: str, exc: Exception, failed: str, instead: str = "") -> None:
+    wrapping.warn_failed(_state.warned, key, exc, failed, instead)
+
+
 def expected_signatures(name: str) -> list[str]:
     """The signatures this patch takes for target ``name``, as messages write them."""
     return [
@@ -103,17 +108,41 @@ def signature_problem(name: str, function: Any) -> str | None:
     return f"{UTILS_MODULE}.{name}: expected {' or '.join(expected)}, found {found}"
 
 
-def _repair_or_host(request: Any, output_modalities: Any, parsed: Any) -> Any:
+def _work_for(output_modalities: Any) -> tuple[Kind, pipelines.Plan] | None:
+    """(the request's kind, this worker's plan) when the patch has work for the request;
+    None when it certainly has none (a text or audio request, a video request on a worker
+    whose pipeline takes no size from the patch): it then goes to the host untouched.
+
+    Classifies the request once; ``plan()`` is only asked for requests that carry a size,
+    so a text-only worker never probes its stage-1 processor.
+    """
     try:
-        return repair.repair_request(request, output_modalities, parsed, pipelines.plan())
+        kind = modalities.request_kind(output_modalities)
+        if kind is None:
+            return None
+        plan = pipelines.plan()
+        return (kind, plan) if plan.sizes(kind) else None
+    except Exception as exc:  # never let the plugin take a request down
+        _warn_failed(
+            "classify-failed",
+            exc,
+            "could not classify a request",
+            "serving it as the host parses it",
+        )
+        return None
+
+
+def _repair_or_host(
+    request: Any, output_modalities: Any, parsed: Any, work: tuple[Kind, pipelines.Plan]
+) -> Any:
+    kind, plan = work
+    try:
+        return repair.repair_request(request, output_modalities, parsed, plan, kind)
     except SizeRejected:
         raise
     except Exception as exc:  # never let the plugin take a request down
-        warn_once(
-            "repair-failed",
-            "omni-sizefix: could not size a request (%s: %s); serving it as the host parsed it",
-            type(exc).__name__,
-            exc,
+        _warn_failed(
+            "repair-failed", exc, "could not size a request", "serving it as the host parsed it"
         )
         return parsed
 
@@ -124,27 +153,29 @@ def wrap_parse(original: Callable) -> Callable:
 
         @functools.wraps(original)
         async def parse_omni_request(request, output_modalities, *args, **kwargs):
-            if not modalities.may_need_size(output_modalities):
+            work = _work_for(output_modalities)
+            if work is None:
                 return await original(request, output_modalities, *args, **kwargs)
             token = _in_parse.set(True)
             try:
                 parsed = await original(request, output_modalities, *args, **kwargs)
             finally:
                 _in_parse.reset(token)
-            return _repair_or_host(request, output_modalities, parsed)
+            return _repair_or_host(request, output_modalities, parsed, work)
 
     else:
 
         @functools.wraps(original)
         def parse_omni_request(request, output_modalities, *args, **kwargs):
-            if not modalities.may_need_size(output_modalities):
+            work = _work_for(output_modalities)
+            if work is None:
                 return original(request, output_modalities, *args, **kwargs)
             token = _in_parse.set(True)
             try:
                 parsed = original(request, output_modalities, *args, **kwargs)
             finally:
                 _in_parse.reset(token)
-            return _repair_or_host(request, output_modalities, parsed)
+            return _repair_or_host(request, output_modalities, parsed, work)
 
     return marked(parse_omni_request, original)
 
@@ -162,13 +193,8 @@ def wrap_build(original: Callable) -> Callable:
             return prompt
         try:
             return repair.repair_original_prompt(prompt, height, width, pipelines.plan().shape)
-        except Exception as exc:
-            warn_once(
-                "build-failed",
-                "omni-sizefix: could not add the size to original_prompt (%s: %s)",
-                type(exc).__name__,
-                exc,
-            )
+        except Exception as exc:  # never let the plugin take a request down
+            _warn_failed("build-failed", exc, "could not add the size to original_prompt")
             return prompt
 
     return marked(build_original_prompt, original)

@@ -41,7 +41,7 @@ from typing import Any
 
 from omni_sizefix.runtime import pipelines, size_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
-from omni_sizefix.runtime.patching import Replacement, marked, warn_once
+from omni_sizefix.runtime.patching import Replacement, marked, warn_failed
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -102,15 +102,7 @@ def wrap(original: Callable) -> Callable:
             try:
                 learn(bound.get("stage_config"), bound.get("stage_id"))
             except Exception as exc:  # never take the worker down
-                warn_once(
-                    _warned,
-                    key,
-                    "omni-sizefix: %s (%s: %s); %s",
-                    failed,
-                    type(exc).__name__,
-                    exc,
-                    instead,
-                )
+                warn_failed(_warned, key, exc, failed, instead)
 
     return marked(__init__, original)
 

@@ -66,6 +66,7 @@ from omni_sizefix.runtime.patching import (
     describe,
     marked,
     signature_text,
+    warn_failed,
     warn_once,
 )
 
@@ -132,12 +133,12 @@ def choose(upstream: Callable) -> Callable:
         )
         return glm_image.ar2diffusion
     except Exception as exc:
-        _warn_once(
+        warn_failed(
+            _warned,
             "probe-failed",
-            "omni-sizefix: could not check stage 1's GLM-Image processor (%s: %s); "
-            "stage 1 runs vLLM-Omni's own",
-            type(exc).__name__,
             exc,
+            "could not check stage 1's GLM-Image processor",
+            "stage 1 runs vLLM-Omni's own",
         )
         return upstream
 
@@ -195,11 +196,8 @@ def wrap(original: Callable) -> Callable:
                 return choose_other(str(func_path), processor)
             return choose(processor)
         except Exception as exc:  # never take the worker down
-            _warn_once(
-                "load-failed",
-                "omni-sizefix: stage-1 processor check failed (%s: %s); using the host's",
-                type(exc).__name__,
-                exc,
+            warn_failed(
+                _warned, "load-failed", exc, "stage-1 processor check failed", "using the host's"
             )
             return processor
 

@@ -319,6 +319,15 @@ class Topology:
 
     def start(self, timeout: float = DEFAULT_TIMEOUT_S) -> Topology:
         """Start every process and wait until the model is served; raise TopologyError."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> Topology:
+        """Start every process without waiting (``wait_ready`` waits).
+
+        Call it from the thread that lives as long as the topology: the processes get
+        SIGKILL when the thread that started them ends (Linux parent-death signal).
+        """
         env = self._prepare()
         self._t0 = time.monotonic()
         self.processes = self._plan()
@@ -331,6 +340,14 @@ class Topology:
             for proc in self.processes:
                 self._spawn(proc, env)
                 self.progress(f"  started {proc.name} (pid {proc.popen.pid}), log {proc.log}")  # type: ignore[union-attr]
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = DEFAULT_TIMEOUT_S) -> Topology:
+        """Wait until the model is served (``timeout`` counts from ``launch``)."""
+        try:
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
