@@ -78,13 +78,17 @@ def over_budget_message(height: int, width: int, max_tokens: int) -> str:
     )
 
 
-def fits_budget(height: int, width: int) -> bool:
-    """True when the size's scaffold fits the budget (or no budget is known)."""
-    limit = _budget
+def fits(height: int, width: int, limit: int | None) -> bool:
+    """True when the size's scaffold fits ``limit`` stage-0 tokens (None: no limit)."""
     # Cheap upper bound first (a preview grid is at most 16x16 = 256 tokens).
     if limit is None or (height // FACTOR) * (width // FACTOR) + 257 <= limit:
         return True
     return tokens_needed(height, width) <= limit
+
+
+def fits_budget(height: int, width: int) -> bool:
+    """True when the size's scaffold fits the budget (or no budget is known)."""
+    return fits(height, width, _budget)
 
 
 def _check_budget(height: int, width: int) -> None:
@@ -95,6 +99,12 @@ def _check_budget(height: int, width: int) -> None:
 def is_valid_side(value: int) -> bool:
     """True when one side renders exactly."""
     return MIN_SIDE <= value <= MAX_SIDE and value % FACTOR == 0
+
+
+def renders_as_asked(height: int, width: int, limit: int | None) -> bool:
+    """True when every policy renders the size unchanged: valid sides whose scaffold fits
+    ``limit`` (a stage-0 ``max_tokens``; None: no limit). A pure function of its arguments."""
+    return is_valid_side(height) and is_valid_side(width) and fits(height, width, limit)
 
 
 def snap_side(value: int) -> int:
