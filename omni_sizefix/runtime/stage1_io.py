@@ -12,6 +12,7 @@ One definition each, for the probes that run in a worker (``runtime.pipelines``,
   (``(source_outputs, prompt, requires_mm[, streaming_context])``), read from a processor's
   parameter names (``convention_of``) or from a caller's arguments (``caller_convention``);
   ``call`` calls a processor in its own convention, as vLLM-Omni's orchestrator does;
+  ``stage1_processor`` gives a processor the parameters that every supported Dynamo calls;
 * **where a prompt carries the size** (``TOP_LEVEL``, ``MM_KWARGS``; ``probe_prompt``);
 * **what reaches the DiT**: ``dit_input``, ``dit_size``, ``dit_prior``.
 """
@@ -162,6 +163,33 @@ def caller_arguments(first: Any, second: Any, third: Any, fourth: Any) -> Caller
     if caller_convention(first, second) == STAGE_LIST:
         return CallerArguments(stage_list_outputs(first, second), third, fourth, None, True)
     return CallerArguments(list(first) if first is not None else [], second, third, fourth, False)
+
+
+def stage1_processor(body: Callable[[CallerArguments], Any]) -> Callable[..., Any]:
+    """Make ``body`` (which takes ``CallerArguments``) a stage-1 processor that every
+    supported Dynamo can call: exactly the four parameters below.
+
+    Dynamo chooses how to call a processor from its parameter names (``inspect.signature``),
+    and ai-dynamo 1.2+ dispatch these names as source outputs; a stage-list caller passes its
+    four arguments in the same positions. Not ``functools.wraps``: its ``__wrapped__`` would
+    make ``inspect.signature`` report ``body``'s single parameter.
+    """
+
+    def processor(
+        source_outputs: Any,
+        original_prompt: Any = None,
+        requires_multimodal_data: Any = False,
+        streaming_context: Any = None,
+    ) -> Any:
+        return body(
+            caller_arguments(
+                source_outputs, original_prompt, requires_multimodal_data, streaming_context
+            )
+        )
+
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(processor, name, getattr(body, name))
+    return processor
 
 
 def call(

@@ -129,6 +129,51 @@ def test_target_geometry_of_video_is_not_size_checked() -> None:
     assert (geometry.height, geometry.width, geometry.kind) == (481, 833, "video")
 
 
+def _geometry_of(height: int, width: int, size: str | None = None) -> TargetGeometry:
+    request = {**IMAGE, "size": size or f"{width}x{height}"}
+    return default_plugin.omni_sizefix_target_geometry(
+        request=request, parsed=dynamo_1_1_image(height, width), output_modalities=["image"]
+    )
+
+
+def test_repeated_sizes_are_decided_again_under_a_new_policy_or_budget(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sizes are cached, decisions that depend on the policy or the budget are not."""
+    from omni_sizefix.runtime import size_policy
+
+    assert _geometry_of(512, 768) == _geometry_of(512, 768)  # the cached path, twice
+    for _ in range(2):  # a rejection raises every time (exceptions are not cached)
+        with pytest.raises(SizeRejected, match="1000x700"):
+            _geometry_of(700, 1000)
+        with pytest.raises(SizeRejected, match="is not WIDTHxHEIGHT"):
+            _geometry_of(512, 768, size="768X512")
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    for _ in range(2):  # each snap is logged
+        with caplog.at_level("INFO", logger="omni_sizefix"):
+            caplog.clear()
+            assert _geometry_of(700, 1000)[:2] == (704, 992)
+        assert "snapped requested size 1000x700 to 992x704" in caplog.text
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "off")
+    assert _geometry_of(700, 1000)[:2] == (700, 1000)
+    monkeypatch.delenv("OMNI_SIZEFIX_SIZE_POLICY")
+    monkeypatch.setattr(size_policy, "_budget", None)
+    assert _geometry_of(2048, 2048)[:2] == (2048, 2048)
+    size_policy.set_budget(1281, "test")  # the shipped budget of a smaller config
+    with pytest.raises(SizeRejected, match="max_tokens is 1281"):
+        _geometry_of(2048, 2048)
+    size_policy.set_budget(None)
+    assert _geometry_of(2048, 2048)[:2] == (2048, 2048)
+
+
+def test_a_long_size_string_is_parsed_as_the_host_does() -> None:
+    """Strings longer than the cached ones still follow the host's ``int()`` rule."""
+    padded = "0" * 40 + "768x512"
+    assert _geometry_of(512, 768, size=padded)[:2] == (512, 768)
+    with pytest.raises(SizeRejected, match="is not WIDTHxHEIGHT"):
+        _geometry_of(512, 768, size="7" * 40 + "X512")
+
+
 # --- omni_sizefix_stage0_prompt ------------------------------------------------------
 
 

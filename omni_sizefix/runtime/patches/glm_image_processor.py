@@ -92,11 +92,12 @@ from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS as UPSTREAM_M
 from omni_sizefix.runtime.stage1_io import (
     SOURCE_OUTPUTS,
     STAGE_LIST,
+    CallerArguments,
     Stage,
-    caller_arguments,
     convention_of,
     is_sequence,
     positional_names,
+    stage1_processor,
 )
 
 logger = logging.getLogger("omni_sizefix")
@@ -325,21 +326,15 @@ def _delegate(
     return found.function(views, prompt_arg, requires_mm)
 
 
-def ar2diffusion(
-    source_outputs: Any,
-    original_prompt: Any = None,
-    requires_multimodal_data: Any = False,
-    streaming_context: Any = None,
-) -> Any:
+@stage1_processor
+def ar2diffusion(arguments: CallerArguments) -> Any:
     """GLM-Image AR outputs -> the DiT input, at the requested size, on every release pair.
 
-    Accepts both calling conventions (see the module docstring). The parameter names are the
-    ones ai-dynamo 1.2+ dispatch as source outputs. A stage-list caller passes
-    ``(stage_list, engine_input_source, prompts, requires_mm)`` in these four positions.
+    Accepts both calling conventions (see the module docstring), through the parameters
+    ``(source_outputs, original_prompt=None, requires_multimodal_data=False,
+    streaming_context=None)`` (``stage1_io.stage1_processor``).
     """
-    outputs, prompt, requires_mm, context, stage_list = caller_arguments(
-        source_outputs, original_prompt, requires_multimodal_data, streaming_context
-    )
+    outputs, prompt, requires_mm, context, stage_list = arguments
     if stage_list:
         result = _delegate(outputs, prompt, requires_mm, None, as_list=True)
         if isinstance(result, list):

@@ -119,15 +119,9 @@ def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., 
     """``upstream`` behind the parameters every supported Dynamo dispatches (module doc)."""
     convention = stage1_io.convention_of(upstream)
 
-    def processor(
-        source_outputs: Any,
-        original_prompt: Any = None,
-        requires_multimodal_data: Any = False,
-        streaming_context: Any = None,
-    ) -> Any:
-        outputs, prompt, requires, _, stage_list = stage1_io.caller_arguments(
-            source_outputs, original_prompt, requires_multimodal_data, streaming_context
-        )
+    @stage1_io.stage1_processor
+    def processor(arguments: stage1_io.CallerArguments) -> Any:
+        outputs, prompt, requires, _, stage_list = arguments
         if stage_list:  # ai-dynamo 1.1: [original_prompt]
             prompt = prompt[0] if isinstance(prompt, list) and prompt else prompt
             requires = bool(requires)
