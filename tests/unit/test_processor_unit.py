@@ -62,6 +62,39 @@ def test_the_names_every_dynamo_release_dispatches_as_source_outputs() -> None:
     ]
 
 
+FOUR_PARAMETERS = (
+    "(source_outputs: 'Any', original_prompt: 'Any' = None, "
+    "requires_multimodal_data: 'Any' = False, streaming_context: 'Any' = None) -> 'Any'"
+)
+
+
+def test_every_stage1_processor_shows_exactly_the_four_parameters() -> None:
+    """Dynamo reads the parameter names: the decorator must not expose the body's one."""
+    import inspect
+
+    from omni_sizefix.runtime.patches import processor_adapter
+
+    adapted = processor_adapter.adapt(lambda outputs, prompt, requires: None, frozenset())
+    for processor in (glm_image.ar2diffusion, adapted):
+        assert str(inspect.signature(processor)) == FOUR_PARAMETERS
+        assert not hasattr(processor, "__wrapped__")
+    assert glm_image.ar2diffusion.__name__ == "ar2diffusion"
+    assert glm_image.ar2diffusion.__module__ == glm_image.__name__
+    assert "every release pair" in glm_image.ar2diffusion.__doc__
+
+
+def test_stage1_processor_splits_both_conventions() -> None:
+    seen = []
+    processor = stage1_io.stage1_processor(seen.append)
+    outputs = [object()]
+    processor(outputs, {"prompt": "p"}, True, "ctx")
+    processor([stage1_io.Stage(outputs)], [0], [{"prompt": "p"}], False)
+    assert seen == [
+        stage1_io.CallerArguments(outputs, {"prompt": "p"}, True, "ctx", False),
+        stage1_io.CallerArguments(outputs, [{"prompt": "p"}], False, None, True),
+    ]
+
+
 # --- calling convention ------------------------------------------------------------------
 
 
