@@ -214,12 +214,10 @@ def omni_sizefix_original_prompt(
         prompt["height"] = geometry.height
         prompt["width"] = geometry.width
     if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
-        existing = _dict_or_empty(prompt.get("mm_processor_kwargs"))
-        prompt["mm_processor_kwargs"] = {
-            **existing,
-            "target_h": geometry.height,
-            "target_w": geometry.width,
-        }
+        kwargs = _copy_or_empty(prompt.get("mm_processor_kwargs"))
+        kwargs["target_h"] = geometry.height
+        kwargs["target_w"] = geometry.width
+        prompt["mm_processor_kwargs"] = kwargs
     return prompt
 
 
@@ -240,9 +238,12 @@ def omni_sizefix_sampling_params(
 def chat_overrides(request: dict) -> dict:
     """The sampling overrides ai-dynamo >= 1.2 builds for a chat image request: the values
     of ``extra_body`` and ``nvext``, but the size."""
-    return {
-        key: value
-        for source in (request.get("extra_body"), request.get("nvext"))
-        for key, value in _dict_or_empty(source).items()
-        if key not in _SIZE_KEYS and value is not None
-    }
+    overrides = {}
+    for source in (request.get("extra_body"), request.get("nvext")):
+        if isinstance(source, dict):
+            overrides.update(
+                (key, value)
+                for key, value in source.items()
+                if key not in _SIZE_KEYS and value is not None
+            )
+    return overrides
