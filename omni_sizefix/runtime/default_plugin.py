@@ -24,6 +24,8 @@ _SIZE_KEYS = frozenset({"height", "width", "size"})
 
 def as_dimension(value: Any, name: str) -> int:
     """Coerce one requested dimension to a positive int, or raise SizeRejected."""
+    if type(value) is int and value > 0:  # what the hosts parse
+        return value
     if isinstance(value, bool):
         raise SizeRejected(f"{name} must be a positive integer, got {value!r}")
     if isinstance(value, int):
