@@ -216,10 +216,12 @@ def omni_sizefix_original_prompt(
         prompt["height"] = geometry.height
         prompt["width"] = geometry.width
     if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
-        kwargs = _copy_or_empty(prompt.get("mm_processor_kwargs"))
-        kwargs["target_h"] = geometry.height
-        kwargs["target_w"] = geometry.width
-        prompt["mm_processor_kwargs"] = kwargs
+        existing = _dict_or_empty(prompt.get("mm_processor_kwargs"))
+        prompt["mm_processor_kwargs"] = {
+            **existing,
+            "target_h": geometry.height,
+            "target_w": geometry.width,
+        }
     return prompt
 
 
