@@ -101,11 +101,19 @@ def versions_table(cells: list[dict]) -> list[str]:
             ]
         )
     header = ["cell", "result", *HOST_DISTS, "python", "run", "commit", "time"]
+    missing = sorted(set(matrix_cells()) - {c["cell"] for c in cells}, key=natural_key)
     return [
         "Host versions found in each cell (read from the installed distributions):",
         "",
         *table(header, rows),
+        *(["", "Cells with no report in this run: " + ", ".join(missing) + "."] if missing else []),
     ]
+
+
+def matrix_cells() -> list[str]:
+    """The pinned cells (``tests/requirements/<cell>.txt``; companions and tool pins aside)."""
+    names = (p.name.removesuffix(".txt") for p in (ROOT / "tests" / "requirements").glob("*.txt"))
+    return [n for n in names if not n.endswith((".nodeps", ".overrides", "-tools"))]
 
 
 def mark(outcomes: list[str]) -> str:
