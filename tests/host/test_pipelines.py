@@ -111,6 +111,38 @@ PAIRS: dict[tuple[str, str], dict[str, Expect]] = {
         MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False, adapter=True),
         BAGEL: Expect(PASS_THROUGH),
     },
+    # 1.3.1 = 1.2.1's dispatch (stage_worker.py:652, TypeError :332) and utils.py (only
+    # mm_processor_kwargs in original_prompt, :170); vLLM-Omni 0.22.0's
+    # hunyuan_image3.ar2diffusion(source_outputs, prompt, ...) reads top-level height/width
+    # (default 1024), mammoth_moda2.ar2dit(source_outputs, prompts, ...) only
+    # prompt["additional_information"] (:21, KeyError on what Dynamo sends)
+    ("1.3.1", "0.22.0"): {
+        HUNYUAN: Expect(
+            FIXED,
+            "default",
+            dispatched=False,
+            adds=("height", "width"),
+            adapter=True,
+            connector_error="TypeError",
+        ),
+        MAMMOTH: Expect(PASS_THROUGH, "error", dispatched=False, adapter=True),
+        BAGEL: Expect(PASS_THROUGH),
+    },
+    # 0.24.0: hunyuan_image3.ar2diffusion (:94) returns a dict, same top-level read
+    # (:139-140); mammoth_moda2.ar2dit (:34) still names "prompts" (1.3 refuses it) but reads
+    # mm_processor_kwargs target_h/target_w first (:51-57)
+    ("1.3.1", "0.24.0"): {
+        HUNYUAN: Expect(
+            FIXED,
+            "default",
+            dispatched=False,
+            adds=("height", "width"),
+            adapter=True,
+            connector_error="TypeError",
+        ),
+        MAMMOTH: Expect(FIXED, "requested", dispatched=False, adapter=True),
+        BAGEL: Expect(PASS_THROUGH),
+    },
     # 1.4 accepts a second parameter named "prompt", not MammothModa2 0.26's "prompts"
     ("1.4.2", "0.26.0"): {
         HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
@@ -125,7 +157,22 @@ PAIRS: dict[tuple[str, str], dict[str, Expect]] = {
         MAMMOTH: Expect(FIXED, "requested", dispatched=False, adapter=True),
         BAGEL: Expect(PASS_THROUGH),
     },
+    # 1.6.1 (= 1.7.0.dev20261026, stage_worker.py byte-identical) accepts "prompt"
+    # (:844-850); vLLM-Omni 0.30.0 and 0.32.0rc1 ship 0.24.0's hunyuan_image3.py byte for byte
+    # (top-level height/width, default 1024) and mammoth_moda2.ar2diffusion(source_outputs,
+    # prompt, requires_multimodal_data) (:27, named by mammoth_moda2/pipeline.py:53), which
+    # reads mm_processor_kwargs first (:43-50)
+    ("1.6.1", "0.30.0"): {
+        HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
+        MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
+        BAGEL: Expect(PASS_THROUGH),
+    },
     ("1.6.1", "0.31.0rc1"): {
+        HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
+        MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
+        BAGEL: Expect(PASS_THROUGH),
+    },
+    ("1.7.0.dev20261026", "0.32.0rc1"): {
         HUNYUAN: Expect(FIXED, "default", adds=("height", "width")),
         MAMMOTH: Expect(ALREADY_RIGHT, "requested"),
         BAGEL: Expect(PASS_THROUGH),

@@ -57,14 +57,29 @@ class Expect:
 #: original_prompt or prompt; _ensure_cumulative_token_ids after the connector), whose only
 #: vLLM-Omni 0.28.0 names it prompt and reads mm_processor_kwargs; vLLM-Omni 0.18.0 reads
 #: top-level height/width only and slices the prior at a h//2 x w//2 preview grid.
+#: ai-dynamo 1.3.1's stage_worker.py has 1.2.1's check (_accepts_source_outputs_processor, :652:
+#: params[:2] == ["source_outputs", "original_prompt"], else TypeError :332) and restores
+#: cumulative_token_ids (_prepare_connector_payload :578, _ensure_cumulative_token_ids :383);
+#: vLLM-Omni 0.22.0's ar2diffusion(source_outputs, prompt, ...) (glm_image.py:214) returns a
+#: list, 0.24.0's (:215) a dict, both read mm_processor_kwargs first (:251 / :254): the
+#: dispatch TypeError is the only defect. ai-dynamo 1.6.1 and 1.7.0.dev20261026 (stage_worker.py
+#: byte-identical) accept "prompt" (:844-850) and restore the field (:459); vLLM-Omni 0.30.0 and
+#: 0.32.0rc1 ship 0.24.0's glm_image.py byte for byte: right without the plugin. vLLM-Omni
+#: 0.16.0's glm_image.py is 0.18.0's byte for byte (stage list, top-level height/width default
+#: 1024 :182-183, preview token_h // 2 :59-60; legacy glm_image.yaml max_tokens 1281).
 PAIRS: dict[tuple[str | None, str], Expect] = {
     ("1.1.1", "0.20.0rc1"): Expect(
         ("token-field",), "AttributeError", PACKAGE, needs_real_connector=True
     ),
     ("1.2.1", "0.20.0"): Expect(("dispatch",), "TypeError", PACKAGE),
+    ("1.3.1", "0.22.0"): Expect(("dispatch",), "TypeError", PACKAGE),
+    ("1.3.1", "0.24.0"): Expect(("dispatch",), "TypeError", PACKAGE),
     ("1.4.2", "0.26.0"): Expect((), "", UPSTREAM),
     ("1.5.1", "0.28.0"): Expect((), "", UPSTREAM),
+    ("1.6.1", "0.30.0"): Expect((), "", UPSTREAM),
     ("1.6.1", "0.31.0rc1"): Expect((), "", UPSTREAM),
+    ("1.7.0.dev20261026", "0.32.0rc1"): Expect((), "", UPSTREAM),
+    (None, "0.16.0"): Expect(("size", "prior"), "", PACKAGE),
     (None, "0.18.0"): Expect(("size", "prior"), "", PACKAGE),
 }
 SIZES = [(768, 1024), (1024, 768), (512, 512), (1024, 1024)]  # (height, width)
