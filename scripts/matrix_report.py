@@ -92,7 +92,7 @@ def versions_table(cells: list[dict]) -> list[str]:
         rows.append(
             [
                 f"**{c['cell']}**{resolved}",
-                STATUS.get(c["status"], c["status"]),
+                STATUS.get(c["status"], c["status"]) + suites_note(c),
                 *[versions.get(d) or "—" for d in HOST_DISTS],
                 c.get("python") or "—",
                 (c.get("updated") or "")[:10],
@@ -108,6 +108,11 @@ def versions_table(cells: list[dict]) -> list[str]:
         *table(header, rows),
         *(["", "Cells with no report in this run: " + ", ".join(missing) + "."] if missing else []),
     ]
+
+
+def suites_note(cell: dict) -> str:
+    """`` (host, live)``: the suites the cell ran."""
+    return f" ({', '.join(cell['suites'])})" if cell.get("suites") else ""
 
 
 def matrix_cells() -> list[str]:
