@@ -8,8 +8,7 @@ Run it with the Python of an environment that has the host installed, e.g.::
 Starts the four real Dynamo processes (stage engines FAKE, ``omni_sizefix.tools.live``) twice,
 at the same time, with the same stage config (default: the shipped one): with the plugin and
 with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up time (and when each
-process came up; the second topology is watched only once the first is up, so its times
-are upper bounds) and the resident memory of each process (with its children) after start-up
+process came up; both are watched at once) and the resident memory of each process (with its children) after start-up
 and after the requests. Then it sends ``--requests`` rounds of sequential image requests: in
 each round every size once to each topology, the two interleaved (which topology goes first
 alternates), so a change of machine load falls on both alike; per size it prints p50/p95
@@ -24,6 +23,7 @@ Default sizes: those the release's frontend takes and the config's stage-0 budge
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import statistics
@@ -101,8 +101,11 @@ def measure(args: argparse.Namespace, sizes: list[str]) -> list[dict]:
     try:
         for live in lives:
             live.launch()
-        for live in lives:
-            live.wait_ready(args.timeout)
+        # Both watched at once, so each topology's up-times are its own. launch() stays on
+        # this thread: the processes get SIGKILL when the thread that started them ends.
+        with concurrent.futures.ThreadPoolExecutor(len(lives)) as pool:
+            for ready in [pool.submit(live.wait_ready, args.timeout) for live in lives]:
+                ready.result()
         results = [
             {
                 "plugin": live.plugin,
