@@ -28,7 +28,10 @@ def _listening_on(pid: int) -> set[str]:
     """Local addresses of the TCP sockets ``pid`` listens on (from /proc)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed since the listing (the server is running)
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     found = set()
