@@ -73,6 +73,8 @@ say "cells: ${cells[*]} ($(df -h --output=avail . | tail -1 | tr -d ' ') free; $
 mkdir -p reports
 rm -f reports/.*.done
 
+verdict() { (($1 == 0)) && echo passed || echo "FAILED ($1)"; }
+
 # One cell. With more than one job at a time its output goes to reports/CELL.log and is
 # printed whole when the cell ends (one cell at a time, under a lock), so logs never interleave.
 run_cell() {
@@ -86,7 +88,7 @@ run_cell() {
         rc=$?
         (
             flock 9
-            say "$cell: $( ((rc == 0)) && echo passed || echo "FAILED ($rc)"), its output:"
+            say "$cell: $(verdict "$rc"), its output:"
             cat "reports/$cell.log"
         ) 9>reports/.print.lock
     fi
@@ -108,28 +110,23 @@ stop_all() {
     exit 130
 }
 trap stop_all INT TERM
-running=0 stop=0
+running=0
 for cell in "${cells[@]}"; do
     if ((running >= jobs)); then
         wait -n
-        rc=$? running=$((running - 1))
-        ((rc == 130 || rc == 143)) && { stop=1; break; }  # interrupted
+        running=$((running - 1))
     fi
     run_cell "$cell" &
     cell_pids+=($!) running=$((running + 1))
 done
 wait
-((stop)) && echo "interrupted: cells not started were skipped"
 
 failed=0 summary=()
 for cell in "${cells[@]}"; do
-    if [[ -f reports/.$cell.done ]]; then
-        read -r rc took <"reports/.$cell.done"
-    else
-        rc=130 took=0
-    fi
-    summary+=("$(printf '  %-22s %-16s %3dm%02ds' "$cell" \
-        "$( ((rc == 0)) && echo passed || echo "FAILED ($rc)")" $((took / 60)) $((took % 60)))")
+    rc=1 took=0  # no record: the cell's runner itself died
+    [[ -f reports/.$cell.done ]] && read -r rc took <"reports/.$cell.done"
+    summary+=("$(printf '  %-22s %-16s %3dm%02ds' "$cell" "$(verdict "$rc")" \
+        $((took / 60)) $((took % 60)))")
     ((rc == 0)) || failed=1
 done
 rm -f reports/.*.done reports/.print.lock
