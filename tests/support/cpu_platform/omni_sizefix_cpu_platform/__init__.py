@@ -19,4 +19,7 @@ def activate() -> str | None:
     """Qualified name of the CPU platform class, or None when an accelerator exists."""
     if _has_accelerator() and not os.environ.get("OMNI_SIZEFIX_FORCE_CPU_PLATFORM"):
         return None
+    from omni_sizefix_cpu_platform import compat
+
+    compat.install()
     return "omni_sizefix_cpu_platform.platform.CpuTestOmniPlatform"
