@@ -12,7 +12,8 @@ It runs in every process that builds an engine: vLLM calls it as a ``vllm.genera
 entry point (engine core, before the scheduler exists; workers, before the worker class is
 resolved) and the platform plugin's ``activate()`` calls it (the diffusion process).
 
-Not a shim but a stage-config setting for the same pair: ``AR_ENGINE_ARGS`` (see there).
+Not a shim but a stage-config setting for the same pair: ``ar_engine_args()``. One probe
+rides on the same hooks: the prompt-token count each AR engine received, in its log.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
-logger = logging.getLogger(__name__)
+# Under "vllm": vLLM configures that logger in every engine process, so these lines show up
+# in the engine logs (a logger of its own would be silent there).
+logger = logging.getLogger("vllm.omni_sizefix_cpu_platform")
 
 
 # --- which pair is installed -----------------------------------------------------------------
@@ -196,6 +199,34 @@ def _memory_apply(module: types.ModuleType) -> None:
     module.CpuPlatform.get_current_memory_usage = classmethod(_used_memory_bytes)
 
 
+# Probe (not a shim) ---------------------------------------------------------------------------
+# What the real AR engine received: vLLM's scheduler logs each request's prompt-token count
+# and its last ids (GLM-Image's scaffold ends the prompt) when the request enters the engine
+# core. The live tests read these lines; the prompt itself is not changed.
+PROMPT_TAIL = 16
+
+
+def _probe_needed(module: types.ModuleType) -> bool:
+    return hasattr(getattr(module, "Scheduler", None), "add_request")
+
+
+def _probe_apply(module: types.ModuleType) -> None:
+    original = module.Scheduler.add_request
+
+    def add_request(self, request):  # type: ignore[no-untyped-def]
+        ids = list(getattr(request, "prompt_token_ids", None) or [])
+        logger.info(
+            "engine received request %s: %d prompt tokens, last ids %s",
+            request.request_id,
+            len(ids),
+            ids[-PROMPT_TAIL:],
+        )
+        return original(self, request)
+
+    add_request.__wrapped__ = original  # type: ignore[attr-defined]
+    module.Scheduler.add_request = add_request
+
+
 SHIMS = (
     Shim("GPUModelRunner._bookkeeping_sync arity", "vllm.v1.worker.gpu_model_runner",
          _bookkeeping_needed, _bookkeeping_apply),
@@ -208,6 +239,8 @@ SHIMS = (
     ),
     Shim("CpuPlatform.get_current_memory_usage", "vllm.platforms.cpu",
          _memory_needed, _memory_apply),
+    Shim("probe: prompt tokens received", "vllm.v1.core.sched.scheduler",
+         _probe_needed, _probe_apply),
 )  # fmt: skip
 
 STAND_INS: dict[str, Callable[[], types.ModuleType]] = {DFLASH: _dflash_stand_in}
