@@ -219,8 +219,13 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
                     session.install("--no-deps", "-r", str(companion("nodeps")), silent=False)
                 if requirement_lines(companion("uninstall")):
                     session.run(
-                        "uv", "pip", "uninstall", "--python", session.virtualenv.location,
-                        "-r", str(companion("uninstall")),
+                        "uv",
+                        "pip",
+                        "uninstall",
+                        "--python",
+                        session.virtualenv.location,
+                        "-r",
+                        str(companion("uninstall")),
                     )
             note["text"] = "" if host else "no host pins"
         with check(
