@@ -4,8 +4,8 @@
 lists the cells. Companions of a pins file, used when present: ``<cell>.overrides.txt``
 (``uv pip install --override``), ``<cell>.nodeps.txt`` (installed afterwards with
 ``--no-deps``) and ``<cell>.uninstall.txt`` (distributions removed last, e.g. a native library
-that does not load against the cell's torch). A pins file without requirement lines (``no-host.txt``) makes a cell without
-host. Every session:
+that does not load against the cell's torch). A pins file without requirement lines
+(``no-host.txt``) makes a cell without host. Every session:
 
 1. creates a fresh environment with the cell's pins (the host, as a user has it);
 2. builds the omni-sizefix wheel, installs it into the populated environment and fails unless
