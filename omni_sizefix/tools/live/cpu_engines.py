@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
             model = str(model_folder.build(Path(tmp) / "glm-image", "random"))
         sizes = list(HOLDS) + [s for s in args.size if s not in HOLDS]
-        config = write_cpu_stage_config(Path(tmp) / "cpu.deploy.yaml", sizes=sizes, steps=args.steps)
+        config = write_cpu_stage_config(Path(tmp) / "cpu.yaml", sizes=sizes, steps=args.steps)
         results = offline(model, args.size, str(config), args.prompt)
     for result in results:
         print(json.dumps(result))

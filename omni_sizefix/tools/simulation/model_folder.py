@@ -273,9 +273,8 @@ def _write_diffusion(root: Path, seed: int) -> dict[str, list[str]]:
     )
     torch.manual_seed(seed + 3)
     channels = VAE["latent_channels"]
-    AutoencoderKL(**VAE, latents_mean=[0.0] * channels, latents_std=[1.0] * channels).save_pretrained(
-        str(root / "vae")
-    )
+    vae = AutoencoderKL(**VAE, latents_mean=[0.0] * channels, latents_std=[1.0] * channels)
+    vae.save_pretrained(str(root / "vae"))
     FlowMatchEulerDiscreteScheduler(**SCHEDULER).save_pretrained(str(root / "scheduler"))
     return {
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
