@@ -69,9 +69,11 @@ def test_weightless_folder_uses_the_real_token_layout(tmp_path: Path) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     folder = model_folder.build(tmp_path / "w", "weightless")
-    config, tokenizer, layout = AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(
-        folder
-    ), upstream_layout()
+    config, tokenizer, layout = (
+        AutoConfig.from_pretrained(folder),
+        AutoTokenizer.from_pretrained(folder),
+        upstream_layout(),
+    )
     assert config.image_start_token_id == layout["image_start"]
     assert config.image_end_token_id == layout["image_end"]
     assert config.text_config.vision_vocab_size == layout["vision_vocab"]
