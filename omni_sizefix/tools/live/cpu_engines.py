@@ -12,8 +12,10 @@ DiT ``num_inference_steps`` 2-4 and, at stage 0, ``min_tokens = max_tokens`` wit
 budget is sized to the largest size the run needs (``HOLDS``). ``ENV`` is the environment
 the engines need (a small CPU KV cache).
 
-``python -m omni_sizefix.tools.live.cpu_engines config|offline ...``: print a config, or run
-vLLM-Omni's offline ``Omni(...).generate`` once per size and print requested -> returned.
+``python -m omni_sizefix.tools.live.cpu_engines config|offline|live ...``: print a config; run
+vLLM-Omni's offline ``Omni(...).generate`` once per size; or start the four Dynamo processes
+with these engines (``topology.Topology(engines="cpu")``) and POST one image request per size.
+Each run prints requested -> returned per size as JSON lines and stops what it started.
 """
 
 from __future__ import annotations
@@ -150,6 +152,47 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
     return results
 
 
+def stage0_prompt_tokens(log_text: str) -> list[int]:
+    """Prompt token counts the real AR engine reported in a stage-0 log (vLLM-Omni's
+    per-request stats, ``num_tokens_in``), in order."""
+    import re
+
+    return [int(m) for m in re.findall(r"['\"]?num_tokens_in['\"]?\s*[:=]\s*(\d+)", log_text)]
+
+
+def live(sizes: list[str], plugin: bool = True, prompt: str = "a red apple") -> dict[str, Any]:
+    """The CPU-engine topology: one request per size; the figures of the run."""
+    from omni_sizefix.tools.live import client
+    from omni_sizefix.tools.live.topology import CPU_TIMEOUT_S, Topology
+
+    topology = Topology(engines="cpu", plugin=plugin, progress=lambda m: print(m, flush=True))
+    results: list[dict[str, Any]] = []
+    try:
+        topology.start(timeout=CPU_TIMEOUT_S)
+        for size in sizes:
+            reply = client.generate(topology.url, size, prompt=prompt, timeout=600.0)
+            got = f"{reply.size[0]}x{reply.size[1]}" if reply.size else None
+            results.append(
+                {
+                    "requested": size,
+                    "status": reply.status,
+                    "returned": got,
+                    "seconds": round(reply.latency_s, 2),
+                    **({} if reply.status == 200 else {"error": reply.message[:300]}),
+                }
+            )
+            print(json.dumps(results[-1]), flush=True)
+        stage0 = next(p for p in topology.processes if p.name == "stage-0 worker")
+        return {
+            "startup_s": round(topology.started_s or 0.0, 1),
+            "results": results,
+            "stage0_prompt_tokens": stage0_prompt_tokens(stage0.log_text()),
+            "logs": str(topology.run_dir / "logs"),  # type: ignore[operator]
+        }
+    finally:
+        topology.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m omni_sizefix.tools.live.cpu_engines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--size", nargs="+", default=["768x512"], metavar="WxH")
     run.add_argument("--steps", type=int, default=DIT_STEPS)
     run.add_argument("--prompt", default="a red apple")
+    net = sub.add_parser("live", help="the four Dynamo processes with these engines")
+    net.add_argument("--size", nargs="+", default=["768x1344", "1344x768", "512x512"])
+    net.add_argument("--disable-plugin", action="store_true", help="OMNI_SIZEFIX_DISABLE=1")
+    net.add_argument("--prompt", default="a red apple")
     args = parser.parse_args(argv)
+    if args.command == "live":
+        summary = live(args.size, plugin=not args.disable_plugin, prompt=args.prompt)
+        print(json.dumps(summary))
+        return 0 if all(r["returned"] == r["requested"] for r in summary["results"]) else 1
     if args.command == "config":
         with tempfile.TemporaryDirectory() as tmp:
             path = write_cpu_stage_config(
