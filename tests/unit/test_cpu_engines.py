@@ -83,3 +83,11 @@ def test_written_file_reads_back(tmp_path: Path) -> None:
     path = cpu_engines.write_cpu_stage_config(tmp_path / "c.yaml")
     assert yaml.safe_load(path.read_text()) == cpu_engines.cpu_stage_config()
     assert "VLLM_CPU_KVCACHE_SPACE=1" in path.read_text()
+
+
+def test_topology_refuses_unknown_engines(tmp_path: Path) -> None:
+    from omni_sizefix.tools.live.topology import Topology
+
+    with pytest.raises(ValueError, match="engines"):
+        Topology(engines="gpu", run_dir=tmp_path, http_port=1)._prepare()
+    assert not (tmp_path / "model").exists()
