@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -152,12 +153,19 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
     return results
 
 
-def stage0_prompt_tokens(log_text: str) -> list[int]:
-    """Prompt token counts the real AR engine reported in a stage-0 log (vLLM-Omni's
-    per-request stats, ``num_tokens_in``), in order."""
-    import re
+#: The line the test-support CPU AR worker logs per new request (what the engine received).
+PROMPT_TOKENS_LINE = re.compile(
+    r"stage-0 request (\S+): num_prompt_tokens=(\d+) last_ids=(\[[^\]]*\])"
+)
 
-    return [int(m) for m in re.findall(r"['\"]?num_tokens_in['\"]?\s*[:=]\s*(\d+)", log_text)]
+
+def stage0_prompts(log_text: str) -> list[dict[str, Any]]:
+    """Per request the real AR engine started, in order: its prompt token count and last ids
+    (logged by the CPU platform's AR model runner, ``tests/support/cpu_platform``)."""
+    return [
+        {"request": m[1], "num_prompt_tokens": int(m[2]), "last_ids": json.loads(m[3])}
+        for m in PROMPT_TOKENS_LINE.finditer(log_text)
+    ]
 
 
 def live(sizes: list[str], plugin: bool = True, prompt: str = "a red apple") -> dict[str, Any]:
@@ -186,7 +194,7 @@ def live(sizes: list[str], plugin: bool = True, prompt: str = "a red apple") -> 
         return {
             "startup_s": round(topology.started_s or 0.0, 1),
             "results": results,
-            "stage0_prompt_tokens": stage0_prompt_tokens(stage0.log_text()),
+            "stage0_prompts": stage0_prompts(stage0.log_text()),
             "logs": str(topology.run_dir / "logs"),  # type: ignore[operator]
         }
     finally:
