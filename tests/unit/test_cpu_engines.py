@@ -91,3 +91,42 @@ def test_topology_refuses_unknown_engines(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engines"):
         Topology(engines="gpu", run_dir=tmp_path, http_port=1)._prepare()
     assert not (tmp_path / "model").exists()
+
+
+#: vLLM-Omni's own GLM-Image stage-1 processor (its legacy GLM-Image configs name it).
+UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
+
+
+def test_legacy_can_name_vllm_omnis_own_processor() -> None:
+    config = cpu_engines.cpu_stage_config(stage_configs.LEGACY, processor="own")
+    assert config["stage_args"][1]["custom_process_input_func"] == UPSTREAM_PROCESSOR
+    assert "custom_process_input_func" not in config["stage_args"][0]
+    # everything else as with the shipped processor
+    shipped_cpu = cpu_engines.cpu_stage_config(stage_configs.LEGACY)
+    shipped_cpu["stage_args"][1]["custom_process_input_func"] = UPSTREAM_PROCESSOR
+    assert config == shipped_cpu
+
+
+def test_unknown_processor_is_refused() -> None:
+    with pytest.raises(ValueError, match="processor"):
+        cpu_engines.cpu_stage_config(stage_configs.LEGACY, processor="mine")
+
+
+@pytest.mark.parametrize("schema", [stage_configs.DEPLOY, stage_configs.LEGACY])
+def test_ar_stage_takes_no_image(schema: str) -> None:
+    ar, dit = stages(cpu_engines.cpu_stage_config(schema), schema)
+    engine = ar if schema == stage_configs.DEPLOY else ar["engine_args"]
+    assert engine["limit_mm_per_prompt"] == {"image": 0}
+    assert "limit_mm_per_prompt" not in (
+        dit if schema == stage_configs.DEPLOY else dit["engine_args"]
+    )
+
+
+def test_written_own_config_says_so(tmp_path: Path) -> None:
+    path = cpu_engines.write_cpu_stage_config(
+        tmp_path / "c.yaml", stage_configs.LEGACY, processor="own"
+    )
+    assert yaml.safe_load(path.read_text())["stage_args"][1]["custom_process_input_func"] == (
+        UPSTREAM_PROCESSOR
+    )
+    assert "vLLM-Omni's ar2diffusion" in path.read_text().splitlines()[1]

@@ -249,17 +249,20 @@ class Topology:
         return self.run_dir
 
     def _stage_config(self) -> tuple[Path, str]:
-        if self.engines != "cpu" or self.stage_config not in (None, "", "shipped"):
+        if self.engines != "cpu" or self.stage_config not in (None, "", "shipped", "own"):
             return resolve_stage_config(self.stage_config, self.run_dir)  # type: ignore[arg-type]
         from omni_sizefix.tools import stage_configs
         from omni_sizefix.tools.live import cpu_engines
 
         schema = stage_configs.fitting_schema()
+        processor = "own" if self.stage_config == "own" else "shipped"
         path = cpu_engines.write_cpu_stage_config(
-            self.run_dir / f"glm_image.cpu.{schema}.yaml",  # type: ignore[operator]
+            self.run_dir / f"glm_image.cpu.{schema}.{processor}.yaml",  # type: ignore[operator]
             schema,
+            processor=processor,
         )
-        return path, f"CPU config derived from the shipped {schema} config ({path.name})"
+        which = " with vLLM-Omni's own ar2diffusion" if processor == "own" else ""
+        return path, f"CPU config derived from the shipped {schema} config{which} ({path.name})"
 
     def _prepare(self) -> dict[str, str]:
         from omni_sizefix.tools.simulation import model_folder

