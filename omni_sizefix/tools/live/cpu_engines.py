@@ -189,6 +189,18 @@ def stage0_prompts(log_text: str) -> list[dict[str, Any]]:
     ]
 
 
+def _decode_tails(prompts: list[dict[str, Any]], tokenizer_dir: Path) -> None:
+    """Add ``tail_text``: the last prompt ids decoded with the folder's own tokenizer."""
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    except Exception:  # the figures stand without the text
+        return
+    for prompt in prompts:
+        prompt["tail_text"] = tokenizer.decode(prompt["last_ids"])
+
+
 def live(sizes: list[str], plugin: bool = True, prompt: str = "a red apple") -> dict[str, Any]:
     """The CPU-engine topology: one request per size; the figures of the run."""
     from omni_sizefix.tools.live import client
@@ -212,10 +224,12 @@ def live(sizes: list[str], plugin: bool = True, prompt: str = "a red apple") -> 
             )
             print(json.dumps(results[-1]), flush=True)
         stage0 = next(p for p in topology.processes if p.name == "stage-0 worker")
+        prompts = stage0_prompts(stage0.log_text())
+        _decode_tails(prompts, topology.run_dir / "model" / "processor")  # type: ignore[operator]
         return {
             "startup_s": round(topology.started_s or 0.0, 1),
             "results": results,
-            "stage0_prompts": stage0_prompts(stage0.log_text()),
+            "stage0_prompts": prompts,
             "logs": str(topology.run_dir / "logs"),  # type: ignore[operator]
         }
     finally:
