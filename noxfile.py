@@ -20,8 +20,10 @@ that does not load against the cell's torch). A pins file without requirement li
 Suites: ``host`` in host cells; ``unit`` in cells without host, and in host cells only when
 ``OMNI_SIZEFIX_UNIT`` names the cell (or is ``all``): the unit tests that need a host are
 those that skip without one. ``live`` (tests/live, several minutes) when ``OMNI_SIZEFIX_LIVE``
-names the cell (or is ``all``: every cell with ai-dynamo). ``OMNI_SIZEFIX_SUITES=host`` (or
-``unit``, ``live``, ``none`` to only build) narrows; ``OMNI_SIZEFIX_PYTHON`` picks the Python
+names the cell (or is ``all``: every cell with ai-dynamo). Cells named ``*-cpu`` (vLLM-Omni's
+real engines on CPU) run ``real`` (tests/real: real engines behind the real Dynamo processes)
+instead of ``host`` and ``live``; ``OMNI_SIZEFIX_UNIT`` naming them adds ``unit`` and ``host``.
+``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, ``live``, ``real``, ``none`` to only build) narrows; ``OMNI_SIZEFIX_PYTHON`` picks the Python
 (default 3.11); ``OMNI_SIZEFIX_DESELECT`` lists test ids (``tests/host/test_x.py``) not to
 run. Arguments after ``--`` go to pytest, e.g. ``nox -s dynamo-1.2 -- -k size``.
 
@@ -184,9 +186,12 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
         re.match(r"ai-dynamo(\[[^]]*\])?\s*(==|$)", line)
         for line in requirement_lines(pins) + requirement_lines(companion("nodeps"))
     )
-    suites = ["unit"] if not host or wanted("OMNI_SIZEFIX_UNIT", cell, True) else []
-    suites += ["host"] if host else []
-    suites += ["live"] if host and wanted("OMNI_SIZEFIX_LIVE", cell, dynamo) else []
+    cpu = cell.endswith("-cpu")  # real vLLM-Omni engines on CPU: the real-engine suite
+    extra = wanted("OMNI_SIZEFIX_UNIT", cell, True)
+    suites = ["unit"] if not host or extra else []
+    suites += ["host"] if host and (not cpu or extra) else []
+    suites += ["live"] if host and not cpu and wanted("OMNI_SIZEFIX_LIVE", cell, dynamo) else []
+    suites += ["real"] if host and cpu else []
     only = os.environ.get("OMNI_SIZEFIX_SUITES", "").replace(",", " ").split()
     suites = [s for s in suites if s in only] if only else suites
     location = Path(session.virtualenv.location)
@@ -243,7 +248,7 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
             support = ["-r", str(REQUIREMENTS / "test-tools.txt")]
             if host:
                 support.append(str(ROOT / "tests" / "support" / "cpu_platform"))
-            if "live" in suites:
+            if "live" in suites or "real" in suites:
                 support += ["-r", str(REQUIREMENTS / "live-tools.txt")]
             session.install(*support)
             found = snapshot(session)
@@ -290,7 +295,7 @@ def run_suite(session: nox.Session, cell: str, suite: str, scratch: Path) -> Non
         "-o",
         "junit_suite_name=" + cell,
         *(["-v"] if suite != "unit" else []),
-        *(["-s"] if suite == "live" else []),
+        *(["-s"] if suite in ("live", "real") else []),
         str(ROOT / "tests" / suite),
         *[f"--deselect={node}" for node in os.environ.get("OMNI_SIZEFIX_DESELECT", "").split()],
         *session.posargs,
