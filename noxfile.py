@@ -23,8 +23,8 @@ those that skip without one. ``live`` (tests/live, several minutes) when ``OMNI_
 names the cell (or is ``all``: every cell with ai-dynamo). Cells named ``*-cpu`` (vLLM-Omni's
 real engines on CPU) run ``real`` (tests/real: real engines behind the real Dynamo processes)
 instead of ``host`` and ``live``; ``OMNI_SIZEFIX_UNIT`` naming them adds ``unit`` and ``host``.
-``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, ``live``, ``real``, ``none`` to only build) narrows; ``OMNI_SIZEFIX_PYTHON`` picks the Python
-(default 3.11); ``OMNI_SIZEFIX_DESELECT`` lists test ids (``tests/host/test_x.py``) not to
+``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, ``live``, ``real``, ``none`` to only build) narrows;
+``OMNI_SIZEFIX_PYTHON`` picks the Python (default 3.11); ``OMNI_SIZEFIX_DESELECT`` lists test ids (``tests/host/test_x.py``) not to
 run. Arguments after ``--`` go to pytest, e.g. ``nox -s dynamo-1.2 -- -k size``.
 
 The canary ``latest`` (not run by default) resolves its pins when it runs

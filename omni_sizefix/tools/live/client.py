@@ -92,8 +92,8 @@ def generate(
     return reply
 
 
-def verdict(reply: ImageReply, size: str) -> str:
-    """``ok`` when the image has the requested size and shows the prior cut for it."""
+def size_verdict(reply: ImageReply, size: str) -> str:
+    """``ok`` when an image of the requested size came back (all real engines can show)."""
     if reply.status != 200:
         return f"HTTP {reply.status}: {reply.message[:160]}"
     if reply.size is None:
@@ -101,6 +101,16 @@ def verdict(reply: ImageReply, size: str) -> str:
     width, height = parse_size(size)
     if reply.size != (width, height):
         return f"wrong size {reply.size[0]}x{reply.size[1]}"
+    return "ok"
+
+
+def verdict(reply: ImageReply, size: str) -> str:
+    """``ok`` when the image has the requested size and shows the prior cut for it (fake
+    engines draw the prior tokens the DiT received; see ``fake_engines``)."""
+    checked = size_verdict(reply, size)
+    if checked != "ok":
+        return checked
+    width, height = parse_size(size)
     if reply.prior is None:
         return "no prior grid in the picture"
     if reply.prior != glm_layout.expected_prior(height, width):

