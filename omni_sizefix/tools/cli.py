@@ -224,11 +224,14 @@ def _stage_config(args: argparse.Namespace, out: Output) -> int:
     problems = _size_problems(args.size or [], _stage0_max_tokens(path))
     for problem in problems:
         out.error(f"omni-sizefix stage-config: {problem}")
+    if args.pod_per_stage and not args.output:
+        raise UsageError("--pod-per-stage changes the file written by --output; give --output FILE")
     written = None
     if args.output and not problems:
         written = Path(args.output)
         try:
-            written.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+            text = stage_configs.config_text(args.model, schema, pod_per_stage=args.pod_per_stage)
+            written.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--output {args.output}: cannot write it ({exc})") from exc
     code = EXIT_PROBLEM if problems else EXIT_OK
@@ -404,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage_config.add_argument(
         "--output", metavar="FILE", help="write the config to FILE and print FILE"
+    )
+    stage_config.add_argument(
+        "--pod-per-stage",
+        action="store_true",
+        help="with --output: each stage runs in its own pod that sees one GPU (Kubernetes), "
+        'so every stage\'s devices is "0" (the shipped files give stage 1 device 1)',
     )
     stage_config.add_argument(
         "--size",

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -88,6 +89,26 @@ def config_path(model: str = "glm_image", schema: str = LEGACY) -> Path:
     if schema not in SCHEMAS:
         raise ValueError(f"unknown schema {schema!r}; one of {', '.join(SCHEMAS)}")
     return config_dir() / f"{model}.{schema}.yaml"
+
+
+#: A stage's ``devices: "N"`` line in a shipped config (legacy: under ``runtime``).
+_DEVICES_LINE = re.compile(r'^(\s+devices: )"[0-9,]+"$', re.M)
+POD_PER_STAGE_NOTE = (
+    "# Written by `omni-sizefix stage-config --pod-per-stage`: every stage runs in its own pod\n"
+    '# (or container) that sees only its own GPU, so each stage\'s devices is "0".\n'
+)
+
+
+def config_text(model: str = "glm_image", schema: str = LEGACY, pod_per_stage: bool = False) -> str:
+    """The shipped config's text; ``pod_per_stage``: every stage's ``devices`` set to ``"0"``.
+
+    The shipped files give stage 1 device 1, as on one machine with two GPUs. In Kubernetes
+    each stage worker is its own pod with one GPU, which it sees as device 0.
+    """
+    text = config_path(model, schema).read_text(encoding="utf-8")
+    if not pod_per_stage:
+        return text
+    return POD_PER_STAGE_NOTE + _DEVICES_LINE.sub(r'\1"0"', text)
 
 
 def file_schema(path: str | Path) -> str:
