@@ -12,8 +12,11 @@ FAKE: only the two stage engines (``omni_sizefix.tools.live.fake_engines``, star
 ``python -m omni_sizefix.tools.live.fake_worker``). That launcher is test support and lives
 in this package, so for the second start it is imported from a copy of the package's source
 on ``PYTHONPATH``: a copy has no ``.dist-info``, hence no entry point, so neither vLLM's nor
-vLLM-Omni's plugin loader can find the plugin. The test checks that: no worker logs an
-``omni-sizefix:`` line, and the cell no longer lists the distribution.
+vLLM-Omni's plugin loader can find the plugin, and it leaves out ``omni_sizefix.processors``
+(the only names a stage config could carry). The test checks that: no worker logs an
+``omni-sizefix:`` line, the cell no longer lists the distribution, and the copy has no
+``omni_sizefix.processors``. With 0.1.0's shipped legacy config (which named
+``omni_sizefix.processors.glm_image.ar2diffusion``) the second start fails.
 """
 
 from __future__ import annotations
@@ -73,8 +76,12 @@ def uninstalled(tmp_path: Path) -> Iterator[Path]:
     for module in NEEDED:
         importlib.import_module(module)
     source = tmp_path / "launcher-source"
+    # Without ``processors`` (the names stage configs may carry) and the shipped configs: a
+    # config naming ``omni_sizefix.processors.*`` must fail here as after a real uninstall.
     shutil.copytree(
-        site / "omni_sizefix", source / "omni_sizefix", ignore=shutil.ignore_patterns("data")
+        site / "omni_sizefix",
+        source / "omni_sizefix",
+        ignore=shutil.ignore_patterns("data", "processors"),
     )
     stash = tmp_path / "uninstalled"
     moved: list[tuple[Path, Path]] = []
@@ -135,6 +142,7 @@ def test_the_second_start_after_uninstall_serves(topologies, tmp_path: Path, req
     source = request.getfixturevalue("uninstalled")
     assert _still_installed() == {"dist": False, "entry_points": []}
     assert _still_installed(source) == {"dist": False, "entry_points": []}
+    assert not (source / "omni_sizefix" / "processors").exists()
     sys.path.insert(0, str(source))
     try:
         bare = topologies.get(
