@@ -423,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plugin_lines_to_stderr() -> None:
+    """``-v``: the plugin's own log lines, DEBUG included, on stderr."""
+    logger = logging.getLogger("omni_sizefix")
+    logger.setLevel(logging.DEBUG)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _wants_json(argv: Sequence[str]) -> bool:
     return "--json" in argv
 
@@ -447,9 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         log_path = _log_path(args)
     except UsageError as exc:
         return _fail(argv, str(exc), EXIT_USAGE)
-    if args.verbose:
-        logging.getLogger("omni_sizefix").setLevel(logging.DEBUG)
     with console.diverted(log_path, quiet=args.quiet) as out:
+        if args.verbose:
+            _plugin_lines_to_stderr()
         try:
             code = args.func(args, out)
         except UsageError as exc:

@@ -164,3 +164,31 @@ def _host_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+@pytest.mark.parametrize("flag", ["-v", "-q", None])
+def test_verbose_shows_the_plugins_debug_lines_and_quiet_hides_the_host(
+    tmp_path: Path, flag: str | None
+) -> None:
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import logging\n"
+        "from omni_sizefix.tools import cli, doctor\n"
+        "real = doctor.diagnose\n"
+        "def noisy(*args, **kwargs):\n"
+        "    print('FAKE host line')  # as an imported host prints while the command runs\n"
+        "    logging.getLogger('omni_sizefix').debug('FAKE plugin decision')\n"
+        "    return real(*args, **kwargs)\n"
+        "doctor.diagnose = noisy\n"
+        "cli.run()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), "doctor", "--json", *([flag] if flag else [])],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SOURCE},
+        timeout=300,
+    )
+    assert document(proc)["exit_code"] == proc.returncode  # stdout stays the document
+    assert ("FAKE plugin decision" in proc.stderr) == (flag == "-v")
+    assert ("FAKE host line" in proc.stderr) == (flag != "-q")
