@@ -3,11 +3,12 @@
 written by ``noxfile.py``) and ``reports/<cell>.<suite>.xml`` (pytest's junit XML).
 
     python3 scripts/matrix_report.py                  # print it, write reports/matrix.md
-    python3 scripts/matrix_report.py --update-readme  # also docs/matrix.md and the README's
+    python3 scripts/matrix_report.py --update-readme  # also docs/matrix.md and the
                                                       # <!-- matrix:start/end --> section
+                                                      # of docs/releases.md
     python3 scripts/matrix_report.py --totals         # one line: tests passed/failed/skipped
 
-One column per cell; the README gets the versions table, ``docs/matrix.md`` the per-test
+One column per cell; docs/releases.md gets the versions table, ``docs/matrix.md`` the per-test
 table with a parametrized test folded into one row. Standard library only.
 """
 
@@ -222,9 +223,10 @@ def main() -> int:
         (ROOT / "docs" / "matrix.md").write_text(DOCS_HEADER + render(cells, compact=True))
         link = (
             "Every test in every cell, with skip reasons and what the wheel install added: "
-            "[docs/matrix.md](docs/matrix.md).\n"
+            "[docs/matrix.md](matrix.md).\n"
         )
-        update_readme(ROOT / "README.md", "\n".join(versions_table(cells)) + "\n\n" + link)
+        body = "\n".join(versions_table(cells)) + "\n\n" + link
+        update_readme(ROOT / "docs" / "releases.md", body)
     return 0
 
 

@@ -27,6 +27,8 @@ class Output:
     log_path: Path | None = None
     results: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: ``-q``: ``note`` and ``debug`` print nothing (errors still do).
+    quiet: bool = False
     _stderr: TextIO | None = None
 
     def emit(self, text: str) -> None:
@@ -36,6 +38,19 @@ class Output:
     def error(self, text: str) -> None:
         """A message of our own for the person at the terminal (the real stderr, at once)."""
         self.errors.append(text)
+        self._print(text)
+
+    def note(self, text: str) -> None:
+        """Progress for the person at the terminal (the real stderr), unless ``quiet``."""
+        if not self.quiet:
+            self._print(text)
+
+    def debug(self, text: str) -> None:
+        """Detail such as a traceback (the real stderr), unless ``quiet``."""
+        if not self.quiet:
+            self._print(text.rstrip("\n"))
+
+    def _print(self, text: str) -> None:
         stream = self._stderr or sys.__stderr__ or sys.stderr
         print(text, file=stream, flush=True)
 
@@ -70,8 +85,9 @@ def _writes_to(stream: TextIO, fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def diverted(log_path: Path | None = None) -> Iterator[Output]:
-    """Run the body with stdout diverted to stderr, or stdout and stderr to ``log_path``.
+def diverted(log_path: Path | None = None, quiet: bool = False) -> Iterator[Output]:
+    """Run the body with stdout diverted to stderr, or stdout and stderr to ``log_path``
+    (``os.devnull`` for ``-q``); ``quiet`` is the :class:`Output`'s.
 
     Both the descriptors (for C code, and handlers bound to the original streams) and
     ``sys.stdout`` (for handlers created and ``print`` calls made while diverted) are
@@ -91,7 +107,8 @@ def diverted(log_path: Path | None = None) -> Iterator[Output]:
         saved_err = dict(moved).get(2)
         if saved_err is not None and _writes_to(real_err, 2):
             err_copy = open(os.dup(saved_err), "w", encoding="utf-8", buffering=1)
-        out = Output(log_path=log_path, _stderr=err_copy or real_err)
+        shown = None if log_path is not None and str(log_path) == os.devnull else log_path
+        out = Output(log_path=shown, quiet=quiet, _stderr=err_copy or real_err)
         sys.stdout = real_err  # handlers made now bind to stderr, never to stdout
         try:
             yield out

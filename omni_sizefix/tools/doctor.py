@@ -3,7 +3,13 @@
 Reads the host profile (``omni_sizefix.runtime.host_profile``): distribution metadata, the host's
 source files, and the behavioural probes, which import the host as a stage worker does
 (can the installed release pair start at all?). With ``--stage-configs-path`` it also loads
-that config as a worker would (``omni_sizefix.tools.config_check``).
+that config as a worker would (``omni_sizefix.tools.config_check``), and says whether the
+file outlives the package (a config naming ``omni_sizefix.*`` stops the workers from starting
+once the package is removed).
+
+Exit codes, as every ``omni-sizefix`` command: 0 nothing to fix; 1 a problem found (including
+an unsupported host, or a release pair or config the workers cannot start with); 2 it could
+not check (e.g. a stage config given where no vLLM-Omni or Dynamo is installed).
 """
 
 from __future__ import annotations
@@ -11,14 +17,21 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
+
+import yaml
 
 from omni_sizefix import __version__
-from omni_sizefix.runtime import host_profile, pipelines, settings, version_policy
+from omni_sizefix.runtime import host_modules, host_profile, pipelines, settings, version_policy
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
 from omni_sizefix.tools import host, stage_configs
 
-OK, ATTENTION, UNSUPPORTED = 0, 1, 2
+#: Exit codes. A problem (``PROBLEM``) is labelled ATTENTION or UNSUPPORTED in the report.
+OK, PROBLEM, CANNOT_CHECK = 0, 1, 2
+ATTENTION = UNSUPPORTED = PROBLEM
 GROUPS = ("vllm_omni.general_plugins", "vllm.general_plugins")
+#: A stage config naming a module of this package cannot outlive it.
+OWN_MODULE_PREFIX = "omni_sizefix."
 
 
 @dataclass
@@ -28,6 +41,8 @@ class Finding:
     level: int
     problem: str
     fix: str
+    #: ATTENTION, UNSUPPORTED or CANNOT CHECK (how the report labels it).
+    label: str = "ATTENTION"
 
 
 @dataclass
@@ -85,17 +100,19 @@ def diagnose(
         if version is None:
             add(
                 Finding(
-                    ATTENTION,
+                    CANNOT_CHECK,
                     f"{dist} is not installed here",
                     "run doctor inside the Dynamo worker's environment",
+                    "CANNOT CHECK",
                 )
             )
         elif not report.supported[dist]:
             add(
                 Finding(
-                    UNSUPPORTED,
+                    PROBLEM,
                     f"{dist} {version} is outside {dist}{spec}",
                     "the plugin will step aside; use a supported release or upgrade omni-sizefix",
+                    "UNSUPPORTED",
                 )
             )
     if found.loader is not None:
@@ -104,10 +121,11 @@ def diagnose(
         if found.loader.startable is False:
             add(
                 Finding(
-                    UNSUPPORTED,
+                    PROBLEM,
                     found.loader.detail,
                     "install a vLLM-Omni release whose stage-config loader this ai-dynamo calls "
-                    "correctly (README: Releases covered); the plugin cannot change that",
+                    "correctly (docs/releases.md); the plugin cannot change that",
+                    "UNSUPPORTED",
                 )
             )
     if found.stage1 is not None:
@@ -125,7 +143,10 @@ def diagnose(
     for problem in found.signature_problems:
         add(
             Finding(
-                UNSUPPORTED, problem, "the plugin will step aside; this Dynamo is not supported"
+                PROBLEM,
+                problem,
+                "the plugin will step aside; this Dynamo is not supported",
+                "UNSUPPORTED",
             )
         )
     for group in GROUPS:
@@ -191,17 +212,13 @@ def diagnose(
                 "stage 1 cannot be fixed at run time here (dynamo.vllm.omni.stage_worker has no "
                 "_load_processor(func_path) called by OmniStageWorker.__init__): with "
                 "vLLM-Omni's own GLM-Image config stage 1 may fail on this release pair",
-                "pass the shipped config: --stage-configs-path $(omni-sizefix stage-config "
-                "glm_image); check it with doctor --stage-configs-path",
+                "name omni_sizefix.processors.glm_image.ar2diffusion as stage 1's "
+                "custom_process_input_func (a rollback must then put vLLM-Omni's back), or run "
+                "ai-dynamo >= 1.4 with vLLM-Omni >= 0.26; check with doctor --stage-configs-path",
             )
         )
     if stage_configs_path is not None:
-        from omni_sizefix.tools import config_check
-
-        verdict = config_check.check(stage_configs_path, model=model)
-        report.config_check = asdict(verdict)
-        for level, problem, fix in verdict.problems:
-            add(Finding(level, problem, fix))
+        _check_config(report, stage_configs_path, model)
     try:
         from omni_sizefix.runtime import plugins
 
@@ -215,6 +232,72 @@ def diagnose(
             )
         )
     return report
+
+
+def config_processors(path: str | Path) -> list[str]:
+    """Every ``custom_process_input_func`` a stage-config file names (read as YAML only)."""
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    stages = (data.get("stage_args") or data.get("stages") or []) if isinstance(data, dict) else []
+    return [
+        str(stage["custom_process_input_func"])
+        for stage in stages
+        if isinstance(stage, dict) and stage.get("custom_process_input_func")
+    ]
+
+
+def rollback_findings(path: str | Path) -> list[Finding]:
+    """What a rollback (``pip uninstall omni-sizefix``) must also change in this config."""
+    try:
+        named = config_processors(path)
+    except (OSError, yaml.YAMLError):
+        return []  # the loader check below says what is wrong with the file
+    own = [name for name in named if name.startswith(OWN_MODULE_PREFIX)]
+    return [
+        Finding(
+            PROBLEM,
+            f"{path} names {name}: workers started with it cannot start once omni-sizefix "
+            "is uninstalled (OMNI_SIZEFIX_DISABLE=1 does not unload it either)",
+            "before a rollback, or now: set custom_process_input_func to "
+            f"{host_modules.GLM_IMAGE_PROCESSOR} (the plugin fixes it at run time where "
+            "needed), or write a fresh config with `omni-sizefix stage-config --output FILE`",
+        )
+        for name in own
+    ]
+
+
+def _check_config(report: Report, path: str, model: str | None) -> None:
+    """Judge the stage config the workers load (``--stage-configs-path``)."""
+    report.findings.extend(rollback_findings(path))
+    missing = [d for d in SUPPORTED_HOSTS if report.versions.get(d) is None]
+    if missing:
+        report.findings.append(
+            Finding(
+                CANNOT_CHECK,
+                f"cannot load {path} as a worker would: {', '.join(missing)} not installed here",
+                "run doctor --stage-configs-path in the Dynamo worker's environment",
+                "CANNOT CHECK",
+            )
+        )
+        return
+    from omni_sizefix.tools import config_check
+
+    try:
+        verdict = config_check.check(path, model=model)
+    except Exception as exc:
+        report.findings.append(
+            Finding(
+                CANNOT_CHECK,
+                f"cannot load {path} as a worker would: {type(exc).__name__}: {exc}",
+                "run doctor --stage-configs-path in the Dynamo worker's environment",
+                "CANNOT CHECK",
+            )
+        )
+        return
+    report.config_check = asdict(verdict)
+    for level, problem, fix in verdict.problems:
+        label = "UNSUPPORTED" if level >= config_check.UNSUPPORTED else "ATTENTION"
+        report.findings.append(Finding(PROBLEM, problem, fix, label))
 
 
 def render(report: Report) -> str:
@@ -284,6 +367,5 @@ def render(report: Report) -> str:
             )
         )
     for finding in report.findings:
-        label = {ATTENTION: "ATTENTION", UNSUPPORTED: "UNSUPPORTED"}[finding.level]
-        lines.append(f"{label}: {finding.problem}\n  -> {finding.fix}")
+        lines.append(f"{finding.label}: {finding.problem}\n  -> {finding.fix}")
     return "\n".join(lines)

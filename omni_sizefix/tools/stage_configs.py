@@ -3,10 +3,13 @@
 Two files, one per schema:
 
 ``glm_image.legacy.yaml`` (``stage_args:``)
-    Read by the stage-config loaders of ai-dynamo 1.1-1.4 (vLLM-Omni 0.16-0.27). **The
-    config decides stage 1's processor here**: ``custom_process_input_func`` names
-    ``omni_sizefix.processors.glm_image.ar2diffusion``, which is dispatched by every one of
-    those Dynamo releases and delegates to vLLM-Omni's own processor.
+    Read by the stage-config loaders of ai-dynamo 1.1-1.4 (vLLM-Omni 0.16-0.27). The
+    config decides stage 1's processor here; ``custom_process_input_func`` names
+    vLLM-Omni's own ``ar2diffusion``, as vLLM-Omni's config does, so the file names nothing
+    of this package and workers started with it still start once the package is removed
+    or disabled. Where the release pair cannot run upstream's processor (ai-dynamo
+    1.1-1.3), the plugin's run-time fix (``runtime.patches.dynamo_stage_processor``) hands
+    stage 1 ``omni_sizefix.processors.glm_image.ar2diffusion`` instead.
 ``glm_image.deploy.yaml`` (``stages:``)
     Read by the loaders of ai-dynamo 1.5+ (and 1.2-1.4 with vLLM-Omni >= 0.20.0). **The
     config does not decide stage 1's processor here**: vLLM-Omni takes the topology,
@@ -17,7 +20,8 @@ Two files, one per schema:
     scaffold's preview grid, and ai-dynamo >= 1.4 dispatch its ``prompt`` parameter).
 
 Both set stage-0 ``max_tokens`` to 4353: the 2048x2048 target grid, the largest preview grid
-and EOS (``size_policy.MAX_SIDE``).
+and EOS (``size_policy.MAX_SIDE``). Neither names a module of this package (rollback-safe:
+``tests/unit/test_stage_config_output.py``).
 
 Which schema fits (``decide_schema``) follows the stage-config loader call the installed
 host's stage worker makes, as the probed host profile recorded it
@@ -38,17 +42,17 @@ none          vLLM-Omni alone: legacy while it has ``load_stage_configs_from_yam
               (< 0.28), else deploy
 ============  ==================================================================  ======
 
-ai-dynamo 1.2/1.3 read a deploy YAML from vLLM-Omni 0.20.0 on, but cannot dispatch that
-config's (upstream) processor by themselves; the run-time fix
-(``omni_sizefix.runtime.patches.dynamo_stage_processor``) swaps it in the stage-1 worker, while the
-legacy schema names the package's processor directly. 1.4 reads both. The legacy config is
-chosen so that 1.1-1.4 share one config and one stage-1 path.
+ai-dynamo 1.2/1.3 read a deploy YAML from vLLM-Omni 0.20.0 on, but cannot dispatch
+upstream's processor by themselves, whichever schema names it; the run-time fix
+(``omni_sizefix.runtime.patches.dynamo_stage_processor``) swaps it in the stage-1 worker. 1.4
+reads both. The legacy config is chosen so that 1.1-1.4 share one config.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -85,6 +89,26 @@ def config_path(model: str = "glm_image", schema: str = LEGACY) -> Path:
     if schema not in SCHEMAS:
         raise ValueError(f"unknown schema {schema!r}; one of {', '.join(SCHEMAS)}")
     return config_dir() / f"{model}.{schema}.yaml"
+
+
+#: A stage's ``devices: "N"`` line in a shipped config (legacy: under ``runtime``).
+_DEVICES_LINE = re.compile(r'^(\s+devices: )"[0-9,]+"$', re.M)
+POD_PER_STAGE_NOTE = (
+    "# Written by `omni-sizefix stage-config --pod-per-stage`: every stage runs in its own pod\n"
+    '# (or container) that sees only its own GPU, so each stage\'s devices is "0".\n'
+)
+
+
+def config_text(model: str = "glm_image", schema: str = LEGACY, pod_per_stage: bool = False) -> str:
+    """The shipped config's text; ``pod_per_stage``: every stage's ``devices`` set to ``"0"``.
+
+    The shipped files give stage 1 device 1, as on one machine with two GPUs. In Kubernetes
+    each stage worker is its own pod with one GPU, which it sees as device 0.
+    """
+    text = config_path(model, schema).read_text(encoding="utf-8")
+    if not pod_per_stage:
+        return text
+    return POD_PER_STAGE_NOTE + _DEVICES_LINE.sub(r'\1"0"', text)
 
 
 def file_schema(path: str | Path) -> str:
@@ -217,9 +241,9 @@ def loader_from_profile(found: host_profile.HostProfile, reads: tuple[str, ...])
             f"ai-dynamo {dynamo}: load_and_resolve_stage_configs(model, path, kwargs={{}})",
             reads,
             LEGACY,
-            f"ai-dynamo {dynamo} dispatches a stage-1 processor only when its 2nd parameter is "
-            "named original_prompt; vLLM-Omni >= 0.20.0 names it prompt, and only the legacy "
-            "schema lets the config name omni_sizefix's processor instead",
+            f"ai-dynamo {dynamo} loads legacy configs by path (one config for ai-dynamo "
+            "1.1-1.4); its stage-1 dispatch wants original_prompt, so the plugin swaps in "
+            "its processor for vLLM-Omni's at run time",
         )
     if kind == RESOLVE_PATH_TRUST:
         return HostLoader(
@@ -228,8 +252,8 @@ def loader_from_profile(found: host_profile.HostProfile, reads: tuple[str, ...])
             "trust_remote_code=...)",
             reads,
             LEGACY,
-            f"ai-dynamo {dynamo} reads both schemas; the legacy one names omni_sizefix's "
-            "processor, the same stage-1 path as ai-dynamo 1.1-1.3",
+            f"ai-dynamo {dynamo} reads both schemas; the legacy one is the config "
+            "ai-dynamo 1.1-1.3 read too",
         )
     if kind == RESOLVE_DEPLOY:
         return HostLoader(

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from omni_sizefix.runtime import glm_layout, host_modules, host_profile, size_policy, version_policy
-from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import host, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,12 +146,9 @@ def test_shipped_config_loads_through_the_real_loader(
     assert list(stage1.engine_input_source) == [0]
     assert stage1.stage_type == "diffusion" and stage1.final_output
     assert stage1.default_sampling_params.height == 1024  # the DiT default; requests override
-    # Where the config decides stage 1's processor, it names the package's; with the deploy
-    # schema the topology (and processor) come from vLLM-Omni's GLM-Image pipeline.
-    expected = (
-        glm_image.PROCESSOR if schema == stage_configs.LEGACY else host_modules.GLM_IMAGE_PROCESSOR
-    )
-    assert stage_configs.stage_processor(stage1) == expected
+    # vLLM-Omni's own processor in both schemas (legacy: the config names it; deploy: the
+    # topology comes from vLLM-Omni's GLM-Image pipeline), so the config outlives the package.
+    assert stage_configs.stage_processor(stage1) == host_modules.GLM_IMAGE_PROCESSOR
     assert stage_configs.stage_processor(stage0) is None
 
 

@@ -1,4 +1,4 @@
-"""Release pairs the host itself cannot start: ``omni-sizefix doctor`` must say so (exit 2).
+"""Release pairs the host itself cannot start: ``omni-sizefix doctor`` must say so (exit 1).
 
 ``STARTABLE`` is written from reading each release's stage worker and vLLM-Omni's loader (not
 from the package's probe): ai-dynamo 1.1 calls ``load_stage_configs_from_yaml(path)``; 1.2/1.3
@@ -83,7 +83,7 @@ def test_doctor_says_whether_this_pair_can_start(
         assert not unstartable
         return
     assert report["startable"] is False
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # a problem found
     assert len(unstartable) == 1
     sentence = unstartable[0]
     assert f"ai-dynamo {dynamo}" in sentence and f"vLLM-Omni {omni}" in sentence
@@ -98,7 +98,7 @@ def test_plain_doctor_prints_the_sentence_not_ok(
         assert "CANNOT START" not in proc.stdout
         assert "This release pair: starts" in proc.stdout, proc.stdout[-3000:]
         return
-    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert proc.returncode == 1, proc.stdout[-3000:]  # a problem found
     assert "OK:" not in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if line.startswith("UNSUPPORTED:")]
     assert any("cannot start" in line and expectation in line for line in lines), proc.stdout

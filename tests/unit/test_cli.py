@@ -70,8 +70,11 @@ def test_doctor_says_unsupported_host(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     monkeypatch.setattr(doctor.version_policy, "host_versions", lambda: versions)
     report = doctor.diagnose()
-    assert report.exit_code == doctor.UNSUPPORTED
-    assert any("ai-dynamo 1.0.2 is outside" in f.problem for f in report.findings)
+    assert report.exit_code == doctor.PROBLEM  # a problem found, not "could not check"
+    assert any(
+        "ai-dynamo 1.0.2 is outside" in f.problem and f.label == "UNSUPPORTED"
+        for f in report.findings
+    )
 
 
 def test_doctor_reads_host_signatures_without_importing(tmp_path: Path, monkeypatch) -> None:
@@ -96,9 +99,11 @@ def test_doctor_reads_host_signatures_without_importing(tmp_path: Path, monkeypa
         signature_problems=host_profile.signature_problems(found),
     )
     report = doctor.diagnose(profile=profile)
-    assert report.exit_code == doctor.UNSUPPORTED
+    assert report.exit_code >= doctor.PROBLEM
     assert any(
         "parse_omni_request is async (request, output_modalities, fps)" in f.problem
+        and f.label == "UNSUPPORTED"
+        and f.level == doctor.PROBLEM
         for f in report.findings
     )
 

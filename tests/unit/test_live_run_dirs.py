@@ -94,9 +94,9 @@ def test_check_live_keeps_progress_on_the_terminal_and_leaves_no_log_file(tmp_pa
     from omni_sizefix.tools import cli
 
     parse = cli.build_parser().parse_args
-    assert cli._check_log_path(parse(["check", "--live"])) is None  # stderr stays the terminal
+    assert cli._log_path(parse(["check", "--live"])) is None  # stderr stays the terminal
     given = tmp_path / "check.log"
-    assert cli._check_log_path(parse(["check", "--live", "--log-file", str(given)])) == given
-    plain = cli._check_log_path(parse(["check"]))  # without --live: a log file, as before
+    assert cli._log_path(parse(["check", "--live", "--log-file", str(given)])) == given
+    plain = cli._log_path(parse(["check"]))  # without --live: a log file, as before
     assert plain is not None and plain.exists()
     plain.unlink()
