@@ -59,8 +59,9 @@ if [[ $ENGINES == cpu ]]; then
 fi
 
 step "omni-sizefix doctor (full report: $LOGS/doctor.txt)"
-"$ENV/bin/omni-sizefix" doctor >"$LOGS/doctor.txt" 2>&1 && doctor=0 || doctor=$?
-grep -m1 -iE '^(verdict|result|doctor)' "$LOGS/doctor.txt" || head -n 3 "$LOGS/doctor.txt"
+"$ENV/bin/omni-sizefix" doctor >"$LOGS/doctor.txt" 2>"$LOGS/doctor.log" && doctor=0 || doctor=$?
+grep -E '^(Installed|  ai-dynamo|  vllm-omni|This release pair)' "$LOGS/doctor.txt" || true
+tail -n 1 "$LOGS/doctor.txt"
 echo "doctor exit $doctor (0: will act correctly)"
 
 step "omni-sizefix check (function level, judged by vLLM-Omni's own DiT code; full table: $LOGS/check.txt)"

@@ -70,8 +70,12 @@ def ar_budget(sizes: Iterable[str] = HOLDS) -> int:
 def _cpu_stage(stage: dict[str, Any], engine: dict[str, Any], budget: int, steps: int) -> None:
     """Apply the CPU knobs to one stage (``engine``: where its engine settings live)."""
     for key in ACCELERATOR_KEYS:
-        engine.pop(key, None)
+        dropped = engine.pop(key, None)
         stage.get("runtime", {}).pop(key, None)
+        if key == "worker_cls" and dropped and stage.get("stage_type", "llm") == "llm":
+            # A GPU worker class named outright (vLLM-Omni's GPUARWorker): the platform's AR
+            # worker instead, which vLLM-Omni resolves from ``worker_type`` (None fails).
+            engine.setdefault("worker_type", "ar")
     engine["enforce_eager"] = True
     params = stage.setdefault("default_sampling_params", {})
     if stage["stage_id"] == 0:
