@@ -130,3 +130,12 @@ def test_written_own_config_says_so(tmp_path: Path) -> None:
         UPSTREAM_PROCESSOR
     )
     assert "vLLM-Omni's ar2diffusion" in path.read_text().splitlines()[1]
+
+
+def test_legacy_ar_stage_asks_the_platform_for_its_worker() -> None:
+    # the shipped legacy config names vLLM-Omni's GPU AR worker class; on CPU the platform's
+    # AR worker is asked for by type, as vLLM-Omni's own deploy topology does (worker_type "ar")
+    ar, dit = cpu_engines.cpu_stage_config(stage_configs.LEGACY)["stage_args"]
+    assert shipped(stage_configs.LEGACY)["stage_args"][0]["engine_args"]["worker_cls"]
+    assert ar["engine_args"]["worker_type"] == "ar"
+    assert "worker_type" not in dit["engine_args"]

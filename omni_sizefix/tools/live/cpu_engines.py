@@ -69,9 +69,14 @@ def ar_budget(sizes: Iterable[str] = HOLDS) -> int:
 
 def _cpu_stage(stage: dict[str, Any], engine: dict[str, Any], budget: int, steps: int) -> None:
     """Apply the CPU knobs to one stage (``engine``: where its engine settings live)."""
+    named_worker = engine.get("worker_cls")
     for key in ACCELERATOR_KEYS:
         engine.pop(key, None)
         stage.get("runtime", {}).pop(key, None)
+    if named_worker and stage["stage_id"] == 0:
+        # Without a class, vLLM-Omni asks the platform for the worker of this type (the
+        # legacy configs name the GPU class; vLLM-Omni 0.20 leaves worker_cls None otherwise).
+        engine.setdefault("worker_type", "ar")
     engine["enforce_eager"] = True
     params = stage.setdefault("default_sampling_params", {})
     if stage["stage_id"] == 0:
