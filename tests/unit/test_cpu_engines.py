@@ -91,3 +91,13 @@ def test_topology_refuses_unknown_engines(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engines"):
         Topology(engines="gpu", run_dir=tmp_path, http_port=1)._prepare()
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("schema", [stage_configs.DEPLOY, stage_configs.LEGACY])
+def test_release_specific_stage0_settings_are_merged(schema: str) -> None:
+    extra = {"limit_mm_per_prompt": {"image": 0}}
+    config = cpu_engines.cpu_stage_config(schema, stage0_engine=extra)
+    first, second = stages(config, schema)
+    engine = first if schema == stage_configs.DEPLOY else first["engine_args"]
+    assert engine["limit_mm_per_prompt"] == {"image": 0}
+    assert "limit_mm_per_prompt" not in yaml.safe_dump(second)

@@ -72,20 +72,27 @@ def _cpu_stage(stage: dict[str, Any], engine: dict[str, Any], budget: int, steps
 
 
 def cpu_stage_config(
-    schema: str = stage_configs.DEPLOY, sizes: Iterable[str] = HOLDS, steps: int = DIT_STEPS
+    schema: str = stage_configs.DEPLOY,
+    sizes: Iterable[str] = HOLDS,
+    steps: int = DIT_STEPS,
+    stage0_engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The shipped GLM-Image config of ``schema`` with the CPU knobs (see the module doc)."""
+    """The shipped GLM-Image config of ``schema`` with the CPU knobs (see the module doc).
+
+    ``stage0_engine``: further stage-0 engine settings for a release that needs them (e.g.
+    ``limit_mm_per_prompt`` or ``scheduler_cls``), merged last.
+    """
     if not 1 <= steps <= 50:
         raise ValueError(f"steps must be 1..50, not {steps}")
     base = yaml.safe_load(stage_configs.config_path("glm_image", schema).read_text())
     config = copy.deepcopy(base)
     budget = ar_budget(sizes)
-    if schema == stage_configs.DEPLOY:
-        for stage in config["stages"]:
-            _cpu_stage(stage, stage, budget, steps)
-    else:
-        for stage in config["stage_args"]:
-            _cpu_stage(stage, stage.setdefault("engine_args", {}), budget, steps)
+    deploy = schema == stage_configs.DEPLOY
+    for stage in config["stages"] if deploy else config["stage_args"]:
+        engine = stage if deploy else stage.setdefault("engine_args", {})
+        _cpu_stage(stage, engine, budget, steps)
+        if stage["stage_id"] == 0:
+            engine.update(stage0_engine or {})
     return config
 
 
@@ -94,6 +101,7 @@ def write_cpu_stage_config(
     schema: str = stage_configs.DEPLOY,
     sizes: Iterable[str] = HOLDS,
     steps: int = DIT_STEPS,
+    stage0_engine: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``cpu_stage_config(...)`` as YAML to ``path``; return the path."""
     sizes = tuple(sizes)
@@ -104,7 +112,8 @@ def write_cpu_stage_config(
         f"# Run the engines with {' '.join(f'{k}={v}' for k, v in ENV.items())}.\n"
     )
     out = Path(path)
-    out.write_text(header + yaml.safe_dump(cpu_stage_config(schema, sizes, steps), sort_keys=False))
+    config = cpu_stage_config(schema, sizes, steps, stage0_engine)
+    out.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return out
 
 
