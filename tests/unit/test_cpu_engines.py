@@ -164,3 +164,15 @@ def test_release_specific_stage0_settings_are_merged(schema: str) -> None:
     engine = first if schema == stage_configs.DEPLOY else first["engine_args"]
     assert engine["limit_mm_per_prompt"] == {"image": 0}
     assert "limit_mm_per_prompt" not in yaml.safe_dump(second)
+
+
+def test_stage0_prompts_reads_requests_without_an_id() -> None:
+    # ai-dynamo 1.1.1 passes the request id positionally into vLLM-Omni's sampling_params slot,
+    # so the engine sees "" (the worker logs "request : ...")
+    line = (
+        "(Worker pid=1) INFO [worker.py:33] omni-sizefix-cpu: stage-0 request : "
+        "num_prompt_tokens=26 last_ids=[16771, 16384]"
+    )
+    assert cpu_engines.stage0_prompts(line) == [
+        {"request": "", "num_prompt_tokens": 26, "last_ids": [16771, 16384]}
+    ]

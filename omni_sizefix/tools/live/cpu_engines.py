@@ -209,7 +209,7 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
 
 #: The line the test-support CPU AR worker logs per new request (what the engine received).
 PROMPT_TOKENS_LINE = re.compile(
-    r"stage-0 request (\S+): num_prompt_tokens=(\d+) last_ids=(\[[^\]]*\])"
+    r"stage-0 request (\S*): num_prompt_tokens=(\d+) last_ids=(\[[^\]]*\])"
 )
 
 
