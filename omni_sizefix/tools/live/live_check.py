@@ -212,6 +212,15 @@ def run(
     return report
 
 
+def _outcome(row: Row) -> str:
+    """One cell of the table: the size returned, or what happened instead (short)."""
+    if row.verdict == "ok":
+        return f"{row.returned} ok"
+    if row.verdict.startswith(REJECTED):
+        return f"refused: over the stage-0 budget ({row.returned})"
+    return row.verdict[:48]
+
+
 def render(report: LiveReport) -> str:
     lines = ["Host: " + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)]
     engines = (
@@ -235,16 +244,17 @@ def render(report: LiveReport) -> str:
     header = ["size (WxH)"]
     real = report.engines == "cpu"
     for run in report.runs:
-        header += [f"{run.label}: returned", "verdict"] + (["stage-0 engine got"] if real else [])
+        header += [f"{run.label} omni-sizefix" if run.label == "with" else "without (kill switch)"]
+        header += ["stage 0 got"] if real else []
     table = []
     for i, size in enumerate(report.sizes):
         row = [size]
         for run in report.runs:
             if i < len(run.rows):
                 got = run.rows[i]
-                row += [got.returned, got.verdict[:60]] + ([got.stage0] if real else [])
+                row += [_outcome(got)] + ([got.stage0] if real else [])
             else:
-                row += ["-", run.error.splitlines()[0][:40] if run.error else "-"]
+                row += [run.error.splitlines()[0][:40] if run.error else "-"]
                 row += ["-"] if real else []
         table.append(row)
     widths = [max(len(r[j]) for r in [header, *table]) for j in range(len(header))]
