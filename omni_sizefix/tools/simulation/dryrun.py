@@ -24,6 +24,7 @@ from typing import Any
 
 from omni_sizefix.runtime import glm_layout, stage1_io
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, TYPES_MODULE, UTILS_MODULE
+from omni_sizefix.tools.simulation import dit_oracle
 
 # --- AR outputs ----------------------------------------------------------------------
 
@@ -207,20 +208,28 @@ class StageOneResult:
     stage0_prompt: Any = None
     original_prompt: Any = None
     router_payload: str | None = None
+    #: What vLLM-Omni's own DiT code does with the input (None: not run, see below).
+    dit: dit_oracle.DiTOutcome | None = None
+    dit_unavailable: str | None = None
 
     def verdict(self, height: int, width: int) -> str:
-        """``ok`` or the first way it differs from a (height, width) render."""
+        """``ok`` or the first way it differs from a (height, width) render.
+
+        Whether the DiT renders (height, width) is decided by vLLM-Omni's own DiT code
+        (``dit_oracle``), run on what reached the DiT; then the prior's content is checked
+        against the target grid the AR output carried (its layout, not its length).
+        """
         if self.error:
             return f"error: {self.error}"
         if self.height is None and self.prior is None:
             return "no DiT input (stage 1 skipped the AR output)"
-        if (self.height, self.width) != (height, width):
-            return f"wrong size {self.width}x{self.height}"
-        if (self.sampling_height, self.sampling_width) != (height, width):
-            return f"DiT sampling size {self.sampling_width}x{self.sampling_height}"
+        if self.dit is None:
+            return f"DiT not judged: {self.dit_unavailable or 'no DiT call recorded'}"
+        dit_verdict = self.dit.verdict(height, width)
+        if dit_verdict != "ok":
+            return dit_verdict
         if self.prior != glm_layout.expected_prior(height, width):
-            count = len(self.prior or [])
-            return f"wrong prior ({count} tokens, expected {(height // 16) * (width // 16)})"
+            return f"wrong prior content ({len(self.prior or [])} tokens, not the target grid)"
         return "ok"
 
 
@@ -228,9 +237,13 @@ def _dit_view(prompt: Any, sampling: Any) -> StageOneResult:
     result = StageOneResult()
     result.height, result.width = stage1_io.dit_size(prompt) or (None, None)
     result.prior = stage1_io.dit_prior(prompt)
-    if isinstance(sampling, list) and sampling:
-        result.sampling_height = getattr(sampling[0], "height", None)
-        result.sampling_width = getattr(sampling[0], "width", None)
+    first = sampling[0] if isinstance(sampling, list) and sampling else sampling
+    result.sampling_height = getattr(first, "height", None)
+    result.sampling_width = getattr(first, "width", None)
+    try:
+        result.dit = dit_oracle.dit().run(prompt, first)
+    except dit_oracle.OracleUnavailable as exc:
+        result.dit_unavailable = str(exc)
     return result
 
 
