@@ -39,6 +39,7 @@ from typing import Any
 
 import glm_upstream
 import pytest
+from cell import no_expectation
 import yaml
 from conftest import DynamoHost, image_request
 
@@ -190,7 +191,7 @@ def expectation(model: str) -> Expect:
         version_policy.installed_version("vllm-omni"),
     )
     if pair not in PAIRS:
-        pytest.skip(f"no expectation written for ai-dynamo {pair[0]} + vLLM-Omni {pair[1]}")
+        no_expectation(pair, "test_pipelines.PAIRS")
     return PAIRS[pair][model]
 
 

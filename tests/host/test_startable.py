@@ -21,6 +21,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+from cell import expected_hosts, no_expectation
 from conftest import run_doctor
 
 from omni_sizefix.runtime import version_policy
@@ -58,9 +59,11 @@ def cannot_start() -> bool:
 def expectation() -> str | None:
     pair = installed_pair()
     if pair[0] is None:
+        if "dynamo" in expected_hosts():
+            pytest.fail(expected_hosts()["dynamo"], pytrace=False)
         pytest.skip("no ai-dynamo in this cell")
     if pair not in STARTABLE:
-        pytest.skip(f"no expectation written for ai-dynamo {pair[0]} + vLLM-Omni {pair[1]}")
+        no_expectation(pair, "test_startable.STARTABLE")
     return STARTABLE[pair]  # type: ignore[index]
 
 

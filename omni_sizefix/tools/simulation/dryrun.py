@@ -125,11 +125,19 @@ def shared_memory_connector(stage_id: int = 0) -> Any:
     return SharedMemoryConnector({"stage_id": stage_id})
 
 
+def max_tokens(sampling: Any) -> int | None:
+    """The ``max_tokens`` of the stage-0 sampling params the host passed (None: none)."""
+    first = sampling[0] if isinstance(sampling, (list, tuple)) and sampling else sampling
+    value = first.get("max_tokens") if isinstance(first, dict) else getattr(first, "max_tokens", None)
+    return int(value) if value is not None else None
+
+
 class FakeAREngine:
     """FAKE (no GPU, no weights): the GLM-Image AR engine.
 
     Emits the preview grid, the target grid and EOS when the prompt would get a
-    scaffold, else a collapsed stream of repeated codes, as the real model does.
+    scaffold, else a collapsed stream of repeated codes, as the real model does, and stops
+    at the ``max_tokens`` of the sampling params the host passes to stage 0.
     """
 
     def __init__(
@@ -145,9 +153,13 @@ class FakeAREngine:
         raise RuntimeError("no tokenizer in a dry run")
 
     async def generate(self, prompt: Any, *args: Any, **kwargs: Any):
-        self.calls.append((prompt, kwargs.get("sampling_params_list")))
+        sampling = kwargs.get("sampling_params_list")
+        self.calls.append((prompt, sampling))
         grids = self.scaffold_reader(prompt)
         tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
+        limit = max_tokens(sampling)
+        if limit is not None:  # a real engine stops at the max_tokens the host passes
+            tokens = tokens[: max(1, limit)]
         request_id = kwargs.get("request_id") or (args[0] if args else "dryrun")
         if self.real_outputs:
             yield omni_stage_output(str(request_id), list(tokens))
