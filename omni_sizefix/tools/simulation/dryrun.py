@@ -252,6 +252,9 @@ def _dit_view(prompt: Any, sampling: Any) -> StageOneResult:
     first = sampling[0] if isinstance(sampling, list) and sampling else sampling
     result.sampling_height = getattr(first, "height", None)
     result.sampling_width = getattr(first, "width", None)
+    if (prompt[0] if isinstance(prompt, list) and prompt else prompt) is None:
+        result.dit_unavailable = "no prompt reached the DiT"
+        return result
     try:
         result.dit = dit_oracle.dit().run(prompt, first)
     except dit_oracle.OracleUnavailable as exc:
