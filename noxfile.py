@@ -271,6 +271,8 @@ def run_suite(session: nox.Session, cell: str, suite: str, scratch: Path) -> Non
         "pytest",
         "-p",
         "installed_check",
+        "-p",
+        "hypothesis_ci",
         f"--rootdir={ROOT}",
         "-ra",
         "--durations=10",

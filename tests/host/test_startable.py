@@ -68,16 +68,17 @@ def expectation() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def doctor_runs(doctor_json: subprocess.CompletedProcess) -> dict[str, subprocess.CompletedProcess]:
-    """Plain ``omni-sizefix doctor`` and ``doctor --json`` (shared), each a fresh process."""
-    return {"text": run_doctor(), "json": doctor_json}
+def doctor_text() -> subprocess.CompletedProcess:
+    """Plain ``omni-sizefix doctor`` in a fresh process (its own host import: the one test
+    here that costs a process; CI runs the others on the shared ``doctor --json`` run)."""
+    return run_doctor()
 
 
 def test_doctor_says_whether_this_pair_can_start(
-    expectation: str | None, doctor_runs: dict[str, subprocess.CompletedProcess]
+    expectation: str | None, doctor_json: subprocess.CompletedProcess
 ) -> None:
     dynamo, omni = installed_pair()
-    proc = doctor_runs["json"]
+    proc = doctor_json
     report = json.loads(proc.stdout)
     assert report["exit_code"] == proc.returncode
     unstartable = [f["problem"] for f in report["findings"] if "cannot start" in f["problem"]]
@@ -94,9 +95,9 @@ def test_doctor_says_whether_this_pair_can_start(
 
 
 def test_plain_doctor_prints_the_sentence_not_ok(
-    expectation: str | None, doctor_runs: dict[str, subprocess.CompletedProcess]
+    expectation: str | None, doctor_text: subprocess.CompletedProcess
 ) -> None:
-    proc = doctor_runs["text"]
+    proc = doctor_text
     if expectation is None:
         assert "CANNOT START" not in proc.stdout
         assert "This release pair: starts" in proc.stdout, proc.stdout[-3000:]
