@@ -74,7 +74,15 @@ say "cells: ${cells[*]} ($(df -h --output=avail . | tail -1 | tr -d ' ') free; $
 mkdir -p reports
 rm -f reports/.*.done
 
-verdict() { (($1 == 0)) && echo passed || echo "FAILED ($1)"; }
+# A cell's verdict: FAILED, or its report's status (passed, or partial: core tests not run).
+verdict() {
+    (($1 == 0)) || { echo "FAILED ($1)"; return; }
+    python3 -c 'import json, sys
+try:
+    print(json.load(open(sys.argv[1])).get("status", "passed"))
+except (OSError, ValueError):
+    print("passed")' "reports/$2.json"
+}
 
 # One cell. With more than one job at a time its output goes to reports/CELL.log and is
 # printed whole when the cell ends (one cell at a time, under a lock), so logs never interleave.
@@ -89,7 +97,7 @@ run_cell() {
         rc=$?
         (
             flock 9
-            say "$cell: $(verdict "$rc"), its output:"
+            say "$cell: $(verdict "$rc" "$cell"), its output:"
             cat "reports/$cell.log"
         ) 9>reports/.print.lock
     fi
@@ -126,7 +134,7 @@ failed=0 summary=()
 for cell in "${cells[@]}"; do
     rc=1 took=0  # no record: the cell's runner itself died
     [[ -f reports/.$cell.done ]] && read -r rc took <"reports/.$cell.done"
-    summary+=("$(printf '  %-22s %-16s %3dm%02ds' "$cell" "$(verdict "$rc")" \
+    summary+=("$(printf '  %-22s %-16s %3dm%02ds' "$cell" "$(verdict "$rc" "$cell")" \
         $((took / 60)) $((took % 60)))")
     ((rc == 0)) || failed=1
 done

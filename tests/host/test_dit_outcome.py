@@ -15,7 +15,7 @@ import glm_upstream
 import pytest
 from conftest import DynamoHost, config_with_budget, image_request
 from test_stage1_runtime import expectation as pair_expectation
-from test_stage1_runtime import own_configs  # noqa: F401  (fixture)
+from test_stage1_runtime import own_config_file
 
 from omni_sizefix.runtime import settings
 from omni_sizefix.tools.simulation import dryrun
@@ -30,6 +30,12 @@ def run(request: dict, configs: list, **kwargs) -> dryrun.StageOneResult:
         return dryrun.run_request(request, configs, **kwargs)
     except Exception as exc:
         return dryrun.StageOneResult(error=f"{type(exc).__name__}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def own_configs(load_configs, tmp_path_factory: pytest.TempPathFactory) -> list:
+    """vLLM-Omni's own GLM-Image stage config (stage 1: its own ``ar2diffusion``)."""
+    return load_configs(own_config_file(tmp_path_factory.mktemp("own_config")))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +102,7 @@ def test_snap_policy_renders_a_size_the_dit_keeps(
     rendered = (result.dit.height, result.dit.width)
     # what the DiT renders is what it was asked (upstream's own rule keeps it unchanged)
     assert glm_upstream.dit_expectation(*rendered, multiple).renders == rendered
-    assert all(abs(got - asked) <= 16 for got, asked in zip(rendered, (height, width)))
+    assert all(abs(got - asked) <= 16 for got, asked in zip(rendered, (height, width), strict=True))
 
 
 # --- the stage-0 budget: observed at the max_tokens the host passes ------------------------

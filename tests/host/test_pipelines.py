@@ -39,8 +39,8 @@ from typing import Any
 
 import glm_upstream
 import pytest
-from cell import no_expectation
 import yaml
+from cell import no_expectation
 from conftest import DynamoHost, image_request
 
 import omni_sizefix

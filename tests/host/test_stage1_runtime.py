@@ -21,8 +21,8 @@ from typing import Any
 
 import glm_upstream
 import pytest
-from cell import no_expectation
 import yaml
+from cell import no_expectation
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, config_with_budget, image_request
 
 import omni_sizefix

@@ -112,9 +112,7 @@ class GlmImageDiT:
 
     def __post_init__(self) -> None:
         self._module = _module(PIPELINE_MODULE)
-        self._pre_process, self.vae_scale_factor, self.patch_size = pre_process(
-            self.model_folder
-        )
+        self._pre_process, self.vae_scale_factor, self.patch_size = pre_process(self.model_folder)
 
     def _pipeline(self, seen: dict) -> Any:
         import torch

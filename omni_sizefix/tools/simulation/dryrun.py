@@ -128,7 +128,9 @@ def shared_memory_connector(stage_id: int = 0) -> Any:
 def max_tokens(sampling: Any) -> int | None:
     """The ``max_tokens`` of the stage-0 sampling params the host passed (None: none)."""
     first = sampling[0] if isinstance(sampling, (list, tuple)) and sampling else sampling
-    value = first.get("max_tokens") if isinstance(first, dict) else getattr(first, "max_tokens", None)
+    value = (
+        first.get("max_tokens") if isinstance(first, dict) else getattr(first, "max_tokens", None)
+    )
     return int(value) if value is not None else None
 
 
