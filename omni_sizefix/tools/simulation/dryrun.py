@@ -247,13 +247,24 @@ class StageOneResult:
         return "ok"
 
 
-def _dit_view(prompt: Any, sampling: Any) -> StageOneResult:
+def serves_glm_image(stage1_config: Any) -> bool:
+    """Stage 1 runs a GLM-Image processor (vLLM-Omni's or the plugin's): its DiT is judged."""
+    value = getattr(stage1_config, "custom_process_input_func", None)
+    if value is None and isinstance(stage1_config, dict):
+        value = stage1_config.get("custom_process_input_func")
+    return value is None or ".glm_image." in str(value)
+
+
+def _dit_view(prompt: Any, sampling: Any, *, glm_image: bool = True) -> StageOneResult:
     result = StageOneResult()
     result.height, result.width = stage1_io.dit_size(prompt) or (None, None)
     result.prior = stage1_io.dit_prior(prompt)
     first = sampling[0] if isinstance(sampling, list) and sampling else sampling
     result.sampling_height = getattr(first, "height", None)
     result.sampling_width = getattr(first, "width", None)
+    if not glm_image:
+        result.dit_unavailable = "not GLM-Image's DiT (judged by its own tests)"
+        return result
     if (prompt[0] if isinstance(prompt, list) and prompt else prompt) is None:
         result.dit_unavailable = "no prompt reached the DiT"
         return result
@@ -353,7 +364,7 @@ async def run_request_async(
             router_payload=wire,
         )
     _release_final_output(chunks)
-    result = _dit_view(*dit.calls[0])
+    result = _dit_view(*dit.calls[0], glm_image=serves_glm_image(stage_configs[1]))
     result.stage0_prompt = stage0_prompt
     result.original_prompt = next_request.get("original_prompt")
     result.router_payload = wire
