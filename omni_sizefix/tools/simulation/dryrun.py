@@ -225,6 +225,9 @@ class StageOneResult:
     #: What vLLM-Omni's own DiT code does with the input (None: not run, see below).
     dit: dit_oracle.DiTOutcome | None = None
     dit_unavailable: str | None = None
+    #: The DiT engine's inputs as the host passed them (prompt, first sampling params).
+    dit_prompt: Any = None
+    dit_sampling: Any = None
 
     def verdict(self, height: int, width: int) -> str:
         """``ok`` or the first way it differs from a (height, width) render.
@@ -260,6 +263,7 @@ def _dit_view(prompt: Any, sampling: Any, *, glm_image: bool = True) -> StageOne
     result.height, result.width = stage1_io.dit_size(prompt) or (None, None)
     result.prior = stage1_io.dit_prior(prompt)
     first = sampling[0] if isinstance(sampling, list) and sampling else sampling
+    result.dit_prompt, result.dit_sampling = prompt, first
     result.sampling_height = getattr(first, "height", None)
     result.sampling_width = getattr(first, "width", None)
     if not glm_image:
