@@ -150,3 +150,33 @@ def test_plugin_refuses_what_the_budget_would_cut(
         size_policy.set_budget(None)
     assert result.error and result.stage0_prompt is None, result.error
     assert f"max_tokens is {SMALL_BUDGET}" in result.error
+
+
+# --- omni-sizefix check shows the bare host's real outcome ----------------------------------
+
+
+def test_check_shows_what_the_upstream_dit_does_without_the_plugin(
+    dynamo_host: DynamoHost, multiple: int
+) -> None:
+    """``check`` (in this process): with the plugin the odd sizes are refused up front;
+    without it, stage 1 fed the requested layout ends as upstream's DiT says (renders the
+    floored size, or its prior-length ``ValueError``)."""
+    from test_contract import expected_host_defects
+
+    from omni_sizefix.tools import check
+
+    report = check.run(["1000x1000", "1008x1008", "1000x700"])
+    _, stage1_unsized = expected_host_defects()
+    for row in report.rows:
+        height, width = check.parse_size(row.size)
+        assert "cannot be rendered exactly" in row.verdict, row.verdict
+        if row.unpatched_stage1.startswith("error:") or stage1_unsized:
+            # this pair's stage 1 crashes or loses the size first (test_stage1_runtime)
+            assert row.unpatched_stage1 != "ok"
+            continue
+        want = glm_upstream.dit_expectation(height, width, multiple)
+        if want.renders is None:
+            assert row.unpatched_stage1.startswith("DiT error: ValueError"), row.unpatched_stage1
+            assert f"seq_len ({want.prior_len})" in row.unpatched_stage1
+        else:
+            assert row.unpatched_stage1 == f"DiT renders {want.renders[1]}x{want.renders[0]}"
