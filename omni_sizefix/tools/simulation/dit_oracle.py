@@ -156,6 +156,21 @@ class GlmImageDiT:
             request = request_cls(prompt=prompt, sampling_params=params, request_id=request_id)
         return request
 
+    @staticmethod
+    def _sampling(sampling: Any) -> Any:
+        """The release's ``OmniDiffusionSamplingParams`` for what the host passed: as is, built
+        from a dict, or its defaults when the host passed none (GLM-Image's DiT takes the
+        size from the prompt first)."""
+        cls = _module(SAMPLING_MODULE).OmniDiffusionSamplingParams
+        if isinstance(sampling, cls):
+            return sampling
+        if sampling is None:
+            return cls()
+        if isinstance(sampling, dict):
+            names = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in sampling.items() if k in names})
+        raise OracleUnavailable(f"sampling params of type {type(sampling).__name__}")
+
     def _batch(self, request: Any) -> Any:
         try:
             batch_cls = importlib.import_module(BATCH_MODULE).DiffusionRequestBatch
@@ -168,12 +183,12 @@ class GlmImageDiT:
         if isinstance(prompt, list):
             prompt = prompt[0]
         prompt = copy.deepcopy(prompt)
-        if sampling is None:
-            raise OracleUnavailable("no sampling params reached the DiT")
         seen: dict = {}
         pipeline = self._pipeline(seen)
         try:
-            request = self.request(prompt, sampling)
+            request = self.request(prompt, self._sampling(sampling))
+        except OracleUnavailable:
+            raise
         except Exception as exc:
             raise OracleUnavailable(f"cannot build the DiT request: {exc!r}") from exc
         try:  # the engine's pre-processing, then the pipeline
@@ -182,6 +197,10 @@ class GlmImageDiT:
             if seen.get("height") is None:
                 raise OracleUnavailable("forward never showed its size to check_inputs") from None
             return DiTOutcome(height=int(seen["height"]), width=int(seen["width"]))
+        except AttributeError as exc:
+            if getattr(exc, "obj", None) is pipeline:  # a part this weightless object lacks
+                raise OracleUnavailable(f"this release's forward needs {exc.name!r}") from exc
+            return DiTOutcome(error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # upstream's own rejection of this input
             return DiTOutcome(error=f"{type(exc).__name__}: {exc}")
         raise OracleUnavailable("forward returned without reaching encode_prompt")
