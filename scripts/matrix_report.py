@@ -22,11 +22,19 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "harness"))
+import cell_summary  # noqa: E402
+
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
 DASH, TIMES = "\u2013", "\u00d7"  # en dash: skipped
 HOST_DISTS = ("ai-dynamo", "vllm", "vllm-omni", "torch", "transformers", "pluggy")
 MARK = {"passed": "✅", "failed": "❌", "skipped": DASH, "xfailed": "xfail", "not run": "·"}
-STATUS = {"passed": "✅ passed", "failed": "❌ failed", "built": f"{DASH} built only"}
+STATUS = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "built": f"{DASH} built only",
+    "partial": "◐ partial",
+}
 LEGEND = (
     f"✅ passed · ❌ failed · {DASH} skipped (reason below) · xfail expected failure · · not run"
 )
@@ -64,6 +72,13 @@ def load(directory: Path) -> list[dict]:
             for case in ET.parse(xml).iter("testcase"):
                 group = case.get("classname", "").removeprefix("tests.").replace(".", "/")
                 rows.append((group or "collection", case.get("name", "?"), *outcome(case)))
+        if "tests" not in cell and cell.get("suites"):  # a report from before the summary
+            xmls = [directory / f"{cell['cell']}.{s}.xml" for s in cell["suites"]]
+            kind = cell_summary.kind(cell.get("versions"))
+            cell["tests"] = cell_summary.summarize(
+                [x for x in xmls if x.exists()], kind, cell["suites"]
+            )
+            cell["status"] = cell_summary.status(cell["status"], cell["tests"])
         cells.append({**cell, "rows": rows})
     has_host = lambda c: any((c.get("versions") or {}).get(d) for d in HOST_DISTS[:3])  # noqa: E731
     return sorted(cells, key=lambda c: (has_host(c), natural_key(c["cell"])))
@@ -93,7 +108,8 @@ def versions_table(cells: list[dict]) -> list[str]:
         rows.append(
             [
                 f"**{c['cell']}**{resolved}",
-                STATUS.get(c["status"], c["status"]) + suites_note(c),
+                status_text(c) + suites_note(c),
+                tests_note(c),
                 *[versions.get(d) or "—" for d in HOST_DISTS],
                 c.get("python") or "—",
                 (c.get("updated") or "")[:10],
@@ -101,7 +117,16 @@ def versions_table(cells: list[dict]) -> list[str]:
                 f"{total // 60}m{total % 60:02d}s",
             ]
         )
-    header = ["cell", "result", *HOST_DISTS, "python", "run", "commit", "time"]
+    header = [
+        "cell",
+        "result",
+        "tests run / skipped",
+        *HOST_DISTS,
+        "python",
+        "run",
+        "commit",
+        "time",
+    ]
     missing = sorted(set(matrix_cells()) - {c["cell"] for c in cells}, key=natural_key)
     return [
         "Host versions found in each cell (read from the installed distributions):",
@@ -109,6 +134,20 @@ def versions_table(cells: list[dict]) -> list[str]:
         *table(header, rows),
         *(["", "Cells with no report in this run: " + ", ".join(missing) + "."] if missing else []),
     ]
+
+
+def status_text(cell: dict) -> str:
+    """``✅ passed``, or ``◐ partial: what ran`` when the core tests did not all run."""
+    text = STATUS.get(cell["status"], cell["status"])
+    if cell["status"] == "partial" and cell.get("tests"):
+        text += ": " + cell_summary.partial_note(cell["tests"])
+    return text
+
+
+def tests_note(cell: dict) -> str:
+    """``312 / 14``: tests run (passed or failed) and skipped in the cell's suites."""
+    tests = cell.get("tests")
+    return f"{tests['ran']} / {tests['skipped']}" if tests else "—"
 
 
 def suites_note(cell: dict) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cell import host_missing
 from glm_upstream import UPSTREAM_PROCESSOR
 
 import omni_sizefix
@@ -83,13 +84,13 @@ class DynamoHost:
 
 @pytest.fixture(scope="session")
 def dynamo_host() -> DynamoHost:
-    """Import the real Dynamo omni stage worker, or skip when this cell has no Dynamo."""
+    """Import the real Dynamo omni stage worker; skip only in a cell that holds no Dynamo."""
     try:
         stage_worker = importlib.import_module("dynamo.vllm.omni.stage_worker")
         utils = importlib.import_module("dynamo.vllm.omni.utils")
         types = importlib.import_module("dynamo.vllm.omni.types")
     except ImportError as exc:
-        pytest.skip(f"no Dynamo omni stage worker in this cell: {exc}")
+        host_missing("dynamo", exc)  # fails where ai-dynamo is installed or pinned
     return DynamoHost(utils, stage_worker, types, version_policy.host_versions())
 
 

@@ -219,3 +219,47 @@ def carries_size(original_prompt: Any, height: int, width: int) -> bool:
     return readable_size(original_prompt, height, width) and size_for(
         original_prompt, height, width
     ) == (height, width)
+
+
+# --- the DiT (vllm_omni/diffusion/models/glm_image/pipeline_glm_image.py) -----------------
+
+DIT_MODULE = "vllm_omni.diffusion.models.glm_image.pipeline_glm_image"
+#: The AR scaffold's pixels per prior token (transformers' GlmImageProcessor floors each side
+#: to this); ar2diffusion upsamples the target grid x2 for the DiT.
+AR_FACTOR = 32
+
+
+def dit_multiple() -> int:
+    """``vae_scale_factor * patch_size`` of the installed GLM-Image DiT: read from upstream's
+    own ``get_glm_image_pre_process_func`` (its GLM-Image defaults, empty VAE config)."""
+    import json
+    import tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    factory = importlib.import_module(DIT_MODULE).get_glm_image_pre_process_func
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vae").mkdir()
+        (Path(folder) / "vae" / "config.json").write_text(json.dumps({}))
+        function = factory(SimpleNamespace(model=folder, revision=None))
+    cells = dict(zip(function.__code__.co_freevars, function.__closure__ or (), strict=True))
+    return cells["vae_scale_factor"].cell_contents * cells["patch_size"].cell_contents
+
+
+@dataclass(frozen=True)
+class DiTExpectation:
+    """What upstream's DiT does with an AR prior for (height, width) and that size."""
+
+    renders: tuple[int, int] | None  # (height, width), or None: it raises
+    prior_len: int
+    expected_len: int
+
+
+def dit_expectation(height: int, width: int, multiple: int) -> DiTExpectation:
+    """The DiT floors the size to ``multiple`` and raises unless the prior's length is
+    (H/multiple)*(W/multiple); the AR prior for the scaffold is (H//32*2)*(W//32*2)."""
+    dit_h, dit_w = height // multiple * multiple, width // multiple * multiple
+    prior_len = (height // AR_FACTOR * 2) * (width // AR_FACTOR * 2)
+    expected_len = (dit_h // multiple) * (dit_w // multiple)
+    renders = (dit_h, dit_w) if prior_len == expected_len else None
+    return DiTExpectation(renders, prior_len, expected_len)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cell import expected_hosts
 from conftest import DynamoHost
 
 import omni_sizefix
@@ -53,7 +54,10 @@ def test_host_prints_on_stdout_by_itself() -> None:
         [sys.executable, "-c", IMPORT_THE_HOST], capture_output=True, text=True, timeout=600
     )
     if proc.returncode != 0:
-        pytest.skip(f"no host to import here: {proc.stderr.strip().splitlines()[-1]}")
+        error = proc.stderr.strip().splitlines()[-1]
+        if expected_hosts():
+            pytest.fail(f"the host of this cell does not import: {error}", pytrace=False)
+        pytest.skip(f"no host to import here: {error}")
     if not proc.stdout.strip():
         pytest.skip("importing the host prints nothing on stdout here")
     with pytest.raises(json.JSONDecodeError):
@@ -98,6 +102,7 @@ def check_run() -> subprocess.CompletedProcess:
 def test_check_json_is_one_document_in_every_cell(check_run: subprocess.CompletedProcess) -> None:
     document = json.loads(check_run.stdout)  # no leading line stripped
     if "error" in document:  # a cell without Dynamo: the failure is a document too
+        assert "dynamo" not in expected_hosts(), document["error"]  # a host cell must import
         assert check_run.returncode == document["exit_code"] == 2
         assert "cannot import the Dynamo omni worker" in document["error"]
     else:

@@ -11,6 +11,7 @@ from importlib import metadata
 
 import glm_upstream
 import pytest
+from cell import no_expectation
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, image_request, run_python
 from packaging.version import Version
 
@@ -260,8 +261,10 @@ def expected_host_defects() -> tuple[bool, bool]:
     dynamo = version_policy.installed_version("ai-dynamo")
     omni = version_policy.installed_version("vllm-omni")
     declared = glm_upstream.declared_reads(omni) if omni else None
-    if dynamo is None or declared is None:
-        pytest.skip(f"no facts written for ai-dynamo {dynamo} + vLLM-Omni {omni}")
+    if dynamo is None:
+        pytest.skip("no ai-dynamo in this cell (the conftest fails a cell that pins one)")
+    if declared is None:
+        no_expectation((dynamo, omni), "glm_upstream.READS_BY_RELEASE")
     before_1_2 = Version(dynamo) < Version("1.2.0")
     return before_1_2, before_1_2 or glm_upstream.MM_KWARGS not in declared[0]
 

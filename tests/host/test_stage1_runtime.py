@@ -22,6 +22,7 @@ from typing import Any
 import glm_upstream
 import pytest
 import yaml
+from cell import no_expectation
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, config_with_budget, image_request
 
 import omni_sizefix
@@ -91,7 +92,7 @@ def expectation() -> Expect:
         version_policy.installed_version("vllm-omni"),
     )
     if pair not in PAIRS:
-        pytest.skip(f"no expectation written for ai-dynamo {pair[0]} + vLLM-Omni {pair[1]}")
+        no_expectation(pair, "test_stage1_runtime.PAIRS")
     return PAIRS[pair]
 
 

@@ -21,6 +21,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+from cell import expected_hosts, no_expectation
 from conftest import run_doctor
 
 from omni_sizefix.runtime import version_policy
@@ -58,23 +59,26 @@ def cannot_start() -> bool:
 def expectation() -> str | None:
     pair = installed_pair()
     if pair[0] is None:
+        if "dynamo" in expected_hosts():
+            pytest.fail(expected_hosts()["dynamo"], pytrace=False)
         pytest.skip("no ai-dynamo in this cell")
     if pair not in STARTABLE:
-        pytest.skip(f"no expectation written for ai-dynamo {pair[0]} + vLLM-Omni {pair[1]}")
+        no_expectation(pair, "test_startable.STARTABLE")
     return STARTABLE[pair]  # type: ignore[index]
 
 
 @pytest.fixture(scope="module")
-def doctor_runs(doctor_json: subprocess.CompletedProcess) -> dict[str, subprocess.CompletedProcess]:
-    """Plain ``omni-sizefix doctor`` and ``doctor --json`` (shared), each a fresh process."""
-    return {"text": run_doctor(), "json": doctor_json}
+def doctor_text() -> subprocess.CompletedProcess:
+    """Plain ``omni-sizefix doctor`` in a fresh process (its own host import: the one test
+    here that costs a process; CI runs the others on the shared ``doctor --json`` run)."""
+    return run_doctor()
 
 
 def test_doctor_says_whether_this_pair_can_start(
-    expectation: str | None, doctor_runs: dict[str, subprocess.CompletedProcess]
+    expectation: str | None, doctor_json: subprocess.CompletedProcess
 ) -> None:
     dynamo, omni = installed_pair()
-    proc = doctor_runs["json"]
+    proc = doctor_json
     report = json.loads(proc.stdout)
     assert report["exit_code"] == proc.returncode
     unstartable = [f["problem"] for f in report["findings"] if "cannot start" in f["problem"]]
@@ -91,9 +95,9 @@ def test_doctor_says_whether_this_pair_can_start(
 
 
 def test_plain_doctor_prints_the_sentence_not_ok(
-    expectation: str | None, doctor_runs: dict[str, subprocess.CompletedProcess]
+    expectation: str | None, doctor_text: subprocess.CompletedProcess
 ) -> None:
-    proc = doctor_runs["text"]
+    proc = doctor_text
     if expectation is None:
         assert "CANNOT START" not in proc.stdout
         assert "This release pair: starts" in proc.stdout, proc.stdout[-3000:]

@@ -73,6 +73,11 @@ class TopologyError(RuntimeError):
     """A process died or did not come up in time; the message names it and quotes its log."""
 
 
+#: Times the frontend is restarted on a new port when the free port it was given is taken
+#: before it binds (another process won the race); never for a port the user chose.
+PORT_RETRIES = 3
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -232,6 +237,8 @@ class Topology:
     _pgid: int | None = None
     _own_run_dir: bool = False
     _t0: float = 0.0
+    _env: dict[str, str] = field(default_factory=dict)
+    _port_retries: int = 0
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -274,6 +281,7 @@ class Topology:
         if self.http_port is None:
             env_port = os.environ.get("DYN_HTTP_PORT")
             self.http_port = int(env_port) if env_port else free_port()
+            self._port_retries = 0 if env_port else PORT_RETRIES
         self.stage_config_path, self.stage_config_note = self._stage_config()
         model = self.run_dir / "model"
         mode = "random" if self.engines == "cpu" else "weightless"
@@ -371,7 +379,7 @@ class Topology:
         Call it from the thread that lives as long as the topology: the processes get
         SIGKILL when the thread that started them ends (Linux parent-death signal).
         """
-        env = self._prepare()
+        env = self._env = self._prepare()
         self._t0 = time.monotonic()
         self.processes = self._plan()
         atexit.register(self.stop)
@@ -441,6 +449,20 @@ class Topology:
     def _failure(self, proc: Process, why: str) -> TopologyError:
         return TopologyError(f"{proc.name} {why}; last lines of {proc.log}:\n{tail(proc.log)}")
 
+    def _port_taken(self, proc: Process) -> bool:
+        """The frontend lost its (self-picked) port to another process: restart it on a
+        new free port (at most ``PORT_RETRIES`` times); False when that is not the case."""
+        if proc.name != "frontend" or self._port_retries <= 0:
+            return False
+        if "address already in use" not in tail(proc.log).lower():
+            return False
+        self._port_retries -= 1
+        old, self.http_port = self.http_port, free_port()
+        proc.argv = [str(self.http_port) if a == str(old) else a for a in proc.argv]
+        self.progress(f"  frontend port {old} was taken; retrying on {self.http_port}")
+        self._spawn(proc, self._env)
+        return True
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = self._t0 + timeout
         next_note = time.monotonic() + 30
@@ -448,6 +470,8 @@ class Topology:
             now = time.monotonic()
             for proc in self.processes:
                 code = proc.popen.poll() if proc.popen else None
+                if code is not None and self._port_taken(proc):
+                    continue  # the frontend restarted on another free port
                 if code is not None:
                     raise self._failure(proc, f"exited with code {code}")
                 if proc.up_after_s is None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from omni_sizefix.runtime import glm_layout, stage1_io
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, TYPES_MODULE, UTILS_MODULE
+from omni_sizefix.tools.simulation import dit_oracle
 
 # --- AR outputs ----------------------------------------------------------------------
 
@@ -124,11 +125,21 @@ def shared_memory_connector(stage_id: int = 0) -> Any:
     return SharedMemoryConnector({"stage_id": stage_id})
 
 
+def max_tokens(sampling: Any) -> int | None:
+    """The ``max_tokens`` of the stage-0 sampling params the host passed (None: none)."""
+    first = sampling[0] if isinstance(sampling, (list, tuple)) and sampling else sampling
+    value = (
+        first.get("max_tokens") if isinstance(first, dict) else getattr(first, "max_tokens", None)
+    )
+    return int(value) if value is not None else None
+
+
 class FakeAREngine:
     """FAKE (no GPU, no weights): the GLM-Image AR engine.
 
     Emits the preview grid, the target grid and EOS when the prompt would get a
-    scaffold, else a collapsed stream of repeated codes, as the real model does.
+    scaffold, else a collapsed stream of repeated codes, as the real model does, and stops
+    at the ``max_tokens`` of the sampling params the host passes to stage 0.
     """
 
     def __init__(
@@ -144,9 +155,13 @@ class FakeAREngine:
         raise RuntimeError("no tokenizer in a dry run")
 
     async def generate(self, prompt: Any, *args: Any, **kwargs: Any):
-        self.calls.append((prompt, kwargs.get("sampling_params_list")))
+        sampling = kwargs.get("sampling_params_list")
+        self.calls.append((prompt, sampling))
         grids = self.scaffold_reader(prompt)
         tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
+        limit = max_tokens(sampling)
+        if limit is not None:  # a real engine stops at the max_tokens the host passes
+            tokens = tokens[: max(1, limit)]
         request_id = kwargs.get("request_id") or (args[0] if args else "dryrun")
         if self.real_outputs:
             yield omni_stage_output(str(request_id), list(tokens))
@@ -207,30 +222,60 @@ class StageOneResult:
     stage0_prompt: Any = None
     original_prompt: Any = None
     router_payload: str | None = None
+    #: What vLLM-Omni's own DiT code does with the input (None: not run, see below).
+    dit: dit_oracle.DiTOutcome | None = None
+    dit_unavailable: str | None = None
+    #: The DiT engine's inputs as the host passed them (prompt, first sampling params).
+    dit_prompt: Any = None
+    dit_sampling: Any = None
 
     def verdict(self, height: int, width: int) -> str:
-        """``ok`` or the first way it differs from a (height, width) render."""
+        """``ok`` or the first way it differs from a (height, width) render.
+
+        Whether the DiT renders (height, width) is decided by vLLM-Omni's own DiT code
+        (``dit_oracle``), run on what reached the DiT; then the prior's content is checked
+        against the target grid the AR output carried (its layout, not its length).
+        """
         if self.error:
             return f"error: {self.error}"
         if self.height is None and self.prior is None:
             return "no DiT input (stage 1 skipped the AR output)"
-        if (self.height, self.width) != (height, width):
-            return f"wrong size {self.width}x{self.height}"
-        if (self.sampling_height, self.sampling_width) != (height, width):
-            return f"DiT sampling size {self.sampling_width}x{self.sampling_height}"
+        if self.dit is None:
+            return f"DiT not judged: {self.dit_unavailable or 'no DiT call recorded'}"
+        dit_verdict = self.dit.verdict(height, width)
+        if dit_verdict != "ok":
+            return dit_verdict
         if self.prior != glm_layout.expected_prior(height, width):
-            count = len(self.prior or [])
-            return f"wrong prior ({count} tokens, expected {(height // 16) * (width // 16)})"
+            return f"wrong prior content ({len(self.prior or [])} tokens, not the target grid)"
         return "ok"
 
 
-def _dit_view(prompt: Any, sampling: Any) -> StageOneResult:
+def serves_glm_image(stage1_config: Any) -> bool:
+    """Stage 1 runs a GLM-Image processor (vLLM-Omni's or the plugin's): its DiT is judged."""
+    value = getattr(stage1_config, "custom_process_input_func", None)
+    if value is None and isinstance(stage1_config, dict):
+        value = stage1_config.get("custom_process_input_func")
+    return value is None or ".glm_image." in str(value)
+
+
+def _dit_view(prompt: Any, sampling: Any, *, glm_image: bool = True) -> StageOneResult:
     result = StageOneResult()
     result.height, result.width = stage1_io.dit_size(prompt) or (None, None)
     result.prior = stage1_io.dit_prior(prompt)
-    if isinstance(sampling, list) and sampling:
-        result.sampling_height = getattr(sampling[0], "height", None)
-        result.sampling_width = getattr(sampling[0], "width", None)
+    first = sampling[0] if isinstance(sampling, list) and sampling else sampling
+    result.dit_prompt, result.dit_sampling = prompt, first
+    result.sampling_height = getattr(first, "height", None)
+    result.sampling_width = getattr(first, "width", None)
+    if not glm_image:
+        result.dit_unavailable = "not GLM-Image's DiT (judged by its own tests)"
+        return result
+    if (prompt[0] if isinstance(prompt, list) and prompt else prompt) is None:
+        result.dit_unavailable = "no prompt reached the DiT"
+        return result
+    try:
+        result.dit = dit_oracle.dit().run(prompt, first)
+    except dit_oracle.OracleUnavailable as exc:
+        result.dit_unavailable = str(exc)
     return result
 
 
@@ -323,7 +368,7 @@ async def run_request_async(
             router_payload=wire,
         )
     _release_final_output(chunks)
-    result = _dit_view(*dit.calls[0])
+    result = _dit_view(*dit.calls[0], glm_image=serves_glm_image(stage_configs[1]))
     result.stage0_prompt = stage0_prompt
     result.original_prompt = next_request.get("original_prompt")
     result.router_payload = wire
