@@ -188,9 +188,9 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
         for line in requirement_lines(pins) + requirement_lines(companion("nodeps"))
     )
     cpu = cell.endswith("-cpu")  # real vLLM-Omni engines on CPU: the real-engine suite
-    extra = wanted("OMNI_SIZEFIX_UNIT", cell, True)
-    suites = ["unit"] if not host or extra else []
-    suites += ["host"] if host and (not cpu or extra) else []
+    more = wanted("OMNI_SIZEFIX_UNIT", cell, True)
+    suites = ["unit"] if not host or more else []
+    suites += ["host"] if host and (not cpu or more) else []
     suites += ["live"] if host and not cpu and wanted("OMNI_SIZEFIX_LIVE", cell, dynamo) else []
     suites += ["real"] if host and cpu else []
     only = os.environ.get("OMNI_SIZEFIX_SUITES", "").replace(",", " ").split()
