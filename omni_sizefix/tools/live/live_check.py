@@ -106,12 +106,15 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _stage0_log(live: topology.Topology) -> str:
+    return next(p for p in live.processes if p.name == "stage-0 worker").log_text()
+
+
 def _stage0_note(live: topology.Topology, seen: int) -> str:
     """What the real AR engine received for the request after the first ``seen`` ones."""
     from omni_sizefix.tools.live import cpu_engines
 
-    stage0 = next(p for p in live.processes if p.name == "stage-0 worker")
-    new = cpu_engines.stage0_prompts(stage0.log_text())[seen:]
+    new = cpu_engines.stage0_prompts(_stage0_log(live))[seen:]
     if not new:
         return "not reached"
     cpu_engines.decode_tails(new[-1:], live.run_dir / "model" / "processor")  # type: ignore[operator]
@@ -142,9 +145,8 @@ def _run_one(
         max_tokens = topology.stage0_max_tokens(live.stage_config_path)  # type: ignore[arg-type]
         if not sizes:  # the first run picks the defaults for both
             sizes += default_cpu_sizes(max_tokens) if real else default_sizes(max_tokens)
-        stage0 = next(p for p in live.processes if p.name == "stage-0 worker")
         for size in sizes:
-            seen = len(cpu_engines.stage0_prompts(stage0.log_text())) if real else 0
+            seen = len(cpu_engines.stage0_prompts(_stage0_log(live))) if real else 0
             reply = client.generate(
                 live.url, size, model=live.served_model, timeout=900.0 if real else 300.0
             )
