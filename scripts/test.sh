@@ -22,14 +22,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 source scripts/tools.sh
 
-# The CI set (under an hour on a fresh machine; README "Matrix cells and the canary"): the
-# package alone (every unit test), the top-level-size vLLM-Omni, and one cell per distinct
-# ai-dynamo omni code base (1.3's utils.py is 1.2's, 1.7.0.dev's is 1.6's). tests/host runs in
-# each (test_startable.py but its plain-text doctor run, below); tests/unit and tests/live
-# (the real Dynamo processes over HTTP) in one Dynamo cell, dynamo-1.1-tf5 (the unit tests that
-# need a host skip in no-host). A named cell runs those suites as in CI; --all runs every
+# The CI set (under an hour on a fresh machine; docs/releases.md "Matrix cells and the canary"):
+# dynamo-1.1-cpu, the release PR #8679 is about with vLLM-Omni's REAL engines on CPU behind the
+# real Dynamo processes (tests/real); the package alone (every unit test); the top-level-size
+# vLLM-Omni; and one cell per distinct ai-dynamo omni code base but 1.5 (1.3's utils.py is 1.2's,
+# 1.7.0.dev's is 1.6's; 1.5 runs on demand to keep CI under an hour). tests/host runs in each
+# (test_startable.py but its plain-text doctor run, below); tests/unit and tests/live (the real
+# Dynamo processes over HTTP, fake engines) in one Dynamo cell, dynamo-1.1-tf5 (the unit tests
+# that need a host skip in no-host). A named cell runs those suites as in CI; --all runs every
 # suite in every cell.
-ci_cells=(dynamo-1.1-tf5 dynamo-1.6 dynamo-1.4 dynamo-1.5 dynamo-1.2-tf5 omni-0.18 no-host)  # longest first
+ci_cells=(dynamo-1.1-cpu dynamo-1.1-tf5 dynamo-1.6 dynamo-1.4 dynamo-1.2-tf5 omni-0.18 no-host)  # longest first
 cells=() pytest_args=() all=0 jobs=${OMNI_SIZEFIX_JOBS:-2}
 while (($#)); do
     case "$1" in
