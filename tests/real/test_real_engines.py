@@ -191,3 +191,27 @@ def budget(topology) -> int | None:
     from omni_sizefix.tools.live.topology import stage0_max_tokens
 
     return stage0_max_tokens(topology.stage_config_path)
+
+
+def test_kill_switch_concurrent_requests(plugin_off):
+    """ai-dynamo 1.1.1 hands every request to the engine under the id "": a second request
+    in flight kills the AR engine core (the plugin passes each request's own id)."""
+    asked = ENUM_CONCURRENT if served.enum_only() else FREE_CONCURRENT
+    with ThreadPoolExecutor(len(asked)) as pool:
+        replies = list(
+            pool.map(
+                lambda s: client.generate(
+                    plugin_off.url, s, model=plugin_off.served_model, prompt=PROMPT, timeout=180
+                ),
+                asked,
+            )
+        )
+    got = [returned(r) for r in replies]
+    print(f"kill switch, {len(asked)} at once: {got}")
+    release = served.dynamo_version()
+    if release < (1, 2):
+        assert "duplicate request id" in log_of(plugin_off, "stage-0 worker")
+    elif release >= (1, 4):
+        assert got == list(asked), [r.message[:200] for r in replies]
+    else:
+        pytest.skip("stage 1 fails every size on this release (test above)")

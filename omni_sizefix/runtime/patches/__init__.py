@@ -65,6 +65,11 @@ REMOVALS: tuple[Removal, ...] = (
         "dispatch",
     ),
     Removal(
+        "dynamo_stage_request_id",
+        ({"ai-dynamo": "<1.2"},),
+        "ai-dynamo 1.2 calls engine.generate(prompt, request_id=request_id, ...)",
+    ),
+    Removal(
         "processor_adapter",
         ({"ai-dynamo": "<1.4"}, {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"}),
         "ai-dynamo 1.4 dispatches `prompt` and restores cumulative_token_ids; MammothModa2 "

@@ -41,6 +41,7 @@ from typing import Any
 
 from omni_sizefix.runtime import pipelines, size_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
+from omni_sizefix.runtime.patches import dynamo_stage_request_id
 from omni_sizefix.runtime.patching import Replacement, marked, warn_failed
 
 logger = logging.getLogger("omni_sizefix")
@@ -103,6 +104,11 @@ def wrap(original: Callable) -> Callable:
                 learn(bound.get("stage_config"), bound.get("stage_id"))
             except Exception as exc:  # never take the worker down
                 warn_failed(_warned, key, exc, failed, instead)
+        try:
+            dynamo_stage_request_id.bind(self, bound.get("stage_id"))
+        except Exception as exc:  # never take the worker down
+            warn_failed(_warned, "request_id", exc, "could not check the engine call",
+                        "the engine is called as the host calls it")  # fmt: skip
 
     return marked(__init__, original)
 
