@@ -11,11 +11,14 @@ DiT ``num_inference_steps`` 2-4 and, at stage 0, ``min_tokens = max_tokens`` wit
 ``min_tokens`` keeps vLLM from stopping, so every request costs the whole budget and the
 budget is sized to the largest size the run needs (``HOLDS``). Where the installed pair needs
 it (``release_stage0_engine``), the AR stage takes no image per prompt (``AR_TEXT_ONLY``:
-text-to-image only, so no dummy image run at start-up, which vLLM-Omni 0.20.0rc1 on vLLM
-0.19 fails with "1 image items, 0 placeholders"). In the legacy schema the config names stage 1's
-processor: ``processor="own"`` names vLLM-Omni's own ``ar2diffusion`` (the layout ai-dynamo
-1.1.1's users run; vLLM-Omni 0.20.0rc1 ships no legacy GLM-Image file), ``"shipped"`` keeps
-the package's. ``ENV`` is the environment the engines need (a small CPU KV cache).
+text-to-image only: vLLM 0.19's model runner sizes its encoder budget from a dummy image
+request when it is built, and vLLM-Omni 0.20.0rc1's GLM-Image processor answers it without a
+placeholder: "Expected there to be 1 prompt placeholders corresponding to 1 image items, but
+instead found 0", ``vllm/multimodal/processing/processor.py``). In the legacy schema the
+config names stage 1's processor: ``processor="own"`` names vLLM-Omni's own
+``ar2diffusion`` (the layout ai-dynamo 1.1.1's users run; vLLM-Omni 0.20.0rc1 ships no legacy
+GLM-Image file), ``"shipped"`` keeps the package's. ``ENV`` is the environment the engines
+need (a small CPU KV cache).
 
 ``python -m omni_sizefix.tools.live.cpu_engines config|offline|live ...``: print a config; run
 vLLM-Omni's offline ``Omni(...).generate`` once per size; or start the four Dynamo processes

@@ -13,8 +13,9 @@ entry point (engine core, before the scheduler exists; workers, before the worke
 resolved) and ``platform.py`` calls it when imported (the diffusion process).
 
 Not shims but settings for the same pair: the CPU stage config takes no image per AR prompt
-(``omni_sizefix.tools.live.cpu_engines.AR_TEXT_ONLY``: vLLM-Omni 0.20.0rc1's AR worker profiles
-with a dummy image request that vLLM 0.19 rejects, "1 image items, 0 placeholders"); the missing
+(``omni_sizefix.tools.live.cpu_engines.AR_TEXT_ONLY``: vLLM 0.19's model runner sizes its
+encoder budget from a dummy image request, which vLLM-Omni 0.20.0rc1's GLM-Image processor
+answers without a placeholder: "1 image items, 0 prompt placeholders"); the missing
 ``OmniPlatformEnum.OOT`` of vLLM-Omni 0.20.0rc1 is handled where the enum is chosen
 (``releases.OMNI_ENUM_MEMBERS``: ``OOT``, else ``UNSPECIFIED``).
 """
