@@ -4,9 +4,11 @@ Run it with the Python of an environment that has the host installed, e.g.::
 
     bash scripts/cell.sh dynamo-1.6 -- python benchmarks/live.py [--requests 30]
         [--size 1024x1024 --size ...] [--stage-config shipped|own|FILE] [--json]
+    bash scripts/cell.sh dynamo-1.6-cpu -- python benchmarks/live.py --engines cpu --requests 5
 
-Starts the four real Dynamo processes (stage engines FAKE, ``omni_sizefix.tools.live``)
-twice, at the same time, with the same stage config (default: the shipped one): with the
+Starts the four real Dynamo processes (stage engines FAKE by default; ``--engines cpu``:
+vLLM-Omni's real engines on CPU, ``omni_sizefix.tools.live.topology``; two such topologies
+hold ~15 GB) twice, at the same time, with the same stage config (default: the shipped one): with the
 plugin and with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up time (and
 when each process came up; both are watched at once) and the resident memory of each process
 (with its children) after start-up and after the requests. Then it sends ``--requests``
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 from omni_sizefix.runtime import version_policy
-from omni_sizefix.tools.live import client, served, topology
+from omni_sizefix.tools.live import client, live_check, served, topology
 
 #: Default size candidates: square (smallest, middle, largest), non-square both ways.
 CANDIDATE_SIZES = ("256x256", "1024x1024", "1536x1024", "1024x1536", "768x1024", "2048x2048")
@@ -90,6 +92,7 @@ def topology_for(plugin: bool, port: int, args: argparse.Namespace) -> topology.
         plugin=plugin,
         http_port=port,
         progress=lambda line: print(f"[{mode}] {line}", file=sys.stderr, flush=True),
+        engines=args.engines,
     )
 
 
@@ -120,10 +123,16 @@ def measure(args: argparse.Namespace, sizes: list[str]) -> list[dict]:
         ]
         if not sizes:
             budget = topology.stage0_max_tokens(lives[0].stage_config_path)  # type: ignore[arg-type]
-            sizes.extend(served.servable(CANDIDATE_SIZES, budget))
+            if args.engines == "cpu":
+                sizes.extend(live_check.default_cpu_sizes(budget)[:-1])  # none over budget
+            else:
+                sizes.extend(served.servable(CANDIDATE_SIZES, budget))
         for live in lives:
             for size in sizes:
-                client.generate(live.url, size, model=live.served_model)  # warm-up, not counted
+                # A warm-up request per size, not counted.
+                client.generate(
+                    live.url, size, model=live.served_model, timeout=args.request_timeout
+                )
         for result in results:
             result["latency"] = {s: [] for s in sizes}
         started = time.monotonic()
@@ -131,8 +140,15 @@ def measure(args: argparse.Namespace, sizes: list[str]) -> list[dict]:
             order = (0, 1) if round_no % 2 == 0 else (1, 0)
             for size in sizes:
                 for i in order:
-                    reply = client.generate(lives[i].url, size, model=lives[i].served_model)
-                    outcome = client.verdict(reply, size)
+                    reply = client.generate(
+                        lives[i].url,
+                        size,
+                        model=lives[i].served_model,
+                        timeout=args.request_timeout,
+                    )
+                    # Real engines draw noise: only the size can be judged.
+                    judge = client.size_verdict if args.engines == "cpu" else client.verdict
+                    outcome = judge(reply, size)
                     results[i]["latency"][size].append((outcome, reply.latency_s))
         elapsed = round(time.monotonic() - started, 1)
         for live, result in zip(lives, results, strict=True):
@@ -210,9 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=30, help="per size and topology")
     parser.add_argument("--size", action="append", default=None, help="WxH (repeatable)")
     parser.add_argument("--stage-config", default="shipped", help="shipped, own or a file")
-    parser.add_argument("--timeout", type=float, default=topology.DEFAULT_TIMEOUT_S)
+    parser.add_argument("--timeout", type=float, default=None, help="start-up limit, s")
+    parser.add_argument("--engines", choices=topology.ENGINES, default="fake")
+    parser.add_argument("--request-timeout", type=float, default=900.0, help="per request, s")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.timeout is None:
+        cpu = args.engines == "cpu"
+        args.timeout = topology.CPU_TIMEOUT_S if cpu else topology.DEFAULT_TIMEOUT_S
     sizes: list[str] = list(args.size or [])
     results = measure(args, sizes)
     if args.json:
