@@ -9,8 +9,8 @@ Run it with the Python of an environment that has the host installed, e.g.::
 Starts the four real Dynamo processes (stage engines FAKE by default; ``--engines cpu``:
 vLLM-Omni's real engines on CPU, ``omni_sizefix.tools.live.topology``; two such topologies
 hold ~15 GB) twice, at the same time, with the same stage config (default: the shipped
-one): with the plugin and with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up time (and
-when each process came up; both are watched at once) and the resident memory of each process
+one): with the plugin and with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up
+time (and when each process came up; both are watched at once) and the resident memory of each process
 (with its children) after start-up and after the requests. Then it sends ``--requests``
 rounds of sequential image requests: in each round every size once to each topology, the two
 interleaved (which topology goes first alternates), so a change of machine load falls on
