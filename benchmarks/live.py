@@ -6,21 +6,21 @@ Run it with the Python of an environment that has the host installed, e.g.::
         [--size 1024x1024 --size ...] [--stage-config shipped|own|FILE] [--json]
     bash scripts/cell.sh dynamo-1.6-cpu -- python benchmarks/live.py --engines cpu --requests 5
 
-Starts the four real Dynamo processes (stage engines FAKE by default; ``--engines cpu``:
-vLLM-Omni's real engines on CPU, ``omni_sizefix.tools.live.topology``; two such topologies
-hold ~15 GB) twice, at the same time, with the same stage config (default: the shipped
-one): with the plugin and with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up
-time (and when each process came up; both are watched at once) and the resident memory of each process
-(with its children) after start-up and after the requests. Then it sends ``--requests``
-rounds of sequential image requests: in each round every size once to each topology, the two
-interleaved (which topology goes first alternates), so a change of machine load falls on
-both alike; per size it prints p50/p95 latency of each and the p50 of the paired
-differences. One warm-up request per size and topology is not counted. Requests whose image
-is not the requested one (the released defect, without the plugin on ai-dynamo < 1.4) are
-counted apart: their latency is not comparable. Default sizes: those the release's frontend
-takes and the config's stage-0 budget holds (``omni_sizefix.tools.live.served``). Run
-folders are deleted after a run that worked, kept (and named in the error) after a topology
-that failed. It prints figures and asserts nothing.
+Starts the four real Dynamo processes (stage engines FAKE by default; ``--engines cpu``: vLLM-
+Omni's real engines on CPU, ``omni_sizefix.tools.live.topology``; two such topologies hold ~15
+GB) twice, at the same time, with the same stage config (default: the shipped one): with the
+plugin and with ``OMNI_SIZEFIX_DISABLE=1``. It prints each topology's start-up time (and when
+each process came up; both are watched at once) and the resident memory of each process (with
+its children) after start-up and after the requests. Then it sends ``--requests`` rounds of
+sequential image requests: in each round every size once to each topology, the two interleaved
+(which topology goes first alternates), so a change of machine load falls on both alike; per
+size it prints p50/p95 latency of each and the p50 of the paired differences. One warm-up
+request per size and topology is not counted. Requests whose image is not the requested one
+(the released defect, without the plugin on ai-dynamo < 1.4) are counted apart: their latency
+is not comparable. Default sizes: those the release's frontend takes and the config's stage-0
+budget holds (``omni_sizefix.tools.live.served``). Run folders are deleted after a run that
+worked, kept (and named in the error) after a topology that failed. It prints figures and
+asserts nothing.
 """
 
 from __future__ import annotations
