@@ -569,7 +569,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"\nReady ({what}). Try:\n"
             f"  curl -s {topology.url}/v1/images/generations -H 'Content-Type: application/json' "
             f'\\\n    -d \'{{"model": "{topology.served_model}", "prompt": "a red apple", '
-            '"size": "1024x768", "response_format": "b64_json"}\'\n'
+            '"size": "1536x1024", "response_format": "b64_json"}\'\n'
             "Ctrl-C stops every process.",
             flush=True,
         )
