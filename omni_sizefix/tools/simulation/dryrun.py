@@ -269,7 +269,7 @@ def _dit_view(prompt: Any, sampling: Any, *, glm_image: bool = True) -> StageOne
     if not glm_image:
         result.dit_unavailable = "not GLM-Image's DiT (judged by its own tests)"
         return result
-    if (prompt[0] if isinstance(prompt, list) and prompt else prompt) is None:
+    if (prompt[0] if isinstance(prompt, list) and prompt else prompt) in (None, []):
         result.dit_unavailable = "no prompt reached the DiT"
         return result
     try:
