@@ -24,8 +24,9 @@ names the cell (or is ``all``: every cell with ai-dynamo). Cells named ``*-cpu``
 real engines on CPU) run ``real`` (tests/real: real engines behind the real Dynamo processes)
 instead of ``host`` and ``live``; ``OMNI_SIZEFIX_UNIT`` naming them adds ``unit`` and ``host``.
 ``OMNI_SIZEFIX_SUITES=host`` (or ``unit``, ``live``, ``real``, ``none`` to only build) narrows;
-``OMNI_SIZEFIX_PYTHON`` picks the Python (default 3.11); ``OMNI_SIZEFIX_DESELECT`` lists test ids (``tests/host/test_x.py``) not to
-run. Arguments after ``--`` go to pytest, e.g. ``nox -s dynamo-1.2 -- -k size``.
+``OMNI_SIZEFIX_PYTHON`` picks the Python (default 3.11); ``OMNI_SIZEFIX_DESELECT`` lists test
+ids (``tests/host/test_x.py``) not to run. Arguments after ``--`` go to pytest, e.g.
+``nox -s dynamo-1.2 -- -k size``.
 
 The canary ``latest`` (not run by default) resolves its pins when it runs
 (``tests/harness/latest_pins.py``) and records them in ``reports/latest.json``.
