@@ -44,7 +44,7 @@ import yaml
 
 from omni_sizefix.runtime import size_policy
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSOR
-from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools import smoke, stage_configs
 
 #: Sizes (WIDTHxHEIGHT) the CPU config's AR budget holds: the non-square sizes ai-dynamo
 #: 1.1-1.3's frontends accept and two more elongated ones.
@@ -83,8 +83,8 @@ PROCESSORS = ("shipped", "own")
 
 
 def parse_size(size: str) -> tuple[int, int]:
-    """``WIDTHxHEIGHT`` -> (height, width)."""
-    width, height = (int(v) for v in size.lower().split("x"))
+    """``WIDTHxHEIGHT`` -> (height, width) (``smoke.parse_size``, the CLI's reading)."""
+    width, height = smoke.parse_size(size)
     return height, width
 
 
