@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import glm_upstream
 import pytest
@@ -182,6 +182,97 @@ def _utils_import_error(s: Sources) -> Sources:
     return {**s, "utils.py": s["utils.py"] + fail}
 
 
+#: Stand-in for ai-dynamo's ``dynamo/vllm/omni/version_check.py`` (main branch, in no
+#: release yet): the same exception type (a RuntimeError) and rule (vLLM and vLLM-Omni must
+#: share major.minor). The mismatched vLLM-Omni version is derived from the installed vLLM.
+VERSION_CHECK = """
+import importlib.metadata
+
+
+class OmniVersionMismatchError(RuntimeError):
+    \"\"\"vLLM and vLLM-Omni major.minor differ.\"\"\"
+
+
+def check_vllm_omni_compatibility():
+    vllm_version = importlib.metadata.version("vllm")
+    vllm_mm = tuple(int(part) for part in vllm_version.split(".")[:2])
+    omni_version = f"{vllm_mm[0]}.{vllm_mm[1] + 1}.0"  # the simulated mismatched environment
+    omni_mm = tuple(int(part) for part in omni_version.split(".")[:2])
+    if vllm_mm != omni_mm:
+        raise OmniVersionMismatchError(
+            f"vLLM {vllm_version} and vLLM-Omni {omni_version} have mismatched versions; "
+            f"vLLM-Omni must be {vllm_mm[0]}.{vllm_mm[1]}.x"
+        )
+"""
+CHECK_CALL = (
+    f"from {PACKAGE}.version_check import check_vllm_omni_compatibility as _check_versions\n"
+    "_check_versions()\n"
+)
+
+
+def _after_future_imports(source: str, text: str) -> str:
+    """Insert ``text`` before the first statement that is not a docstring or __future__."""
+    lines = source.splitlines(keepends=True)
+    for node in ast.parse(source).body:
+        is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        is_future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (is_doc or is_future):
+            return "".join([*lines[: node.lineno - 1], text, *lines[node.lineno - 1 :]])
+    return source + text
+
+
+def _version_check(s: Sources) -> Sources:
+    """The package-level check runs at the import of every ``dynamo.vllm.omni`` submodule;
+    here the two altered submodules run it at their import (the package stays imported)."""
+    return {
+        "version_check.py": VERSION_CHECK,
+        "utils.py": _after_future_imports(s["utils.py"], CHECK_CALL),
+        "stage_worker.py": _after_future_imports(s["stage_worker.py"], CHECK_CALL),
+    }
+
+
+#: Optional parameters of ai-dynamo's upstream ``parse_omni_request`` variants (main branch).
+UPSTREAM_PARAMS = ("renderer", "model_config", "default_sampling_params", "chat_preprocessor")
+UPSTREAM_PARSE = """
+
+#: What the upstream-shaped parse received (the drift harness reads it).
+RECEIVED = []
+
+
+async def parse_omni_request(
+    request: dict,
+    output_modalities: list,
+    default_video_fps: int = 16,
+    tokenizer_getter=None,
+    renderer=None,
+    model_config=None,
+    default_sampling_params=None,
+    chat_preprocessor=None,
+    engine=None,
+) -> dict:
+    RECEIVED.append(
+        dict(
+            renderer=renderer,
+            model_config=model_config,
+            default_sampling_params=default_sampling_params,
+            chat_preprocessor=chat_preprocessor,
+            engine=engine,
+        )
+    )
+    return await _parse_omni_request_host(
+        request, output_modalities, default_video_fps, tokenizer_getter
+    )
+"""
+
+
+def _parse_upstream_params(s: Sources) -> Sources:
+    """The upstream signature (the new optional parameters) over this cell's parse body."""
+    rename = lambda f: sub_once(  # noqa: E731
+        r"async def parse_omni_request\(", "async def _parse_omni_request_host(", f
+    )
+    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, rename) + UPSTREAM_PARSE}
+
+
 def _stage_worker_moved(s: Sources) -> Sources:
     return {"utils.py": s["utils.py"], "stage_worker_v2.py": s["stage_worker.py"]}
 
@@ -196,6 +287,8 @@ SCENARIOS: dict[str, Scenario] = {
     "build-param-renamed": Scenario(_build_param_renamed),
     "build-renamed": Scenario(_build_renamed),
     "utils-import-error": Scenario(_utils_import_error),
+    "version-check-raises": Scenario(_version_check),
+    "parse-upstream-params": Scenario(_parse_upstream_params),
     "stage-worker-missing": Scenario(entry_module=UTILS, blocked=(STAGE_WORKER,)),
     "stage-worker-moved": Scenario(_stage_worker_moved, entry_module=f"{PACKAGE}.stage_worker_v2"),
     "hook-geometry-raises": Scenario(failing_hook="omni_sizefix_target_geometry"),
@@ -271,6 +364,79 @@ def _sized(parsed: Any, height: int, width: int) -> bool:
         return bool(ok)
     except (KeyError, TypeError):
         return False
+
+
+def _version_check_extras(plugin: Any) -> dict:
+    """The host's own error (the check called directly) and the plugin's API afterwards."""
+    check = importlib.import_module(f"{PACKAGE}.version_check")
+    try:
+        check.check_vllm_omni_compatibility()
+        host_error = None
+    except Exception as exc:
+        host_error = f"{type(exc).__name__}: {exc}"
+    api = {}
+    for call in ("register", "patch"):
+        try:
+            api[call] = repr(getattr(plugin, call)())
+        except Exception as exc:
+            api[call] = f"raised {type(exc).__name__}: {exc}"
+    return {"host_error": host_error, "api": api}
+
+
+class _FakeEngine:
+    """What the upstream post-step asks the stage engine for: the chat prompt's token ids."""
+
+    token_ids: ClassVar[list[int]] = [151331, 151333, 1008, 2009]
+
+    async def chat_prompt_token_ids(self, request: dict) -> list[int]:
+        return list(self.token_ids)
+
+
+async def _attach_chat_prompt_token_ids(parsed: dict, request: dict, engine: _FakeEngine) -> None:
+    """Stand-in for the stage worker's upstream post-step of the same name (main branch):
+    for a chat request it writes the rendered token ids into ``engine_inputs`` and
+    ``original_prompt`` in place, wrapping a prompt that is not a dict."""
+    if not isinstance(request.get("messages"), list):
+        return
+    token_ids = await engine.chat_prompt_token_ids(request)
+    for key in ("engine_inputs", "original_prompt"):
+        value = parsed.get(key)
+        if not isinstance(value, dict):
+            value = {"prompt": value} if isinstance(value, str) else {}
+            parsed[key] = value
+        value["prompt_token_ids"] = list(token_ids)
+
+
+#: (request name, (height, width)) checked through the upstream parse and its post-step.
+UPSTREAM_SIZED = {"image": IMAGE_SIZE, "chat-image": (768, 512)}
+
+
+def _upstream_call(loop: asyncio.AbstractEventLoop, entry_fn: Callable) -> dict:
+    """Call the upstream-shaped parse with every new argument, then the post-step."""
+    utils = sys.modules[UTILS]
+    out: dict[str, Any] = {}
+    for request_name, request, modalities in REQUESTS:
+        if request_name not in UPSTREAM_SIZED:
+            continue
+        sent: dict[str, Any] = {name: object() for name in UPSTREAM_PARAMS}
+        sent["engine"] = _FakeEngine()
+        utils.RECEIVED.clear()
+        parsed = loop.run_until_complete(
+            entry_fn(copy.deepcopy(request), list(modalities), 16, tokenizer_getter=None, **sent)
+        )
+        received = utils.RECEIVED[-1] if utils.RECEIVED else {}
+        loop.run_until_complete(_attach_chat_prompt_token_ids(parsed, request, sent["engine"]))
+        height, width = UPSTREAM_SIZED[request_name]
+        out[request_name] = {
+            "passed_through": set(received) == set(sent)
+            and all(received[key] is value for key, value in sent.items()),
+            "sized": _sized(parsed, height, width),
+            "original": parsed.get("original_prompt"),
+            "token_ids": parsed["engine_inputs"].get("prompt_token_ids")
+            if isinstance(parsed.get("engine_inputs"), dict)
+            else None,
+        }
+    return out
 
 
 def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
@@ -353,6 +519,10 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
             if not record["equal"]:
                 record["diff"] = repr((host, ours))[:2000]
             result["requests"][request_name] = record
+    if name == "version-check-raises":
+        result.update(_version_check_extras(omni_sizefix))
+    if name == "parse-upstream-params" and entry_fn is not None:
+        result["upstream"] = _upstream_call(loop, entry_fn)
     result["warnings"] = collected.messages
     return result
 
@@ -505,3 +675,37 @@ def test_size_rejected_from_a_hook_reaches_the_caller(drift: dict, order: str) -
         assert requests[name]["message"] == "boom in omni_sizefix_target_geometry"
     assert requests["chat"]["equal"]  # not an image request: no hook is asked
     assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_version_check_error_is_the_hosts_own(drift: dict, order: str) -> None:
+    """Dynamo's coming import-time version check: the process sees the host's own error,
+    the plugin's API never raises, and ``patch()`` steps aside with one WARNING naming it."""
+    result = _result(drift, "version-check-raises", order)
+    host_error = result["host_error"]
+    assert host_error and host_error.startswith("OmniVersionMismatchError: ")
+    assert result["import_error"] == host_error
+    assert not result["patched"] and not result["utils_wrapped"]
+    assert result["api"] == {"register": "None", "patch": "False"}
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert host_error in result["warnings"][0] and "stepping aside" in result["warnings"][0]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_upstream_parse_params_pass_through_and_stay_sized(drift: dict, order: str) -> None:
+    """Dynamo's coming parse signature (renderer, model_config, default_sampling_params,
+    chat_preprocessor, engine) and its post-step: every argument reaches the host
+    untouched, and the result still carries the size after the post-step."""
+    result = _result(drift, "parse-upstream-params", order)
+    assert result["import_error"] is None
+    if not result["entry_is_async"]:
+        pytest.skip("this cell's parse is sync; the upstream variants are async")
+    assert result["patched"] and result["entry_wrapped"]
+    assert result["warnings"] == []
+    _served_by_host(result)
+    for request_name, (height, width) in UPSTREAM_SIZED.items():
+        record = result["upstream"][request_name]
+        assert record["passed_through"], request_name
+        assert record["sized"], request_name
+        assert glm_upstream.carries_size(record["original"], height, width), request_name
+    assert result["upstream"]["chat-image"]["token_ids"] == _FakeEngine.token_ids
