@@ -138,6 +138,8 @@ class Scenario:
     blocked: tuple[str, ...] = ()
     failing_hook: str | None = None
     hook_error: str = "RuntimeError"
+    #: vLLM-Omni's GLM-Image ``ar2diffusion`` migrated to ``(source_outputs, ctx)``.
+    ctx_processor: bool = False
 
 
 def _parse_renamed(s: Sources) -> Sources:
@@ -289,6 +291,7 @@ SCENARIOS: dict[str, Scenario] = {
     "utils-import-error": Scenario(_utils_import_error),
     "version-check-raises": Scenario(_version_check),
     "parse-upstream-params": Scenario(_parse_upstream_params),
+    "stage1-ctx-processor": Scenario(ctx_processor=True),
     "stage-worker-missing": Scenario(entry_module=UTILS, blocked=(STAGE_WORKER,)),
     "stage-worker-moved": Scenario(_stage_worker_moved, entry_module=f"{PACKAGE}.stage_worker_v2"),
     "hook-geometry-raises": Scenario(failing_hook="omni_sizefix_target_geometry"),
@@ -439,6 +442,42 @@ def _upstream_call(loop: asyncio.AbstractEventLoop, entry_fn: Callable) -> dict:
     return out
 
 
+def _migrate_glm_processor() -> None:
+    """Make the installed vLLM-Omni's GLM-Image ``ar2diffusion`` a ``(source_outputs, ctx)``
+    processor the way vllm-project/vllm-omni#6801 migrates processors: the new entry reads
+    ``ctx.prompt``/``ctx.requires_multimodal_data`` and delegates to the old body."""
+    module_name, name = glm_upstream.UPSTREAM_PROCESSOR.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    old = getattr(module, name)
+
+    def ar2diffusion(source_outputs: list, ctx: Any) -> Any:
+        return glm_upstream.call(
+            list(source_outputs), ctx.prompt, bool(ctx.requires_multimodal_data), old
+        )
+
+    ar2diffusion.__module__ = module_name
+    setattr(module, name, ar2diffusion)
+
+
+def _stage1_dispatch(original_prompt: Any) -> dict:
+    """Load GLM-Image's stage-1 processor through this host's ``_load_processor`` and run the
+    host's own dispatch on a synthetic AR output of the image request's size."""
+    stage_worker = sys.modules.get(STAGE_WORKER)
+    dispatch = getattr(getattr(stage_worker, "OmniStageWorker", None), "_process_stage_inputs", 0)
+    if not dispatch:
+        return {"skipped": "this Dynamo has no _process_stage_inputs"}
+    processor = stage_worker._load_processor(glm_upstream.UPSTREAM_PROCESSOR)
+    worker = type("Worker", (), {})()
+    worker._processor, worker.stage_id = processor, 1
+    worker._engine_input_source, worker._requires_mm = [0], False
+    stage = glm_upstream.StageListItem([glm_upstream.ar_output(*IMAGE_SIZE)])
+    try:
+        result = dispatch(worker, [stage], copy.deepcopy(original_prompt))
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"dit_size": glm_upstream.dit_size(result)}
+
+
 def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
     """One scenario in a freshly forked process; returns what the test asserts on."""
     scenario = SCENARIOS[name]
@@ -473,6 +512,8 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
         return omni_sizefix
 
     result: dict[str, Any] = {"import_error": None}
+    if scenario.ctx_processor:
+        _migrate_glm_processor()
     if order == "before":
         omni_sizefix = load_plugin()
     entry = None
@@ -519,6 +560,9 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
             if not record["equal"]:
                 record["diff"] = repr((host, ours))[:2000]
             result["requests"][request_name] = record
+    if scenario.ctx_processor:
+        image = (result["requests"].get("image") or {}).get("original")
+        result["stage1"] = _stage1_dispatch(image)
     if name == "version-check-raises":
         result.update(_version_check_extras(omni_sizefix))
     if name == "parse-upstream-params" and entry_fn is not None:
@@ -709,3 +753,16 @@ def test_upstream_parse_params_pass_through_and_stay_sized(drift: dict, order: s
         assert record["sized"], request_name
         assert glm_upstream.carries_size(record["original"], height, width), request_name
     assert result["upstream"]["chat-image"]["token_ids"] == _FakeEngine.token_ids
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_ctx_processor_runs_under_this_dispatch(drift: dict, order: str) -> None:
+    """vLLM-Omni's coming ``(source_outputs, ctx)`` GLM-Image processor: this Dynamo's own
+    stage-1 dispatch runs it (through the package's adapter) and the DiT gets the size."""
+    result = _result(drift, "stage1-ctx-processor", order)
+    stage1 = result["stage1"]
+    if "skipped" in stage1:
+        pytest.skip(stage1["skipped"])
+    assert result["patched"]
+    assert stage1.get("dit_size") == list(IMAGE_SIZE), stage1
+    assert result["warnings"] == []
