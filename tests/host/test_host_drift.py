@@ -140,6 +140,8 @@ class Scenario:
     hook_error: str = "RuntimeError"
     #: vLLM-Omni's GLM-Image ``ar2diffusion`` migrated to ``(source_outputs, ctx)``.
     ctx_processor: bool = False
+    #: GLM-Image split AR -> DiT -> VAE (vllm-project/vllm-omni#3549): follow the size to stage 2.
+    three_stage: bool = False
 
 
 def _parse_renamed(s: Sources) -> Sources:
@@ -292,6 +294,7 @@ SCENARIOS: dict[str, Scenario] = {
     "version-check-raises": Scenario(_version_check),
     "parse-upstream-params": Scenario(_parse_upstream_params),
     "stage1-ctx-processor": Scenario(ctx_processor=True),
+    "three-stage-glm-image": Scenario(three_stage=True),
     "stage-worker-missing": Scenario(entry_module=UTILS, blocked=(STAGE_WORKER,)),
     "stage-worker-moved": Scenario(_stage_worker_moved, entry_module=f"{PACKAGE}.stage_worker_v2"),
     "hook-geometry-raises": Scenario(failing_hook="omni_sizefix_target_geometry"),
@@ -478,6 +481,46 @@ def _stage1_dispatch(original_prompt: Any) -> dict:
     return {"dit_size": glm_upstream.dit_size(result)}
 
 
+def _diffusion_defaults() -> dict:
+    """The diffusion stage's ``default_sampling_params`` of the installed vLLM-Omni's GLM-Image
+    deploy config (in the three-stage split of vllm-omni#3549 both DiT and VAE are diffusion
+    stages; the VAE stage's size defaults to 1024x1024 as the DiT's does)."""
+    import yaml
+
+    module = importlib.import_module("vllm_omni")
+    path = Path(module.__file__).parent / "deploy" / "glm_image.yaml"
+    if not path.exists():
+        return {"height": 1024, "width": 1024}
+    stages = yaml.safe_load(path.read_text("utf-8"))["stages"]
+    return dict(stages[-1].get("default_sampling_params") or {})
+
+
+def _three_stage(parsed: Any) -> dict:
+    """Follow the parsed request through this host's own inter-stage protocol
+    (``StageOutput.to_next_stage_request``, ``StageRequest``) to stage 2 of a three-stage
+    GLM-Image pipeline, and build stage 2's sampling params with the host's own
+    ``_build_sampling_params``."""
+    from types import SimpleNamespace
+
+    types = importlib.import_module(f"{PACKAGE}.types")
+    build = sys.modules[UTILS]._build_sampling_params
+    override = parsed["sampling_params_list"]
+    original = parsed["original_prompt"]
+    for stage_id in (0, 1):  # what stages 0 and 1 yield, and the router turns into a request
+        out = {
+            "original_prompt": dict(original),
+            "stage_connector_refs": {str(i): {"ref": i} for i in range(stage_id + 1)},
+            "finished": True,
+        }
+        if override is not None:
+            out["sampling_params_list"] = override
+        nxt = types.StageOutput.model_validate(out).to_next_stage_request("rid")
+        override = types.StageRequest.model_validate(nxt).sampling_params_list
+    vae = SimpleNamespace(stage_type="diffusion", default_sampling_params=_diffusion_defaults())
+    params = build(vae, override)[0]
+    return {"stage2_size": [getattr(params, "height", None), getattr(params, "width", None)]}
+
+
 def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
     """One scenario in a freshly forked process; returns what the test asserts on."""
     scenario = SCENARIOS[name]
@@ -560,6 +603,12 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
             if not record["equal"]:
                 record["diff"] = repr((host, ours))[:2000]
             result["requests"][request_name] = record
+    if scenario.three_stage and entry_fn is not None:
+        request = next(r for r in REQUESTS if r[0] == "image")
+        try:
+            result["three_stage"] = _three_stage(_call(loop, entry_fn, request[1], request[2]))
+        except Exception as exc:
+            result["three_stage"] = {"error": f"{type(exc).__name__}: {exc}"}
     if scenario.ctx_processor:
         image = (result["requests"].get("image") or {}).get("original")
         result["stage1"] = _stage1_dispatch(image)
@@ -766,3 +815,13 @@ def test_ctx_processor_runs_under_this_dispatch(drift: dict, order: str) -> None
     assert result["patched"]
     assert stage1.get("dit_size") == list(IMAGE_SIZE), stage1
     assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_three_stage_size_reaches_stage_2(drift: dict, order: str) -> None:
+    """GLM-Image's coming AR -> DiT -> VAE split: the sampling overrides the parse writes
+    travel through this Dynamo's inter-stage requests, and stage 2 (defaulting to
+    1024x1024) is built at the requested size."""
+    result = _result(drift, "three-stage-glm-image", order)
+    assert result["patched"]
+    assert result["three_stage"].get("stage2_size") == list(IMAGE_SIZE), result["three_stage"]
