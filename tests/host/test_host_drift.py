@@ -795,7 +795,7 @@ def test_upstream_parse_params_pass_through_and_stay_sized(drift: dict, order: s
         pytest.skip("this cell's parse is sync; the upstream variants are async")
     assert result["patched"] and result["entry_wrapped"]
     assert result["warnings"] == []
-    _served_by_host(result)
+    assert _sized_everywhere(result) and result["requests"]["chat"]["equal"]
     for request_name, (height, width) in UPSTREAM_SIZED.items():
         record = result["upstream"][request_name]
         assert record["passed_through"], request_name
