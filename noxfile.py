@@ -355,3 +355,19 @@ def canary(session: nox.Session) -> None:
     resolved.pop("requirements")
     session.log("latest resolved: " + ", ".join(f"{k} {v}" for k, v in resolved.items()))
     run_cell(session, "latest", folder, resolved=resolved)
+
+
+@nox.session(name="latest-vllm", python=PYTHON, default=False)
+def canary_newest_vllm(session: nox.Session) -> None:
+    """Canary, on demand: the ``latest`` pins with the newest vLLM and the newest vLLM-Omni
+    that declares support for it; its report says what changed against ``latest``."""
+    folder = Path(session.create_tmp()) / "requirements"
+    try:
+        resolved = latest_pins.write(folder, "latest", PYTHON)
+    except Exception as exc:  # the index or a wheel could not be read: nothing to run
+        session.error(f"could not resolve the latest pins: {exc}")
+    resolved.pop("requirements")
+    session.log("latest-vllm: " + "; ".join(resolved["changed"]))
+    if not (folder / "latest-vllm.txt").exists():
+        session.skip("; ".join(resolved["changed"]))
+    run_cell(session, "latest-vllm", folder, resolved=resolved)

@@ -13,7 +13,7 @@ import sys
 import threading
 from types import ModuleType
 
-from omni_sizefix.runtime import import_hooks, log, settings
+from omni_sizefix.runtime import host_import, import_hooks, log, settings
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
 
 logger = logging.getLogger("omni_sizefix")
@@ -135,10 +135,8 @@ def patch() -> bool:
             target.warn_once("shape-env", "omni-sizefix: %s; using auto-detection", exc)
         try:
             utils = sys.modules.get(UTILS_MODULE) or importlib.import_module(UTILS_MODULE)
-        except ImportError as exc:
-            target.warn_once(
-                "import", "omni-sizefix: stepping aside, cannot import %s: %s", UTILS_MODULE, exc
-            )
+        except Exception as exc:  # also the host's own import-time check (see host_import)
+            host_import.step_aside(target.warn_once, UTILS_MODULE, exc)
             return False
         try:
             done = target.apply(utils)

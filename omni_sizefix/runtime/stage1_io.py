@@ -202,6 +202,10 @@ def call(
 ) -> Any:
     """Call a stage-1 processor on ``outputs`` in its own convention (``convention``: known
     already), as vLLM-Omni's orchestrator does."""
+    from omni_sizefix.runtime.patches import ctx_processor  # vLLM-Omni's coming convention
+
+    if ctx_processor.is_ctx(function):
+        return function(outputs, ctx_processor.context(prompt, requires_mm))
     if (convention or convention_of(function)) == STAGE_LIST:
         return function([Stage(outputs)], [0], [prompt], requires_mm)
     return function(outputs, prompt, requires_mm)

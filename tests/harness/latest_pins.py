@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -104,6 +105,59 @@ def resolve(python: str) -> dict:
     }
 
 
+#: vLLM-Omni wheels whose METADATA the newest-vLLM lane reads at most (newest first).
+MAX_OMNI_LOOKUPS = 3
+
+
+def declared_vllm(omni: Version, python: str) -> str | None:
+    """The vLLM specifier vLLM-Omni ``omni``'s wheel declares (None: it declares none)."""
+    reqs = wheel_requirements("vllm-omni", omni, python)
+    found = next((r for r in reqs if canonicalize_name(r.name) == "vllm"), None)
+    return str(found.specifier) if found is not None else None
+
+
+def newest_vllm_pair(python: str) -> dict:
+    """The newest vLLM on the index and the newest vLLM-Omni that declares support for it:
+    its wheel's ``vllm`` requirement admits that vLLM, or (a wheel naming no vLLM) its
+    major.minor is vLLM's (vLLM-Omni X.Y targets vLLM X.Y)."""
+    vllm = next(v for v in index_versions("vllm") if not v.is_prerelease)
+    looked: list[str] = []
+    for omni in index_versions("vllm-omni")[:MAX_OMNI_LOOKUPS]:
+        declared = declared_vllm(omni, python)
+        looked.append(f"vllm-omni {omni} declares vllm {declared or '(nothing)'}")
+        if declared is not None:
+            supported = SpecifierSet(declared).contains(vllm, prereleases=True)
+        else:
+            supported = (omni.major, omni.minor) == (vllm.major, vllm.minor)
+        if supported:
+            return {"vllm": str(vllm), "vllm-omni": str(omni), "looked": looked}
+    return {"vllm": str(vllm), "vllm-omni": None, "looked": looked}
+
+
+def changed(found: dict) -> list[str]:
+    """What the newest-vLLM lane changes against the ai-dynamo-pinned pair."""
+    pair = found["newest vllm"]
+    if pair["vllm-omni"] is None:
+        return [
+            f"no vLLM-Omni among the newest {MAX_OMNI_LOOKUPS} declares support for vLLM "
+            f"{pair['vllm']}; the lane is not run"
+        ]
+    notes = []
+    for dist in ("vllm", "vllm-omni"):
+        if pair[dist] != found[dist]:
+            notes.append(f"{dist} {found[dist]} -> {pair[dist]}")
+    return notes or ["nothing: ai-dynamo's pins are already the newest pair"]
+
+
+def newest_vllm_lines(found: dict) -> list[str]:
+    """``found``'s requirement lines with the newest vLLM pair swapped in."""
+    pair = found["newest vllm"]
+    swap = {"vllm": f"vllm=={pair['vllm']}", "vllm-omni": f"vllm-omni=={pair['vllm-omni']}"}
+    return [
+        swap.get(canonicalize_name(Requirement(line).name), line) for line in found["requirements"]
+    ]
+
+
 def write(folder: Path, cell: str, python: str) -> dict:
     """Write ``<cell>.txt`` and ``<cell>.nodeps.txt`` into ``folder``; return the resolution."""
     found = resolve(python)
@@ -118,6 +172,18 @@ def write(folder: Path, cell: str, python: str) -> dict:
     (folder / f"{cell}.nodeps.txt").write_text(f"{HOST}=={found['ai-dynamo']}\n")
     if OVERRIDES.exists():
         (folder / f"{cell}.overrides.txt").write_text(OVERRIDES.read_text())
+    found["newest vllm"] = newest_vllm_pair(python)
+    found["changed"] = changed(found)
+    if found["newest vllm"]["vllm-omni"] is not None:
+        pair = f"{cell}-vllm"
+        (folder / f"{pair}.txt").write_text(
+            f"# Canary, newest vLLM: {'; '.join(found['changed'])}.\n"
+            + "\n".join(newest_vllm_lines(found))
+            + "\n"
+        )
+        (folder / f"{pair}.nodeps.txt").write_text(f"{HOST}=={found['ai-dynamo']}\n")
+        if OVERRIDES.exists():
+            (folder / f"{pair}.overrides.txt").write_text(OVERRIDES.read_text())
     return found
 
 
@@ -126,3 +192,5 @@ if __name__ == "__main__":
     result = write(out, "latest", sys.argv[2] if len(sys.argv) > 2 else "3.11")
     print(json.dumps({k: v for k, v in result.items() if k != "requirements"}))
     print((out / "latest.txt").read_text())
+    if (out / "latest-vllm.txt").exists():
+        print((out / "latest-vllm.txt").read_text())

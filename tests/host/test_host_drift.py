@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import glm_upstream
 import pytest
@@ -138,6 +138,10 @@ class Scenario:
     blocked: tuple[str, ...] = ()
     failing_hook: str | None = None
     hook_error: str = "RuntimeError"
+    #: vLLM-Omni's GLM-Image ``ar2diffusion`` migrated to ``(source_outputs, ctx)``.
+    ctx_processor: bool = False
+    #: GLM-Image split AR -> DiT -> VAE (vllm-project/vllm-omni#3549): follow the size to stage 2.
+    three_stage: bool = False
 
 
 def _parse_renamed(s: Sources) -> Sources:
@@ -182,6 +186,97 @@ def _utils_import_error(s: Sources) -> Sources:
     return {**s, "utils.py": s["utils.py"] + fail}
 
 
+#: Stand-in for ai-dynamo's ``dynamo/vllm/omni/version_check.py`` (main branch, in no
+#: release yet): the same exception type (a RuntimeError) and rule (vLLM and vLLM-Omni must
+#: share major.minor). The mismatched vLLM-Omni version is derived from the installed vLLM.
+VERSION_CHECK = """
+import importlib.metadata
+
+
+class OmniVersionMismatchError(RuntimeError):
+    \"\"\"vLLM and vLLM-Omni major.minor differ.\"\"\"
+
+
+def check_vllm_omni_compatibility():
+    vllm_version = importlib.metadata.version("vllm")
+    vllm_mm = tuple(int(part) for part in vllm_version.split(".")[:2])
+    omni_version = f"{vllm_mm[0]}.{vllm_mm[1] + 1}.0"  # the simulated mismatched environment
+    omni_mm = tuple(int(part) for part in omni_version.split(".")[:2])
+    if vllm_mm != omni_mm:
+        raise OmniVersionMismatchError(
+            f"vLLM {vllm_version} and vLLM-Omni {omni_version} have mismatched versions; "
+            f"vLLM-Omni must be {vllm_mm[0]}.{vllm_mm[1]}.x"
+        )
+"""
+CHECK_CALL = (
+    f"from {PACKAGE}.version_check import check_vllm_omni_compatibility as _check_versions\n"
+    "_check_versions()\n"
+)
+
+
+def _after_future_imports(source: str, text: str) -> str:
+    """Insert ``text`` before the first statement that is not a docstring or __future__."""
+    lines = source.splitlines(keepends=True)
+    for node in ast.parse(source).body:
+        is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        is_future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (is_doc or is_future):
+            return "".join([*lines[: node.lineno - 1], text, *lines[node.lineno - 1 :]])
+    return source + text
+
+
+def _version_check(s: Sources) -> Sources:
+    """The package-level check runs at the import of every ``dynamo.vllm.omni`` submodule;
+    here the two altered submodules run it at their import (the package stays imported)."""
+    return {
+        "version_check.py": VERSION_CHECK,
+        "utils.py": _after_future_imports(s["utils.py"], CHECK_CALL),
+        "stage_worker.py": _after_future_imports(s["stage_worker.py"], CHECK_CALL),
+    }
+
+
+#: Optional parameters of ai-dynamo's upstream ``parse_omni_request`` variants (main branch).
+UPSTREAM_PARAMS = ("renderer", "model_config", "default_sampling_params", "chat_preprocessor")
+UPSTREAM_PARSE = """
+
+#: What the upstream-shaped parse received (the drift harness reads it).
+RECEIVED = []
+
+
+async def parse_omni_request(
+    request: dict,
+    output_modalities: list,
+    default_video_fps: int = 16,
+    tokenizer_getter=None,
+    renderer=None,
+    model_config=None,
+    default_sampling_params=None,
+    chat_preprocessor=None,
+    engine=None,
+) -> dict:
+    RECEIVED.append(
+        dict(
+            renderer=renderer,
+            model_config=model_config,
+            default_sampling_params=default_sampling_params,
+            chat_preprocessor=chat_preprocessor,
+            engine=engine,
+        )
+    )
+    return await _parse_omni_request_host(
+        request, output_modalities, default_video_fps, tokenizer_getter
+    )
+"""
+
+
+def _parse_upstream_params(s: Sources) -> Sources:
+    """The upstream signature (the new optional parameters) over this cell's parse body."""
+    rename = lambda f: sub_once(  # noqa: E731
+        r"async def parse_omni_request\(", "async def _parse_omni_request_host(", f
+    )
+    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, rename) + UPSTREAM_PARSE}
+
+
 def _stage_worker_moved(s: Sources) -> Sources:
     return {"utils.py": s["utils.py"], "stage_worker_v2.py": s["stage_worker.py"]}
 
@@ -196,6 +291,10 @@ SCENARIOS: dict[str, Scenario] = {
     "build-param-renamed": Scenario(_build_param_renamed),
     "build-renamed": Scenario(_build_renamed),
     "utils-import-error": Scenario(_utils_import_error),
+    "version-check-raises": Scenario(_version_check),
+    "parse-upstream-params": Scenario(_parse_upstream_params),
+    "stage1-ctx-processor": Scenario(ctx_processor=True),
+    "three-stage-glm-image": Scenario(three_stage=True),
     "stage-worker-missing": Scenario(entry_module=UTILS, blocked=(STAGE_WORKER,)),
     "stage-worker-moved": Scenario(_stage_worker_moved, entry_module=f"{PACKAGE}.stage_worker_v2"),
     "hook-geometry-raises": Scenario(failing_hook="omni_sizefix_target_geometry"),
@@ -273,6 +372,155 @@ def _sized(parsed: Any, height: int, width: int) -> bool:
         return False
 
 
+def _version_check_extras(plugin: Any) -> dict:
+    """The host's own error (the check called directly) and the plugin's API afterwards."""
+    check = importlib.import_module(f"{PACKAGE}.version_check")
+    try:
+        check.check_vllm_omni_compatibility()
+        host_error = None
+    except Exception as exc:
+        host_error = f"{type(exc).__name__}: {exc}"
+    api = {}
+    for call in ("register", "patch"):
+        try:
+            api[call] = repr(getattr(plugin, call)())
+        except Exception as exc:
+            api[call] = f"raised {type(exc).__name__}: {exc}"
+    return {"host_error": host_error, "api": api}
+
+
+class _FakeEngine:
+    """What the upstream post-step asks the stage engine for: the chat prompt's token ids."""
+
+    token_ids: ClassVar[list[int]] = [151331, 151333, 1008, 2009]
+
+    async def chat_prompt_token_ids(self, request: dict) -> list[int]:
+        return list(self.token_ids)
+
+
+async def _attach_chat_prompt_token_ids(parsed: dict, request: dict, engine: _FakeEngine) -> None:
+    """Stand-in for the stage worker's upstream post-step of the same name (main branch):
+    for a chat request it writes the rendered token ids into ``engine_inputs`` and
+    ``original_prompt`` in place, wrapping a prompt that is not a dict."""
+    if not isinstance(request.get("messages"), list):
+        return
+    token_ids = await engine.chat_prompt_token_ids(request)
+    for key in ("engine_inputs", "original_prompt"):
+        value = parsed.get(key)
+        if not isinstance(value, dict):
+            value = {"prompt": value} if isinstance(value, str) else {}
+            parsed[key] = value
+        value["prompt_token_ids"] = list(token_ids)
+
+
+#: (request name, (height, width)) checked through the upstream parse and its post-step.
+UPSTREAM_SIZED = {"image": IMAGE_SIZE, "chat-image": (768, 512)}
+
+
+def _upstream_call(loop: asyncio.AbstractEventLoop, entry_fn: Callable) -> dict:
+    """Call the upstream-shaped parse with every new argument, then the post-step."""
+    utils = sys.modules[UTILS]
+    out: dict[str, Any] = {}
+    for request_name, request, modalities in REQUESTS:
+        if request_name not in UPSTREAM_SIZED:
+            continue
+        sent: dict[str, Any] = {name: object() for name in UPSTREAM_PARAMS}
+        sent["engine"] = _FakeEngine()
+        utils.RECEIVED.clear()
+        parsed = loop.run_until_complete(
+            entry_fn(copy.deepcopy(request), list(modalities), 16, tokenizer_getter=None, **sent)
+        )
+        received = utils.RECEIVED[-1] if utils.RECEIVED else {}
+        loop.run_until_complete(_attach_chat_prompt_token_ids(parsed, request, sent["engine"]))
+        height, width = UPSTREAM_SIZED[request_name]
+        out[request_name] = {
+            "passed_through": set(received) == set(sent)
+            and all(received[key] is value for key, value in sent.items()),
+            "sized": _sized(parsed, height, width),
+            "original": parsed.get("original_prompt"),
+            "token_ids": parsed["engine_inputs"].get("prompt_token_ids")
+            if isinstance(parsed.get("engine_inputs"), dict)
+            else None,
+        }
+    return out
+
+
+def _migrate_glm_processor() -> None:
+    """Make the installed vLLM-Omni's GLM-Image ``ar2diffusion`` a ``(source_outputs, ctx)``
+    processor the way vllm-project/vllm-omni#6801 migrates processors: the new entry reads
+    ``ctx.prompt``/``ctx.requires_multimodal_data`` and delegates to the old body."""
+    module_name, name = glm_upstream.UPSTREAM_PROCESSOR.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    old = getattr(module, name)
+
+    def ar2diffusion(source_outputs: list, ctx: Any) -> Any:
+        return glm_upstream.call(
+            list(source_outputs), ctx.prompt, bool(ctx.requires_multimodal_data), old
+        )
+
+    ar2diffusion.__module__ = module_name
+    setattr(module, name, ar2diffusion)
+
+
+def _stage1_dispatch(original_prompt: Any) -> dict:
+    """Load GLM-Image's stage-1 processor through this host's ``_load_processor`` and run the
+    host's own dispatch on a synthetic AR output of the image request's size."""
+    stage_worker = sys.modules.get(STAGE_WORKER)
+    dispatch = getattr(getattr(stage_worker, "OmniStageWorker", None), "_process_stage_inputs", 0)
+    if not dispatch:
+        return {"skipped": "this Dynamo has no _process_stage_inputs"}
+    processor = stage_worker._load_processor(glm_upstream.UPSTREAM_PROCESSOR)
+    worker = type("Worker", (), {})()
+    worker._processor, worker.stage_id = processor, 1
+    worker._engine_input_source, worker._requires_mm = [0], False
+    stage = glm_upstream.StageListItem([glm_upstream.ar_output(*IMAGE_SIZE)])
+    try:
+        result = dispatch(worker, [stage], copy.deepcopy(original_prompt))
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"dit_size": glm_upstream.dit_size(result)}
+
+
+def _diffusion_defaults() -> dict:
+    """The diffusion stage's ``default_sampling_params`` of the installed vLLM-Omni's GLM-Image
+    deploy config (in the three-stage split of vllm-omni#3549 both DiT and VAE are diffusion
+    stages; the VAE stage's size defaults to 1024x1024 as the DiT's does)."""
+    import yaml
+
+    module = importlib.import_module("vllm_omni")
+    path = Path(module.__file__).parent / "deploy" / "glm_image.yaml"
+    if not path.exists():
+        return {"height": 1024, "width": 1024}
+    stages = yaml.safe_load(path.read_text("utf-8"))["stages"]
+    return dict(stages[-1].get("default_sampling_params") or {})
+
+
+def _three_stage(parsed: Any) -> dict:
+    """Follow the parsed request through this host's own inter-stage protocol
+    (``StageOutput.to_next_stage_request``, ``StageRequest``) to stage 2 of a three-stage
+    GLM-Image pipeline, and build stage 2's sampling params with the host's own
+    ``_build_sampling_params``."""
+    from types import SimpleNamespace
+
+    types = importlib.import_module(f"{PACKAGE}.types")
+    build = sys.modules[UTILS]._build_sampling_params
+    override = parsed["sampling_params_list"]
+    original = parsed["original_prompt"]
+    for stage_id in (0, 1):  # what stages 0 and 1 yield, and the router turns into a request
+        out = {
+            "original_prompt": dict(original),
+            "stage_connector_refs": {str(i): {"ref": i} for i in range(stage_id + 1)},
+            "finished": True,
+        }
+        if override is not None:
+            out["sampling_params_list"] = override
+        nxt = types.StageOutput.model_validate(out).to_next_stage_request("rid")
+        override = types.StageRequest.model_validate(nxt).sampling_params_list
+    vae = SimpleNamespace(stage_type="diffusion", default_sampling_params=_diffusion_defaults())
+    params = build(vae, override)[0]
+    return {"stage2_size": [getattr(params, "height", None), getattr(params, "width", None)]}
+
+
 def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
     """One scenario in a freshly forked process; returns what the test asserts on."""
     scenario = SCENARIOS[name]
@@ -307,6 +555,8 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
         return omni_sizefix
 
     result: dict[str, Any] = {"import_error": None}
+    if scenario.ctx_processor:
+        _migrate_glm_processor()
     if order == "before":
         omni_sizefix = load_plugin()
     entry = None
@@ -353,6 +603,19 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
             if not record["equal"]:
                 record["diff"] = repr((host, ours))[:2000]
             result["requests"][request_name] = record
+    if scenario.three_stage and entry_fn is not None:
+        request = next(r for r in REQUESTS if r[0] == "image")
+        try:
+            result["three_stage"] = _three_stage(_call(loop, entry_fn, request[1], request[2]))
+        except Exception as exc:
+            result["three_stage"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if scenario.ctx_processor:
+        image = (result["requests"].get("image") or {}).get("original")
+        result["stage1"] = _stage1_dispatch(image)
+    if name == "version-check-raises":
+        result.update(_version_check_extras(omni_sizefix))
+    if name == "parse-upstream-params" and entry_fn is not None:
+        result["upstream"] = _upstream_call(loop, entry_fn)
     result["warnings"] = collected.messages
     return result
 
@@ -505,3 +768,60 @@ def test_size_rejected_from_a_hook_reaches_the_caller(drift: dict, order: str) -
         assert requests[name]["message"] == "boom in omni_sizefix_target_geometry"
     assert requests["chat"]["equal"]  # not an image request: no hook is asked
     assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_version_check_error_is_the_hosts_own(drift: dict, order: str) -> None:
+    """Dynamo's coming import-time version check: the process sees the host's own error,
+    the plugin's API never raises, and ``patch()`` steps aside with one WARNING naming it."""
+    result = _result(drift, "version-check-raises", order)
+    host_error = result["host_error"]
+    assert host_error and host_error.startswith("OmniVersionMismatchError: ")
+    assert result["import_error"] == host_error
+    assert not result["patched"] and not result["utils_wrapped"]
+    assert result["api"] == {"register": "None", "patch": "False"}
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert host_error in result["warnings"][0] and "stepping aside" in result["warnings"][0]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_upstream_parse_params_pass_through_and_stay_sized(drift: dict, order: str) -> None:
+    """Dynamo's coming parse signature (renderer, model_config, default_sampling_params,
+    chat_preprocessor, engine) and its post-step: every argument reaches the host
+    untouched, and the result still carries the size after the post-step."""
+    result = _result(drift, "parse-upstream-params", order)
+    assert result["import_error"] is None
+    if not result["entry_is_async"]:
+        pytest.skip("this cell's parse is sync; the upstream variants are async")
+    assert result["patched"] and result["entry_wrapped"]
+    assert result["warnings"] == []
+    assert _sized_everywhere(result) and result["requests"]["chat"]["equal"]
+    for request_name, (height, width) in UPSTREAM_SIZED.items():
+        record = result["upstream"][request_name]
+        assert record["passed_through"], request_name
+        assert record["sized"], request_name
+        assert glm_upstream.carries_size(record["original"], height, width), request_name
+    assert result["upstream"]["chat-image"]["token_ids"] == _FakeEngine.token_ids
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_ctx_processor_runs_under_this_dispatch(drift: dict, order: str) -> None:
+    """vLLM-Omni's coming ``(source_outputs, ctx)`` GLM-Image processor: this Dynamo's own
+    stage-1 dispatch runs it (through the package's adapter) and the DiT gets the size."""
+    result = _result(drift, "stage1-ctx-processor", order)
+    stage1 = result["stage1"]
+    if "skipped" in stage1:
+        pytest.skip(stage1["skipped"])
+    assert result["patched"]
+    assert stage1.get("dit_size") == list(IMAGE_SIZE), stage1
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_three_stage_size_reaches_stage_2(drift: dict, order: str) -> None:
+    """GLM-Image's coming AR -> DiT -> VAE split: the sampling overrides the parse writes
+    travel through this Dynamo's inter-stage requests, and stage 2 (defaulting to
+    1024x1024) is built at the requested size."""
+    result = _result(drift, "three-stage-glm-image", order)
+    assert result["patched"]
+    assert result["three_stage"].get("stage2_size") == list(IMAGE_SIZE), result["three_stage"]

@@ -76,6 +76,19 @@ REMOVALS: tuple[Removal, ...] = (
         "<= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch",
     ),
     Removal(
+        "ctx_processor",
+        ({"ai-dynamo": "<1.8"},),
+        "none yet: no ai-dynamo release up to 1.7.0.dev dispatches (source_outputs, ctx) "
+        "processors (vllm-project/vllm-omni#4872, #6801)",
+    ),
+    Removal(
+        "upstream_parse_params",
+        ({"ai-dynamo": "<1.8"},),
+        "none yet: the new optional parse_omni_request parameters are on ai-dynamo's main "
+        "branch only; once the oldest supported release has them they join "
+        "SUPPORTED_SIGNATURES",
+    ),
+    Removal(
         "glm_image_processor#1",
         ({"ai-dynamo": "<1.4"},),
         "ai-dynamo 1.4.0 accepts `prompt` (_accepts_source_outputs_processor)",

@@ -48,6 +48,7 @@ from omni_sizefix.runtime import patching as wrapping
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.geometry import Kind
 from omni_sizefix.runtime.host_modules import UTILS_MODULE
+from omni_sizefix.runtime.patches import upstream_parse_params
 from omni_sizefix.runtime.patching import SENTINEL, describe, marked, signature_text
 
 logger = logging.getLogger("omni_sizefix")
@@ -103,7 +104,7 @@ def signature_problem(name: str, function: Any) -> str | None:
     """None when ``function`` has a supported signature, else what was expected and found."""
     expected = expected_signatures(name)
     found = describe(function)
-    if found in expected:
+    if found in expected or (name == PARSE and upstream_parse_params.accepts(function)):
         return None
     return f"{UTILS_MODULE}.{name}: expected {' or '.join(expected)}, found {found}"
 

@@ -183,6 +183,37 @@ def _adapted(func_path: str, processor: Callable) -> Callable:
     return wrapped
 
 
+def _is_ctx(processor: Any) -> bool:
+    from omni_sizefix.runtime.patches import ctx_processor
+
+    return ctx_processor.is_ctx(processor)
+
+
+def _ctx_adapted(func_path: str, processor: Callable) -> Callable:
+    """A ``(source_outputs, ctx)`` processor behind ``patches.ctx_processor``'s adapter,
+    or the host's own with one WARNING where this Dynamo cannot dispatch even that."""
+    from omni_sizefix.runtime import stage1_profile
+    from omni_sizefix.runtime.patches import ctx_processor
+
+    stage_worker = sys.modules.get(STAGE_WORKER_MODULE)
+    adapted = ctx_processor.legacy(processor)
+    if stage_worker is None or stage1_profile.host_call(stage_worker, adapted) is None:
+        _warn_once(
+            "ctx-undispatchable",
+            "omni-sizefix: stage 1's processor %s takes (source_outputs, ctx), which this "
+            "Dynamo does not dispatch, and neither does it dispatch the adapter; stage 1 runs "
+            "it as the host loads it",
+            func_path,
+        )
+        return processor
+    logger.info(
+        "omni-sizefix: stage 1 runs %s (source_outputs, ctx) through omni-sizefix's adapter: "
+        "this Dynamo dispatches only the older processor parameters",
+        func_path,
+    )
+    return adapted
+
+
 def wrap(original: Callable) -> Callable:
     """A wrapper of ``_load_processor`` that swaps in a working GLM-Image processor."""
 
@@ -192,6 +223,8 @@ def wrap(original: Callable) -> Callable:
         try:
             if processor is None:
                 return processor
+            if _is_ctx(processor):
+                return _ctx_adapted(str(func_path), processor)
             if not is_upstream_glm_image(processor):
                 return choose_other(str(func_path), processor)
             return choose(processor)
