@@ -129,10 +129,8 @@ def patch() -> bool:
                     "; ".join(problems),
                 )
                 return False
-        try:
-            settings.shape_override()
-        except ValueError as exc:
-            target.warn_once("shape-env", "omni-sizefix: %s; using auto-detection", exc)
+        for problem in settings.problems():
+            target.warn_once(problem, "omni-sizefix: %s", problem)
         try:
             utils = sys.modules.get(UTILS_MODULE) or importlib.import_module(UTILS_MODULE)
         except ImportError as exc:
