@@ -150,12 +150,17 @@ def patch() -> bool:
         stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
         if not was_patched:
             done += stage_done
+            from omni_sizefix import __version__
+
             logger.info(
-                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; where the size goes is "
-                "decided per model when the worker loads its stage config",
+                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; omni-sizefix %s, size "
+                "policy %s; where the size goes is decided per model when the worker loads "
+                "its stage config",
                 ", ".join(done),
                 host.versions.get("ai-dynamo"),
                 host.versions.get("vllm-omni"),
+                __version__,
+                settings.size_policy().value,
             )
         else:
             if done:
