@@ -148,6 +148,7 @@ def patch() -> bool:
             )
             return False
         stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
+        _build_plugin_manager(target)
         if not was_patched:
             done += stage_done
             from omni_sizefix import __version__
@@ -168,6 +169,16 @@ def patch() -> bool:
             if stage_done:
                 logger.info("omni-sizefix: patched %s", ", ".join(stage_done))
         return True
+
+
+def _build_plugin_manager(target: ModuleType) -> None:
+    """Build the hook plugin manager now (entry-point scan), not in the first request."""
+    try:
+        from omni_sizefix.runtime import plugins
+
+        plugins.get_plugin_manager()
+    except Exception as exc:  # the first request then tries again
+        target.warn_once("plugins", "omni-sizefix: hook plugins not loaded yet: %s", exc)
 
 
 def unpatch() -> bool:
