@@ -129,10 +129,8 @@ def patch() -> bool:
                     "; ".join(problems),
                 )
                 return False
-        try:
-            settings.shape_override()
-        except ValueError as exc:
-            target.warn_once("shape-env", "omni-sizefix: %s; using auto-detection", exc)
+        for problem in settings.problems():
+            target.warn_once(problem, "omni-sizefix: %s", problem)
         try:
             utils = sys.modules.get(UTILS_MODULE) or importlib.import_module(UTILS_MODULE)
         except Exception as exc:  # also the host's own import-time check (see host_import)
@@ -148,14 +146,20 @@ def patch() -> bool:
             )
             return False
         stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
+        _build_plugin_manager(target)
         if not was_patched:
             done += stage_done
+            from omni_sizefix import __version__
+
             logger.info(
-                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; where the size goes is "
-                "decided per model when the worker loads its stage config",
+                "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; omni-sizefix %s, size "
+                "policy %s; where the size goes is decided per model when the worker loads "
+                "its stage config",
                 ", ".join(done),
                 host.versions.get("ai-dynamo"),
                 host.versions.get("vllm-omni"),
+                __version__,
+                settings.size_policy().value,
             )
         else:
             if done:
@@ -163,6 +167,16 @@ def patch() -> bool:
             if stage_done:
                 logger.info("omni-sizefix: patched %s", ", ".join(stage_done))
         return True
+
+
+def _build_plugin_manager(target: ModuleType) -> None:
+    """Build the hook plugin manager now (entry-point scan), not in the first request."""
+    try:
+        from omni_sizefix.runtime import plugins
+
+        plugins.get_plugin_manager()
+    except Exception as exc:  # the first request then tries again
+        target.warn_once("plugins", "omni-sizefix: hook plugins not loaded yet: %s", exc)
 
 
 def unpatch() -> bool:

@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime import modalities, size_policy
+from omni_sizefix.runtime import modalities, size_policy, sizing
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.geometry import Kind, TargetGeometry
 from omni_sizefix.runtime.settings import Shape
@@ -64,10 +64,10 @@ def _parse_size(size: Any) -> tuple[int, int] | None:
 
 def _parse_size_text(size: str) -> tuple[int, int] | None:
     try:
-        width, height = size.split("x")
-        return int(height), int(width)
+        width, height = sizing.parse_size(size)
     except ValueError:
         return None
+    return height, width
 
 
 #: Longer strings are parsed every time, so the cache's keys stay small.

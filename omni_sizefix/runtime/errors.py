@@ -33,6 +33,14 @@ class SizeRejected(ValueError):
             cls = host_rejection_class()
         return super().__new__(cls, *args, **kwargs)
 
+    def __reduce__(self) -> tuple:
+        """Pickle as a rebuild in the receiving process (its own host class, if any)."""
+        return (_rebuild, self.args)
+
+
+def _rebuild(*args: object) -> SizeRejected:
+    return SizeRejected(*args)
+
 
 def dynamo_invalid_argument() -> type[BaseException] | None:
     """Dynamo's ``InvalidArgument`` when Dynamo's runtime is loaded in this process, else None."""

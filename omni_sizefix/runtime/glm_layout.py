@@ -34,8 +34,17 @@ class Grids:
 
 
 def grids_for(height: int, width: int) -> Grids:
-    """The grids GLM-Image's processor scaffold requests for a pixel size."""
+    """The grids GLM-Image's processor scaffold requests for a pixel size.
+
+    Raises ValueError for a side under ``FACTOR`` px: no token grid (size policy ``off``
+    lets such a size through).
+    """
     rows, cols = height // FACTOR, width // FACTOR
+    if rows < 1 or cols < 1:
+        raise ValueError(
+            f"size {width}x{height} has a side under {FACTOR} px: GLM-Image has no token grid "
+            f"for it (sides must be at least {FACTOR} px)"
+        )
     preview = (int(math.sqrt(rows / cols) * 16), int(math.sqrt(cols / rows) * 16))
     return Grids(target=(rows, cols), preview=preview)
 

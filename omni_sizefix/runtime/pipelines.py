@@ -374,7 +374,8 @@ def _set(new: Plan) -> Plan:
     try:
         new = _with_override(new)
     except ValueError as exc:
-        logger.warning("omni-sizefix: %s; using the probed shape", exc)
+        # reported once at start-up (``settings.problems()``)
+        logger.debug("omni-sizefix: %s; using the probed shape", exc)
     _plan = new
     return new
 

@@ -1,7 +1,8 @@
 """The pluggy plugin manager: default plugins first, then third-party entry points.
 
-Built once per process, on first use (not in ``register()``), so that worker start-up
-does not pay for scanning entry points.
+Built once per process when Dynamo is patched (``activation.patch``; not in ``register()``,
+which stays cheap), so that no request pays for scanning entry points; on first use
+otherwise.
 
 While the default plugin is the only plugin registered, ``hooks()`` returns that module,
 whose functions are exactly what pluggy would call. A pluggy call costs about 1 µs and a

@@ -11,6 +11,7 @@ SIZE_POLICY_VAR = "OMNI_SIZEFIX_SIZE_POLICY"
 PLUGINS_VAR = "OMNI_SIZEFIX_PLUGINS"
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
 
 
 class Shape(str, Enum):
@@ -50,16 +51,54 @@ def shape_override() -> Shape | None:
         ) from None
 
 
-def size_policy() -> SizePolicy:
+DEFAULT_SIZE_POLICY = SizePolicy.REJECT
+
+
+def _valid(enum: type[Enum]) -> str:
+    return ", ".join(member.value for member in enum)
+
+
+def checked_size_policy() -> SizePolicy:
     """The size policy from ``OMNI_SIZEFIX_SIZE_POLICY`` (default ``reject``).
 
     Raises ValueError for a value that is not one of reject|snap|off.
     """
-    raw = os.environ.get(SIZE_POLICY_VAR, "reject").strip().lower() or "reject"
+    raw = os.environ.get(SIZE_POLICY_VAR, "").strip().lower() or DEFAULT_SIZE_POLICY.value
     try:
         return SizePolicy(raw)
     except ValueError:
-        raise ValueError(f"{SIZE_POLICY_VAR}={raw!r} is not one of reject, snap, off") from None
+        raise ValueError(f"{SIZE_POLICY_VAR}={raw!r} is not one of {_valid(SizePolicy)}") from None
+
+
+def size_policy() -> SizePolicy:
+    """The size policy in force: ``checked_size_policy()``, or the default ``reject`` for an
+    unknown value (reported once at start-up by ``problems()``), so a typo never turns the
+    size checks off."""
+    try:
+        return checked_size_policy()
+    except ValueError:
+        return DEFAULT_SIZE_POLICY
+
+
+def problems() -> list[str]:
+    """One message per setting with a value the plugin does not know, naming the valid
+    values and what applies instead (checked once at start-up, see ``activation.patch``)."""
+    found = []
+    try:
+        shape_override()
+    except ValueError as exc:
+        found.append(f"{exc}; auto-detection applies")
+    try:
+        checked_size_policy()
+    except ValueError as exc:
+        found.append(f"{exc}; the default {DEFAULT_SIZE_POLICY.value} applies")
+    raw = os.environ.get(DISABLE_VAR, "").strip().lower()
+    if raw not in _TRUE | _FALSE:
+        found.append(
+            f"{DISABLE_VAR}={raw!r} is not one of {', '.join(sorted(_TRUE | _FALSE - {''}))}; "
+            "the plugin stays enabled"
+        )
+    return found
 
 
 def allowed_plugins() -> set[str] | None:

@@ -181,7 +181,7 @@ def diagnose(
             )
         )
     try:
-        report.size_policy = settings.size_policy().value
+        report.size_policy = settings.checked_size_policy().value
     except ValueError as exc:
         add(Finding(ATTENTION, str(exc), f"set {settings.SIZE_POLICY_VAR} to reject, snap or off"))
     try:

@@ -70,3 +70,20 @@ def test_a_release_without_invalid_argument_leaves_a_value_error(
     fake_dynamo(monkeypatch, FakeInvalidArgument)
     monkeypatch.delattr(sys.modules["dynamo.llm.exceptions"], "InvalidArgument")
     assert type(errors.SizeRejected("no")) is errors.SizeRejected
+
+
+def test_pickles_with_message_and_class_outside_dynamo(no_dynamo) -> None:
+    import pickle
+
+    back = pickle.loads(pickle.dumps(errors.SizeRejected("size 1000x1000 no")))
+    assert isinstance(back, errors.SizeRejected) and isinstance(back, ValueError)
+    assert str(back) == "size 1000x1000 no"
+
+
+def test_pickles_with_message_and_class_inside_dynamo(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    fake_dynamo(monkeypatch, FakeInvalidArgument)
+    back = pickle.loads(pickle.dumps(errors.SizeRejected("size 1000x1000 no")))
+    assert isinstance(back, errors.SizeRejected) and isinstance(back, FakeInvalidArgument)
+    assert str(back) == "size 1000x1000 no"

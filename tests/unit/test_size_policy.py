@@ -15,7 +15,7 @@ from host_shapes import dynamo_1_1_image, dynamo_1_2_image
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omni_sizefix.runtime import glm_layout, repair, size_policy
+from omni_sizefix.runtime import glm_layout, repair, settings, size_policy
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.settings import Shape
 from omni_sizefix.tools import stage_configs
@@ -204,9 +204,11 @@ def test_empty_policy_variable_means_reject(monkeypatch: pytest.MonkeyPatch) -> 
         size_policy.apply(700, 1000)
 
 
-def test_unknown_policy_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_policy_applies_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "round")
     with pytest.raises(ValueError, match="reject, snap, off"):
+        settings.checked_size_policy()
+    with pytest.raises(SizeRejected):  # reject, the default: a typo never turns checks off
         size_policy.apply(700, 1000)
 
 

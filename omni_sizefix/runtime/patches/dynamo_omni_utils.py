@@ -139,7 +139,11 @@ def _repair_or_host(
     kind, plan = work
     try:
         return repair.repair_request(request, output_modalities, parsed, plan, kind)
-    except SizeRejected:
+    except SizeRejected as exc:
+        found = (
+            request.get("request_id") or request.get("id") if isinstance(request, dict) else None
+        )
+        logger.info("omni-sizefix: rejected%s: %s", f" request {found}" if found else "", exc)
         raise
     except Exception as exc:  # never let the plugin take a request down
         _warn_failed(
