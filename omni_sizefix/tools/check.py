@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import omni_sizefix
-from omni_sizefix.runtime import glm_layout, host_profile
+from omni_sizefix.runtime import glm_layout, host_profile, sizing
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
@@ -52,12 +52,6 @@ class CheckReport:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """(height, width) of ``WIDTHxHEIGHT``."""
-    width, height = text.lower().split("x")
-    return int(height), int(width)
 
 
 def _describe_stage0(prompt: Any) -> str:
@@ -110,7 +104,7 @@ def run(sizes: list[str]) -> CheckReport:
     reader, describer = _scaffold_tools(report)
     kwargs = {"scaffold_reader": reader} if reader else {}
     for size in sizes:
-        height, width = parse_size(size)
+        width, height = sizing.parse_size(size)
         request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": size}
         omni_sizefix.unpatch()
         bare = _run_one(request, configs, kwargs)

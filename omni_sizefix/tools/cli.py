@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from omni_sizefix import __version__
+from omni_sizefix.runtime import sizing
 from omni_sizefix.tools import console
 from omni_sizefix.tools.console import Output
 
@@ -45,28 +46,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``(width, height)`` of a ``WIDTHxHEIGHT`` size; ValueError otherwise.
-
-    The one parser of the command line: the runtime's (``omni_sizefix.runtime.sizing``).
-    """
-    try:
-        from omni_sizefix.runtime import sizing
-    except ImportError:  # TEMPORARY until the runtime's parser is merged
-        from omni_sizefix.tools import smoke
-
-        width, height = smoke.parse_size(text)
-        if width <= 0 or height <= 0 or text.strip() != text or "X" in text:
-            raise ValueError(f"size must look like WIDTHxHEIGHT, got {text!r}") from None
-        return width, height
-    return sizing.parse_size(text)
-
-
 def _sizes(values: Sequence[str] | None) -> list[str]:
     """The ``--size`` values, checked with the shared parser (UsageError when malformed)."""
     for value in values or ():
         try:
-            parse_size(value)
+            sizing.parse_size(value)
         except ValueError as exc:
             raise UsageError(f"--size {value!r}: {exc}") from exc
     return list(values or ())
@@ -189,7 +173,7 @@ def _size_problems(sizes: list[str], max_tokens: int | None) -> list[str]:
 
     problems = []
     for size in sizes:
-        width, height = parse_size(size)
+        width, height = sizing.parse_size(size)
         if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
             problems.append(size_policy.rejection_message(height, width))
         elif not size_policy.fits(height, width, max_tokens):

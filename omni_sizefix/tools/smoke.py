@@ -39,7 +39,6 @@ import base64
 import binascii
 import io
 import json
-import re
 import struct
 import time
 import urllib.error
@@ -49,6 +48,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from omni_sizefix.runtime import sizing
 
 try:  # Pillow is optional: the standard-library header reader below is the fallback.
     from PIL import Image as PILLOW
@@ -77,8 +78,6 @@ VERDICTS = ("ok", "wrong-size", "http-error", "not-an-image", "error")
 #: Exit status of the command: every size as asked / some came back at another size /
 #: the check could not be done (unreachable, unknown model, HTTP error, not an image).
 EXIT_OK, EXIT_WRONG_SIZE, EXIT_ERROR = 0, 1, 2
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
 class SmokeError(Exception):
@@ -167,14 +166,6 @@ class SmokeReport:
 
 
 # --- sizes ---------------------------------------------------------------------------
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(width, height)``; ValueError for anything else."""
-    match = _SIZE_RE.match(size) if isinstance(size, str) else None
-    if not match:
-        raise ValueError(f"size must look like WIDTHxHEIGHT, got {size!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def format_size(width: int, height: int) -> str:
@@ -458,7 +449,7 @@ def check_size(
     prompt: str = DEFAULT_PROMPT,
 ) -> SizeResult:
     """Request one image and judge it; never raises for what the server does."""
-    width, height = parse_size(size)
+    width, height = sizing.parse_size(size)
     size_field = "size"
     note = ""
 
@@ -573,7 +564,7 @@ def run(
     for a malformed size or format; per-request problems are results, not exceptions.
     """
     for size in sizes:
-        parse_size(size)
+        sizing.parse_size(size)
     formats = expand_formats(response_formats)
     chosen = resolve_model(url, model, timeout=min(timeout, 30.0))
     jobs = [(size, fmt) for size in sizes for fmt in formats]

@@ -171,7 +171,7 @@ def test_check_shows_what_the_upstream_dit_does_without_the_plugin(
     report = check.run(["1000x1000", "1008x1008", "1000x700"])
     _, stage1_unsized = expected_host_defects()
     for row in report.rows:
-        height, width = check.parse_size(row.size)
+        width, height = (int(side) for side in row.size.split("x"))  # WIDTHxHEIGHT
         assert "cannot be rendered exactly" in row.verdict, row.verdict
         if row.unpatched_stage1.startswith("error:") or stage1_unsized:
             # this pair's stage 1 crashes or loses the size first (test_stage1_runtime)

@@ -107,7 +107,7 @@ def test_openai_client_gets_the_requested_image(plugin_on):
         timeout=300,
     )
     (got_width, got_height), prior = client.decode_image(result.data[0].b64_json)
-    width, height = client.parse_size(size)
+    width, height = (int(side) for side in size.split("x"))
     assert (got_width, got_height) == (width, height), size
     assert prior == glm_layout.expected_prior(height, width), "the picture shows another prior"
 
@@ -124,7 +124,7 @@ def test_size_over_the_budget_is_rejected_and_the_next_request_is_served(plugin_
     if not over:
         pytest.skip(f"every enum size fits stage-0 max_tokens {limit}")
     size = over[0]
-    width, height = client.parse_size(size)
+    width, height = (int(side) for side in size.split("x"))
     reply = post(plugin_on, size)
     print(f"{size} over max_tokens {limit}, plugin on: HTTP {reply.status} {reply.message!r}")
     assert reply.status >= 400, (size, reply.status, reply.size)

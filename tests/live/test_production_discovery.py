@@ -127,7 +127,7 @@ def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
         timeout=300,
     )
     got, prior = client.decode_image(result.data[0].b64_json)
-    width, height = client.parse_size(first)
+    width, height = (int(side) for side in first.split("x"))
     assert got == (width, height), first
     assert prior == glm_layout.expected_prior(height, width), "the picture shows another prior"
 

@@ -43,7 +43,7 @@ def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def reply_for(size_back: str):
     def generate(url: str, size: str, **kwargs) -> client.ImageReply:
-        width, height = client.parse_size(size_back)
+        width, height = (int(side) for side in size_back.split("x"))
         return client.ImageReply(status=200, latency_s=0.1, size=(width, height), prior=None)
 
     return generate

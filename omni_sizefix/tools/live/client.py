@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import glm_layout, sizing
 from omni_sizefix.tools import smoke
 
 SERVED_MODEL = "zai-org/GLM-Image"
@@ -41,11 +41,6 @@ class ImageReply:
         if self.error:
             return self.error
         return smoke.HttpResult(self.status, self.body, self.latency_s).message
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    """(width, height) of ``WIDTHxHEIGHT`` (``smoke.parse_size``)."""
-    return smoke.parse_size(size)
 
 
 def decode_png(data: bytes) -> tuple[tuple[int, int], list[int] | None]:
@@ -98,7 +93,7 @@ def size_verdict(reply: ImageReply, size: str) -> str:
         return f"HTTP {reply.status}: {reply.message[:160]}"
     if reply.size is None:
         return reply.message[:160]
-    width, height = parse_size(size)
+    width, height = sizing.parse_size(size)
     if reply.size != (width, height):
         return f"wrong size {reply.size[0]}x{reply.size[1]}"
     return "ok"
@@ -110,7 +105,7 @@ def verdict(reply: ImageReply, size: str) -> str:
     checked = size_verdict(reply, size)
     if checked != "ok":
         return checked
-    width, height = parse_size(size)
+    width, height = sizing.parse_size(size)
     if reply.prior is None:
         return "no prior grid in the picture"
     if reply.prior != glm_layout.expected_prior(height, width):

@@ -42,9 +42,9 @@ from typing import Any
 
 import yaml
 
-from omni_sizefix.runtime import size_policy
+from omni_sizefix.runtime import size_policy, sizing
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSOR
-from omni_sizefix.tools import smoke, stage_configs
+from omni_sizefix.tools import stage_configs
 
 #: Sizes (WIDTHxHEIGHT) the CPU config's AR budget holds: the non-square sizes ai-dynamo
 #: 1.1-1.3's frontends accept and two more elongated ones.
@@ -82,15 +82,10 @@ def release_stage0_engine() -> dict[str, Any]:
 PROCESSORS = ("shipped", "own")
 
 
-def parse_size(size: str) -> tuple[int, int]:
-    """``WIDTHxHEIGHT`` -> (height, width) (``smoke.parse_size``, the CLI's reading)."""
-    width, height = smoke.parse_size(size)
-    return height, width
-
-
 def ar_budget(sizes: Iterable[str] = HOLDS) -> int:
     """Stage-0 tokens (preview grid + target grid + EOS) of the largest of ``sizes``."""
-    return max(size_policy.tokens_needed(*parse_size(s)) for s in sizes)
+    sides = (sizing.parse_size(size) for size in sizes)
+    return max(size_policy.tokens_needed(height, width) for width, height in sides)
 
 
 def _cpu_stage(stage: dict[str, Any], engine: dict[str, Any], budget: int, steps: int) -> None:
@@ -177,7 +172,7 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
     results = []
     try:
         for size in sizes:
-            height, width = parse_size(size)
+            width, height = sizing.parse_size(size)
             began = time.monotonic()
             request = {
                 "prompt": prompt,

@@ -11,7 +11,7 @@ Two limits apply before the plugin's size policy does:
 
 from __future__ import annotations
 
-from omni_sizefix.runtime import size_policy, version_policy
+from omni_sizefix.runtime import size_policy, sizing, version_policy
 from omni_sizefix.tools import smoke
 
 OPENAI_ENUM = frozenset(smoke.OPENAI_ENUM_SIZES)
@@ -40,7 +40,7 @@ def frontend_takes(size: str) -> bool:
 
 def fits(size: str, max_tokens: int | None) -> bool:
     """True when the size's GLM-Image scaffold fits stage-0 ``max_tokens`` (None: no limit)."""
-    width, height = smoke.parse_size(size)
+    width, height = sizing.parse_size(size)
     return max_tokens is None or size_policy.tokens_needed(height, width) <= max_tokens
 
 
