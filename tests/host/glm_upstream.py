@@ -17,7 +17,7 @@ import importlib
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.version import Version
 
@@ -133,18 +133,50 @@ class StageListItem:
     engine_outputs: list
 
 
-def grids(height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(target rows, cols), (preview rows, cols) of GLM-Image's scaffold for a pixel size
-    (transformers' ``GlmImageProcessor``: factor 32, preview ``int(sqrt(ratio) * 16)``)."""
+class Grids(NamedTuple):
+    """(target rows, cols), (preview rows, cols) of GLM-Image's scaffold for a pixel size."""
+
+    target: tuple[int, int]
+    preview: tuple[int, int]
+
+    @property
+    def token_count(self) -> int:
+        """Text-to-image AR tokens, preview + target + EOS (vLLM-Omni's ``compute_max_tokens``)."""
+        return self.target[0] * self.target[1] + self.preview[0] * self.preview[1] + 1
+
+
+def grids(height: int, width: int) -> Grids:
+    """transformers' ``GlmImageProcessor._build_prompt_with_target_shape``: sides floored to
+    32, preview ``int(sqrt(ratio) * 16)`` (``test_upstream_rules.py`` runs upstream's)."""
     rows, cols = height // 32, width // 32
-    return (rows, cols), (int(math.sqrt(rows / cols) * 16), int(math.sqrt(cols / rows) * 16))
+    return Grids((rows, cols), (int(math.sqrt(rows / cols) * 16), int(math.sqrt(cols / rows) * 16)))
+
+
+def upsampled(target_tokens: list[int], rows: int, cols: int) -> list[int]:
+    """vLLM-Omni's ``_upsample_token_ids``: the target grid scaled x2, nearest, row-major."""
+    return [
+        target_tokens[(row // 2) * cols + col // 2]
+        for row in range(rows * 2)
+        for col in range(cols * 2)
+    ]
+
+
+def expected_prior(height: int, width: int) -> list[int]:
+    """The prior the DiT must receive for ``ar_output(height, width)``: its target grid x2."""
+    rows, cols = grids(height, width).target
+    return upsampled([TARGET_TOKEN_BASE + i for i in range(rows * cols)], rows, cols)
+
+
+def t2i_tokens(height: int, width: int) -> list[int]:
+    """The AR tokens of a t2i request of this size: preview tokens, target tokens, EOS."""
+    (rows, cols), (p_rows, p_cols) = grids(height, width)
+    tokens = [PREVIEW_TOKEN] * (p_rows * p_cols)
+    return tokens + [TARGET_TOKEN_BASE + i for i in range(rows * cols)] + [EOS]
 
 
 def ar_output(height: int, width: int, *, cumulative: bool = True) -> AROutput:
     """The AR output for a t2i request of this size: preview tokens, target tokens, EOS."""
-    (rows, cols), (p_rows, p_cols) = grids(height, width)
-    tokens = [PREVIEW_TOKEN] * (p_rows * p_cols)
-    tokens += [TARGET_TOKEN_BASE + i for i in range(rows * cols)] + [EOS]
+    tokens = t2i_tokens(height, width)
     completion = Completion(list(tokens), list(tokens))
     if not cumulative:
         del completion.cumulative_token_ids

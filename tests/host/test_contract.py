@@ -16,7 +16,7 @@ from conftest import UPSTREAM_PROCESSOR, DynamoHost, image_request, run_python
 from packaging.version import Version
 
 import omni_sizefix
-from omni_sizefix.runtime import glm_layout, version_policy
+from omni_sizefix.runtime import version_policy
 from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
 from omni_sizefix.tools.simulation import dryrun
 
@@ -237,7 +237,7 @@ def test_host_already_right_means_no_change(dynamo_host: DynamoHost) -> None:
 
 def _requested_layout(height: int, width: int):
     """Synthetic AR output as if stage 0 had its scaffold: isolates stage 1."""
-    return lambda prompt: glm_layout.grids_for(height, width)
+    return lambda prompt: glm_upstream.grids(height, width)
 
 
 @pytest.mark.parametrize(("height", "width"), SIZES)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import glm_upstream
 import pytest
 from conftest import DynamoHost, config_with_budget
 
-from omni_sizefix.runtime import glm_layout, size_policy
+from omni_sizefix.runtime import size_policy
 from omni_sizefix.tools.simulation import dryrun
 
 MALFORMED = ["abcxdef", "512"]
@@ -89,7 +90,7 @@ def run_too_big(configs: list[Any], monkeypatch: pytest.MonkeyPatch) -> dryrun.S
     height, width = TOO_BIG
     monkeypatch.setattr(dryrun, "FakeAREngine", TruncatingFakeAREngine)
     TruncatingFakeAREngine.emitted = []
-    grids = glm_layout.grids_for(height, width)
+    grids = glm_upstream.grids(height, width)
     try:
         return dryrun.run_request(
             image_request(f"{width}x{height}"), configs, scaffold_reader=lambda prompt: grids
@@ -101,8 +102,8 @@ def run_too_big(configs: list[Any], monkeypatch: pytest.MonkeyPatch) -> dryrun.S
 def test_too_big_for_the_budget_by_its_own_layout() -> None:
     """The premise, from the scaffold layout alone: 1536x1024 needs more than 1281 tokens."""
     height, width = TOO_BIG
-    assert glm_layout.grids_for(height, width).token_count > SMALL_BUDGET
-    assert glm_layout.grids_for(1024, 1024).token_count <= SMALL_BUDGET
+    assert glm_upstream.grids(height, width).token_count > SMALL_BUDGET
+    assert glm_upstream.grids(1024, 1024).token_count <= SMALL_BUDGET
 
 
 def test_host_alone_truncates_the_prior_silently(

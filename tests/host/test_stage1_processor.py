@@ -20,7 +20,7 @@ import test_stage_configs as configs_support
 from conftest import DynamoHost, image_request
 from packaging.version import Version
 
-from omni_sizefix.runtime import glm_layout, size_policy, version_policy
+from omni_sizefix.runtime import size_policy, version_policy
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import stage_configs
@@ -64,7 +64,7 @@ def direct_verdict(result: Any, height: int, width: int) -> str:
         return f"wrong size {result.get('width')}x{result.get('height')}"
     prior = result.get("extra", {}).get("prior_token_ids")
     prior = [int(v) for v in prior.flatten().tolist()] if prior is not None else None
-    if prior != glm_layout.expected_prior(height, width):
+    if prior != glm_upstream.expected_prior(height, width):
         return f"wrong prior ({len(prior or [])} tokens)"
     return "ok"
 
@@ -105,7 +105,7 @@ def test_package_processor_right_where_upstream_alone_is_not(
     prompt = prompt_in_shape(shape, height, width)
     upstream_result = call_upstream([ar_output(height, width)], dict(prompt))
     upstream = direct_verdict(upstream_result, height, width)
-    legacy_grid_right = (height // 64, width // 64) == glm_layout.grids_for(height, width).preview
+    legacy_grid_right = (height // 64, width // 64) == glm_upstream.grids(height, width).preview
     if upstream_is_fixed():
         expected_ok = True
     elif shape == "top-level":  # vLLM-Omni <= 0.18: right size, legacy preview-grid offset
@@ -153,7 +153,7 @@ def test_completion_without_cumulative_token_ids() -> None:
 
 def test_unparsable_output_in_stage_list_form() -> None:
     """A too-short AR output: upstream's own answer, as a list, or a ValueError for None."""
-    short = glm_layout.t2i_tokens(glm_layout.grids_for(512, 512))[:40]
+    short = glm_upstream.t2i_tokens(512, 512)[:40]
     completion = dryrun.SyntheticCompletion(token_ids=short, cumulative_token_ids=short)
     output = dryrun.SyntheticAROutput(request_id="short", outputs=[completion])
     prompt = prompt_in_shape("mm-kwargs", 512, 512)
@@ -269,7 +269,7 @@ def test_the_host_alone_accepts_a_size_it_cannot_render(unpatched: DynamoHost) -
     parsed = unpatched.parse(image_request(700, 1000), ["image"])
     sampling = parsed["sampling_params_list"]
     assert (sampling["height"], sampling["width"]) == (700, 1000)
-    rows, cols = glm_layout.grids_for(700, 1000).target
+    rows, cols = glm_upstream.grids(700, 1000).target
     assert (rows * 32, cols * 32) != (700, 1000)
 
 

@@ -26,7 +26,7 @@ from cell import no_expectation
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, config_with_budget, image_request
 
 import omni_sizefix
-from omni_sizefix.runtime import glm_layout, size_policy, stage1_profile, version_policy
+from omni_sizefix.runtime import size_policy, stage1_profile, version_policy
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
@@ -303,7 +303,7 @@ def test_the_real_connector_drops_cumulative_token_ids(dynamo_host: DynamoHost) 
 def largest_fitting_square(max_tokens: int) -> int:
     """Computed from the scaffold layout, independently of the size policy's helpers."""
     fitting = [
-        s for s in range(256, 2049, 32) if glm_layout.grids_for(s, s).token_count <= max_tokens
+        s for s in range(256, 2049, 32) if glm_upstream.grids(s, s).token_count <= max_tokens
     ]
     return fitting[-1]
 
@@ -345,7 +345,7 @@ def test_host_alone_accepts_sizes_its_stage0_budget_truncates(
         height,
         width,
     )
-    assert glm_layout.grids_for(height, width).token_count > max_tokens
+    assert glm_upstream.grids(height, width).token_count > max_tokens
 
 
 # --- doctor --stage-configs-path: four verdicts -------------------------------------------

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import glm_upstream
 import pytest
 
-from omni_sizefix.runtime import glm_layout, host_modules, host_profile, size_policy, version_policy
+from omni_sizefix.runtime import host_modules, host_profile, version_policy
 from omni_sizefix.tools import host, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,9 +139,9 @@ def test_shipped_config_loads_through_the_real_loader(
     if schema not in loader.schemas:
         pytest.skip(f"{loader.description} does not read the {schema} schema (next test)")
     stage0, stage1 = load(schema, fake_glm_image_model)
-    largest = glm_layout.grids_for(size_policy.MAX_SIDE, size_policy.MAX_SIDE).token_count
+    largest = glm_upstream.grids(2048, 2048).token_count  # the shipped configs hold 2048x2048
     assert stage0.default_sampling_params.max_tokens == largest
-    assert list(stage0.default_sampling_params.stop_token_ids) == [glm_layout.EOS_TOKEN_ID]
+    assert list(stage0.default_sampling_params.stop_token_ids) == [glm_upstream.EOS]
     assert stage0.engine_args.model_stage == "ar"
     assert stage1.engine_args.model_stage == "dit"
     assert list(stage1.engine_input_source) == [0]

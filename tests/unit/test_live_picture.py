@@ -49,8 +49,16 @@ def test_an_http_error_is_reported_with_the_server_message():
     assert client.verdict(reply, "1000x700") == "HTTP 400: Invalid request"
 
 
-def test_the_dit_applies_the_pipelines_own_length_check():
+def test_the_dit_applies_the_pipelines_own_length_check(tmp_path):
+    """The fake DiT's size and length check are vLLM-Omni's (needs the host's pipeline)."""
+    pytest.importorskip("vllm_omni.diffusion.models.glm_image.pipeline_glm_image")
+    from omni_sizefix.tools.simulation import model_folder
+
+    folder = model_folder.build(tmp_path / "glm", mode="weightless")
+    engine = fake_engines.FakeGlmImageDiTEngine(str(folder))
     with pytest.raises(ValueError, match="doesn't match dimensions"):
-        fake_engines.FakeGlmImageDiTEngine.inputs(
-            {"height": 512, "width": 512, "extra": {"prior_token_ids": [1, 2, 3]}}, None
-        )
+        engine.inputs({"height": 512, "width": 512, "extra": {"prior_token_ids": [1, 2, 3]}}, None)
+    # 1000 is floored to upstream's multiple of 16: the DiT renders 992.
+    prior = list(range((992 // 16) * (992 // 16)))
+    prompt = {"height": 1000, "width": 1000, "extra": {"prior_token_ids": prior}}
+    assert engine.inputs(prompt, None) == (992, 992, prior)

@@ -10,11 +10,12 @@ installed release's own code.
   model folder given as ``--model``) and emits prior tokens laid out for the scaffold it
   found: preview grid, target grid, EOS, cut at the stage's ``max_tokens`` as a real
   model is. No scaffold: a short collapsed stream, as the real model produces.
-- ``FakeGlmImageDiTEngine`` (stage 1) takes height/width and the prior tokens exactly as
-  vLLM-Omni's GLM-Image pipeline does (prompt dict first, then sampling params), applies
-  the same length check, and renders a PNG of that size whose 16x16-pixel blocks encode
-  the prior tokens (``encode_prior`` / ``decode_prior``): a prior cut for another size
-  shows as a wrong picture, not only a wrong size.
+- ``FakeGlmImageDiTEngine`` (stage 1) lets the installed vLLM-Omni's own GLM-Image pipeline
+  decide the size and judge the prior's length (``tools.simulation.dit_oracle`` runs its
+  ``forward`` without weights up to its size checks), then renders a PNG of that size whose
+  16x16-pixel blocks encode the prior tokens it received (``encode_prior`` /
+  ``decode_prior``): a prior cut for another size shows as a wrong picture, not only a
+  wrong size. The picture is the fake part; the size and the errors are upstream's.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from omni_sizefix.runtime import glm_layout
-from omni_sizefix.tools.simulation import dryrun
+from omni_sizefix.tools.simulation import dit_oracle, dryrun
 
 logger = logging.getLogger("omni_sizefix.tools.live")
 
 #: Pixels per prior token along each side (GLM-Image: VAE factor 8 x patch size 2).
 BLOCK = 16
-#: The real pipeline's size when neither the prompt nor the sampling params carry one.
-DEFAULT_SIDE = 1024
 #: Fill of an image rendered without any prior tokens.
 NO_PRIOR_FILL = (128, 128, 128)
 
@@ -221,32 +220,25 @@ class FakeGlmImageDiTEngine:
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         return self._tokenizer
 
-    @staticmethod
-    def inputs(prompt: Any, sampling: Any) -> tuple[int, int, list[int] | None]:
-        """(height, width, prior) as vLLM-Omni's GLM-Image pipeline reads them."""
+    def inputs(self, prompt: Any, sampling: Any) -> tuple[int, int, list[int] | None]:
+        """(height, width, prior): the size as the installed vLLM-Omni's own GLM-Image pipeline
+        decides it (``dit_oracle``: its ``forward`` up to its size checks, which raise for a
+        prior of the wrong length); the prior as it arrived, for the picture."""
         first = _first(prompt)
         if first is None:
             raise ValueError("the DiT received no prompt (stage 1 produced no diffusion input)")
-        ar_height = ar_width = None
-        prior = None
+        # A weightless folder has no VAE config: upstream's GLM-Image defaults apply then.
+        vae_config = self.folder / "vae" / "config.json"
+        oracle = dit_oracle.dit(str(self.folder) if vae_config.exists() else None)
+        outcome = oracle.run(first, _first(sampling))
+        if outcome.error:
+            raise ValueError(outcome.error)
         extra_args = _param(sampling, "extra_args") or {}
         prior = extra_args.get("prior_token_ids") if isinstance(extra_args, dict) else None
-        if isinstance(first, dict):
-            ar_height, ar_width = first.get("height"), first.get("width")
-            if prior is None:
-                prior = (first.get("extra") or {}).get("prior_token_ids")
-        height = int(ar_height or _param(sampling, "height") or DEFAULT_SIDE)
-        width = int(ar_width or _param(sampling, "width") or DEFAULT_SIDE)
-        height, width = height // BLOCK * BLOCK, width // BLOCK * BLOCK
-        if prior is not None:
-            prior = glm_layout.as_ints(prior)
-            expected = (height // BLOCK) * (width // BLOCK)
-            if len(prior) != expected:  # the real pipeline's own check
-                raise ValueError(
-                    f"prior_token_ids seq_len ({len(prior)}) doesn't match dimensions "
-                    f"({height}x{width}, expected seq_len={expected})"
-                )
-        return height, width, prior
+        if prior is None and isinstance(first, dict):
+            prior = (first.get("extra") or {}).get("prior_token_ids")
+        prior = glm_layout.as_ints(prior) if prior is not None else None
+        return int(outcome.height), int(outcome.width), prior
 
     async def generate(
         self, prompt: Any, request_id: str = "", *args: Any, **kwargs: Any
