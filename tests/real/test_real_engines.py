@@ -66,7 +66,7 @@ def all_logs(topology) -> str:
 
 def stage0_prompts(topology) -> list[dict]:
     """What the real AR engine received, per request, in order (its own log lines)."""
-    return cpu_engines.stage0_prompts(log_of(topology, "stage-0 worker"))
+    return cpu_engines.received(topology)
 
 
 def grid_text(size: str) -> str:

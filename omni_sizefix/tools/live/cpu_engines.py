@@ -220,6 +220,12 @@ def stage0_prompts(log_text: str) -> list[dict[str, Any]]:
     ]
 
 
+def received(topology: Any) -> list[dict[str, Any]]:
+    """``stage0_prompts`` of a running topology's stage-0 worker log."""
+    stage0 = next(p for p in topology.processes if p.name == "stage-0 worker")
+    return stage0_prompts(stage0.log_text())
+
+
 def decode_tails(prompts: list[dict[str, Any]], tokenizer_dir: Path) -> None:
     """Add ``tail_text``: the last prompt ids decoded with the folder's own tokenizer."""
     try:
@@ -254,8 +260,7 @@ def live(sizes: list[str], plugin: bool = True, prompt: str = "a red apple") -> 
                 }
             )
             print(json.dumps(results[-1]), flush=True)
-        stage0 = next(p for p in topology.processes if p.name == "stage-0 worker")
-        prompts = stage0_prompts(stage0.log_text())
+        prompts = received(topology)
         decode_tails(prompts, topology.run_dir / "model" / "processor")  # type: ignore[operator]
         return {
             "startup_s": round(topology.started_s or 0.0, 1),

@@ -106,15 +106,11 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _stage0_log(live: topology.Topology) -> str:
-    return next(p for p in live.processes if p.name == "stage-0 worker").log_text()
-
-
 def _stage0_note(live: topology.Topology, seen: int) -> str:
     """What the real AR engine received for the request after the first ``seen`` ones."""
     from omni_sizefix.tools.live import cpu_engines
 
-    new = cpu_engines.stage0_prompts(_stage0_log(live))[seen:]
+    new = cpu_engines.received(live)[seen:]
     if not new:
         return "not reached"
     cpu_engines.decode_tails(new[-1:], live.run_dir / "model" / "processor")  # type: ignore[operator]
@@ -146,7 +142,7 @@ def _run_one(
         if not sizes:  # the first run picks the defaults for both
             sizes += default_cpu_sizes(max_tokens) if real else default_sizes(max_tokens)
         for size in sizes:
-            seen = len(cpu_engines.stage0_prompts(_stage0_log(live))) if real else 0
+            seen = len(cpu_engines.received(live)) if real else 0
             reply = client.generate(
                 live.url, size, model=live.served_model, timeout=900.0 if real else 300.0
             )
