@@ -176,8 +176,8 @@ def malformed_size(request: dict) -> bool:
         return False
     try:
         width, height = size.split("x")
-        int(width), int(height)
-        return False
+        if int(width) > 0 and int(height) > 0:  # a non-positive side is malformed too
+            return False
     except (ValueError, AttributeError):
         pass
     return not any(

@@ -272,9 +272,12 @@ async def parse_omni_request(
 def _parse_upstream_params(s: Sources) -> Sources:
     """The upstream signature (the new optional parameters) over this cell's parse body."""
     rename = lambda f: sub_once(  # noqa: E731
-        r"async def parse_omni_request\(", "async def _parse_omni_request_host(", f
+        r"(async )?def parse_omni_request\(", r"\1def _parse_omni_request_host(", f
     )
-    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, rename) + UPSTREAM_PARSE}
+    upstream = UPSTREAM_PARSE
+    if "async def parse_omni_request(" not in s["utils.py"]:  # ai-dynamo 1.1: a sync parse
+        upstream = upstream.replace("async def ", "def ").replace("return await ", "return ")
+    return {**s, "utils.py": edit_function(s["utils.py"], PARSE, rename) + upstream}
 
 
 def _stage_worker_moved(s: Sources) -> Sources:
@@ -427,9 +430,10 @@ def _upstream_call(loop: asyncio.AbstractEventLoop, entry_fn: Callable) -> dict:
         sent: dict[str, Any] = {name: object() for name in UPSTREAM_PARAMS}
         sent["engine"] = _FakeEngine()
         utils.RECEIVED.clear()
-        parsed = loop.run_until_complete(
-            entry_fn(copy.deepcopy(request), list(modalities), 16, tokenizer_getter=None, **sent)
-        )
+        args = (copy.deepcopy(request), list(modalities), 16)
+        parsed = entry_fn(*args, tokenizer_getter=None, **sent)
+        if inspect.isawaitable(parsed):  # sync on ai-dynamo 1.1, async from 1.2
+            parsed = loop.run_until_complete(parsed)
         received = utils.RECEIVED[-1] if utils.RECEIVED else {}
         loop.run_until_complete(_attach_chat_prompt_token_ids(parsed, request, sent["engine"]))
         height, width = UPSTREAM_SIZED[request_name]
