@@ -277,6 +277,8 @@ def _parse_upstream_params(s: Sources) -> Sources:
     upstream = UPSTREAM_PARSE
     if "async def parse_omni_request(" not in s["utils.py"]:  # ai-dynamo 1.1: a sync parse
         upstream = upstream.replace("async def ", "def ").replace("return await ", "return ")
+    if "tokenizer_getter" not in s["utils.py"]:  # ai-dynamo 1.1: no tokenizer_getter yet
+        upstream = upstream.replace(", tokenizer_getter\n", "\n")
     return {**s, "utils.py": edit_function(s["utils.py"], PARSE, rename) + upstream}
 
 
