@@ -21,10 +21,13 @@ def _upstream(module: str, name: str):
 @pytest.mark.parametrize(("height", "width"), SIZES)
 def test_grids_are_transformers_processor_grids(height: int, width: int) -> None:
     processor = _upstream("transformers.models.glm_image.processing_glm_image", "GlmImageProcessor")
-    tokens = types.SimpleNamespace(grid_bos_token="<b>", grid_eos_token="<e>", bos_token="<s>")
-    _, token_h, token_w, prev_h, prev_w = processor._build_prompt_with_target_shape(
-        tokens, "p", height, width, True
-    )
+    if hasattr(processor, "_get_target_shape"):  # transformers >= 5.2x: the grids alone
+        token_h, token_w, prev_h, prev_w = processor._get_target_shape(None, height, width)
+    else:  # older: the grids come with the prompt they are written into
+        tokens = types.SimpleNamespace(grid_bos_token="<b>", grid_eos_token="<e>", bos_token="<s>")
+        _, token_h, token_w, prev_h, prev_w = processor._build_prompt_with_target_shape(
+            tokens, "p", height, width, True
+        )
     assert glm_upstream.grids(height, width) == ((token_h, token_w), (prev_h, prev_w))
 
 
