@@ -33,9 +33,9 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
 
 @hookspec(firstresult=True)
 def omni_sizefix_original_prompt(
-    original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
+    original_prompt: dict | None, geometry: TargetGeometry, shape: Shape | None
 ) -> dict | None:
-    """Return the ``original_prompt`` for later stages with the size written in ``shape``."""
+    """Return the ``original_prompt`` with the size written in ``shape`` (None: read nowhere)."""
 
 
 @hookspec(firstresult=True)

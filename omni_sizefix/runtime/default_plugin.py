@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime import modalities, size_policy, sizing
+from omni_sizefix.runtime import modalities, pipelines, size_policy, sizing
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.geometry import Kind, TargetGeometry
 from omni_sizefix.runtime.settings import Shape
@@ -129,20 +129,28 @@ def size_from_request(request: dict) -> tuple[int, int]:
 def omni_sizefix_target_geometry(
     request: dict, parsed: dict, output_modalities: list
 ) -> TargetGeometry | None:
-    """Image and video requests get the host's height/width, checked by the size policy."""
+    """The host's height/width of an image or video request, checked by GLM-Image's size
+    policy; None where this worker's model reads no size (``pipelines.Plan.writes``)."""
     kind = modalities.request_kind(output_modalities)
     if kind is None:
         return None
+    plan = pipelines.plan()
     sampling = parsed.get("sampling_params_list")
     if isinstance(sampling, dict) and "height" in sampling and "width" in sampling:
         if kind == "image":
             check_size_format(request)  # the host turned a malformed size into 1024
+        if not plan.writes(kind):
+            return None
         height = as_dimension(sampling["height"], "height")
         width = as_dimension(sampling["width"], "width")
-    elif kind == "image":
+    elif kind == "image" and plan.is_glm:
         height, width = size_from_request(request)  # checks the size's format itself
     else:
+        if kind == "image":
+            check_size_format(request)
         return None
+    if not plan.size_policy:
+        return TargetGeometry(height, width, kind, (height, width))
     geometry = _as_asked(kind, height, width, size_policy.budget())
     if geometry is None:  # the size policy decides: reject, snap (logged) or off
         target = size_policy.apply(height, width)
@@ -175,8 +183,11 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
     """Add ``mm_processor_kwargs`` (and image ``modalities``) to the stage-0 prompt.
 
     Keys already present are kept, except a ``target_h``/``target_w`` equal to the
-    client's size when the size policy snapped it.
+    client's size when the size policy snapped it. A model whose stage 0 takes no size
+    (``pipelines.Plan.stage0``) keeps the host's prompt.
     """
+    if not pipelines.plan().stage0:
+        return engine_inputs
     if isinstance(engine_inputs, str):
         prompt: dict = {"prompt": engine_inputs}
         negative = _negative_prompt(request)
@@ -210,7 +221,10 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
 def omni_sizefix_original_prompt(
     original_prompt: dict | None, geometry: TargetGeometry, shape: Shape
 ) -> dict | None:
-    """Write the size where the installed ``ar2diffusion`` reads it."""
+    """Write the size where this worker's stage-1 processor reads it (``shape``; None: it
+    reads none, the prompt stays as the host built it)."""
+    if shape is None:
+        return None
     prompt = _copy_or_empty(original_prompt)
     if shape is not Shape.MM_KWARGS:  # top-level or both
         prompt["height"] = geometry.height

@@ -129,11 +129,13 @@ class Plan:
     def is_glm(self) -> bool:
         return self.pipeline == GLM_IMAGE.name
 
-    def sizes(self, kind: str) -> bool:
-        """True when the parse patch has work for a request of ``kind`` under this plan:
-        GLM-Image's image and video requests, another model's image requests (a malformed
-        ``size`` is rejected for every model); see ``repair.repair_request``."""
-        return kind == "image" or (kind == "video" and self.is_glm)
+    def writes(self, kind: str) -> bool:
+        """True when the default hooks write a size for a request of ``kind``: GLM-Image's
+        image and video requests, the image requests of another model whose stage 1 reads
+        the size (``shape``); never for BAGEL or a model this module does not know."""
+        if kind == "video":
+            return self.is_glm
+        return kind == "image" and (self.stage0 or self.shape is not None)
 
 
 # --- which pipeline -----------------------------------------------------------------------

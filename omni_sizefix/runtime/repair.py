@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omni_sizefix.runtime import default_plugin, modalities, plugins, size_policy
+from omni_sizefix.runtime import default_plugin, modalities, pipelines, plugins, size_policy
 from omni_sizefix.runtime.geometry import Kind, TargetGeometry
 from omni_sizefix.runtime.pipelines import Plan
 from omni_sizefix.runtime.settings import Shape
@@ -71,7 +71,9 @@ def host_already_sized(parsed: dict, shape: Shape) -> bool:
     return True
 
 
-def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: Shape) -> dict:
+def repair_parsed(
+    request: dict, output_modalities: list, parsed: dict, shape: Shape | None
+) -> dict:
     """Return ``parsed`` with the target geometry in every place the stages read it.
 
     Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request,
@@ -82,13 +84,13 @@ def repair_parsed(request: dict, output_modalities: list, parsed: dict, shape: S
 
 
 def _repair_all(
-    request: dict, output_modalities: list, parsed: dict, shape: Shape, kind: Kind | None
+    request: dict, output_modalities: list, parsed: dict, shape: Shape | None, kind: Kind | None
 ) -> dict:
     """``repair_parsed`` of a request of ``kind`` (classified once, by the caller)."""
     if not is_candidate(parsed, kind):
         return parsed
     hooks = plugins.hooks()
-    if hooks is default_plugin and host_already_sized(parsed, shape):
+    if hooks is default_plugin and shape is not None and host_already_sized(parsed, shape):
         default_plugin.check_size_format(request)  # the host turned a malformed size into 1024
         return parsed
     geometry = hooks.omni_sizefix_target_geometry(
@@ -122,81 +124,37 @@ def _repair_all(
             f", snapped from {geometry.requested[1]}x{geometry.requested[0]}"
             if geometry.snapped and geometry.requested
             else "",
-            shape.value,
+            shape.value if shape else "none",
         )
     return repaired
 
 
-def repair_request(
-    request: dict, output_modalities: list, parsed: dict, plan: Plan, kind: Kind | None
-) -> dict:
-    """``repair_parsed`` for the pipeline this worker serves (``omni_sizefix.runtime.pipelines``),
-    of a request of ``kind`` (``modalities.request_kind``, classified once by the caller).
+def repair_request(request: dict, output_modalities: list, parsed: dict, kind: Kind | None) -> dict:
+    """``repair_parsed`` for the pipeline this worker serves (``pipelines.plan()``), of a
+    request of ``kind`` (``modalities.request_kind``, classified once by the caller).
 
-    GLM-Image: every hook, as ``repair_parsed``. Another model: only ``original_prompt`` of
-    an image request gets the host's size, in the place its stage-1 processor reads it
-    (``plan.shape``); stage 0 and the sampling parameters stay as the host built them, and
-    nothing is added where that processor reads no size. A malformed ``size`` is rejected
-    for every model.
+    Every model goes through the four hooks, a model the package does not know too: a
+    third-party plugin is asked first; the default hooks then write only where the plan says
+    the model reads the size (GLM-Image: everywhere; HunyuanImage-3, MammothModa2: the
+    ``original_prompt`` of an image request; BAGEL and unknown models: nowhere). A malformed
+    ``size`` is rejected for every model.
     """
-    if plan.is_glm:
-        return _repair_all(request, output_modalities, parsed, plan.shape or Shape.BOTH, kind)
-    if kind != "image" or not isinstance(parsed, dict):
-        return parsed
-    default_plugin.check_size_format(request)
-    sampling = parsed.get("sampling_params_list")
-    if plan.shape is None or type(sampling) is not dict:
-        return parsed
-    if sampling.get("height") is None or sampling.get("width") is None:
-        return parsed
-    height = default_plugin.as_dimension(sampling["height"], "height")
-    width = default_plugin.as_dimension(sampling["width"], "width")
-    original = parsed.get("original_prompt")
-    if type(original) is dict and _holds_size(original, height, width, plan.shape):
-        return parsed
-    geometry = TargetGeometry(height, width, kind=kind)
-    repaired_prompt = plugins.hooks().omni_sizefix_original_prompt(
-        original_prompt=original, geometry=geometry, shape=plan.shape
-    )
-    if repaired_prompt is None:
-        return parsed
-    repaired = dict(parsed)
-    repaired["original_prompt"] = repaired_prompt
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "omni-sizefix: %s image request: original_prompt sized %dx%d (WxH) as %s",
-            plan.pipeline,
-            width,
-            height,
-            plan.shape.value,
-        )
-    return repaired
-
-
-def _holds_size(prompt: dict, height: int, width: int, shape: Shape) -> bool:
-    if shape is not Shape.TOP_LEVEL:
-        kwargs = prompt.get("mm_processor_kwargs")
-        if not (
-            type(kwargs) is dict
-            and _int_equal(kwargs.get("target_h"), height)
-            and _int_equal(kwargs.get("target_w"), width)
-        ):
-            return False
-    if shape is not Shape.MM_KWARGS:
-        return _int_equal(prompt.get("height"), height) and _int_equal(prompt.get("width"), width)
-    return True
+    return _repair_all(request, output_modalities, parsed, pipelines.plan().shape, kind)
 
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def repair_original_prompt(prompt: Any, height: Any, width: Any, shape: Shape | None) -> Any:
-    """Add the size to a ``build_original_prompt`` result; return it unchanged if it cannot
-    (or when ``shape`` is None: this pipeline's stage 1 reads no size from it)."""
-    if shape is None or not (
-        _positive_int(height) and _positive_int(width) and isinstance(prompt, dict)
-    ):
+def repair_original_prompt(prompt: Any, height: Any, width: Any, plan: Plan) -> Any:
+    """Add the size to a ``build_original_prompt`` result, in ``plan.shape``; return it
+    unchanged if it cannot, or when ``plan`` does not size every kind of request the host
+    builds an original prompt for (image and video: GLM-Image), since the kind is not known
+    here: the parse wrapper then writes the size for the requests that need it."""
+    shape = plan.shape
+    if not (plan.writes("image") and plan.writes("video")) or shape is None:
+        return prompt
+    if not (_positive_int(height) and _positive_int(width) and isinstance(prompt, dict)):
         return prompt
     geometry = TargetGeometry(height, width, kind=None)
     repaired = plugins.hooks().omni_sizefix_original_prompt(

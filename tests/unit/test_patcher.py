@@ -51,7 +51,13 @@ def test_failed_repair_serves_exactly_the_host_result(fake_dynamo, caplog) -> No
     plugins.get_plugin_manager().register(FakeFailingPlugin(), name="fake_failing")
     with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
         served = [utils.parse_omni_request(dict(REQUEST), ["image"]) for _ in range(3)]
-    assert served == [host] * 3  # original_prompt too: no half-sized result
+    # Exactly the host's result, but for the size the build_original_prompt wrapper wrote
+    # into original_prompt (the host's own size; that wrapper did not fail).
+    size = host["sampling_params_list"]
+    built = utils.build_original_prompt(dict(REQUEST), {}, size["height"], size["width"])
+    assert built != host["original_prompt"]
+    assert served == [{**host, "original_prompt": built}] * 3
+    assert served[0]["engine_inputs"] == host["engine_inputs"]
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "boom in a fake hook" in warnings[0].getMessage()
 
@@ -91,7 +97,7 @@ def test_video_requests_skip_the_plugin_where_the_pipeline_takes_no_video_size(
     monkeypatch.setattr(repair, "repair_request", must_not_run)
     parsed = utils.parse_omni_request({"prompt": "x", "size": "832x480"}, ["video"])
     assert parsed["sampling_params_list"] is None  # the FAKE host's non-image result
-    assert hunyuan.sizes("image") and not hunyuan.sizes("video")
+    assert hunyuan.writes("image") and not hunyuan.writes("video")
 
 
 @pytest.mark.parametrize("modalities", [[["image"]], [None]])

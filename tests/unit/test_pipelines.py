@@ -88,25 +88,29 @@ HUNYUAN = pipelines.Plan("HunyuanImage-3", False, Shape.TOP_LEVEL, False, "test"
 BAGEL = pipelines.Plan("BAGEL", False, None, False, "test")
 
 
-def test_hunyuan_plan_writes_only_top_level_original_prompt() -> None:
+@pytest.fixture
+def serving(monkeypatch: pytest.MonkeyPatch):
+    """Make a plan this process's plan, as a worker's stage config would (``record``)."""
+    return lambda plan: monkeypatch.setattr(pipelines, "_plan", plan)
+
+
+def test_hunyuan_plan_writes_only_top_level_original_prompt(serving) -> None:
+    serving(HUNYUAN)
     parsed = host_1_2_image(720, 1280)  # 720: not a GLM-Image size, fine for HunyuanImage-3
-    fixed = repair.repair_request(
-        {"prompt": "x", "size": "1280x720"}, ["image"], parsed, HUNYUAN, "image"
-    )
+    fixed = repair.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], parsed, "image")
     assert fixed["engine_inputs"] is parsed["engine_inputs"]
-    assert fixed["sampling_params_list"] is parsed["sampling_params_list"]
+    assert fixed["sampling_params_list"] == parsed["sampling_params_list"]
     assert fixed["original_prompt"] == {**parsed["original_prompt"], "height": 720, "width": 1280}
-    again = repair.repair_request(
-        {"prompt": "x", "size": "1280x720"}, ["image"], fixed, HUNYUAN, "image"
-    )
-    assert again is fixed
+    again = repair.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], fixed, "image")
+    assert again == fixed
 
 
-def test_bagel_plan_passes_through_but_rejects_a_malformed_size() -> None:
+def test_bagel_plan_passes_through_but_rejects_a_malformed_size(serving) -> None:
+    serving(BAGEL)
     parsed = host_1_2_image(768, 1024)
-    assert repair.repair_request({"prompt": "x"}, ["image"], parsed, BAGEL, "image") is parsed
+    assert repair.repair_request({"prompt": "x"}, ["image"], parsed, "image") is parsed
     with pytest.raises(SizeRejected):
-        repair.repair_request({"prompt": "x", "size": "abcxdef"}, ["image"], parsed, BAGEL, "image")
+        repair.repair_request({"prompt": "x", "size": "abcxdef"}, ["image"], parsed, "image")
 
 
 def test_adapter_sizes_and_converts_the_stage_list_call() -> None:

@@ -3,52 +3,23 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from host_shapes import dynamo_1_2_image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+import plugin_install
+
 from omni_sizefix.runtime import plugins, repair
 from omni_sizefix.runtime.settings import Shape
-
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "support" / "example_hook_plugin"
-
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def installer() -> list[str] | None:
-    """An installer command, as a user of this environment has one: uv on PATH, the uv that
-    ``scripts/test.sh`` keeps in ``.venv-tools/``, or this interpreter's pip (a cell built by
-    uv has no pip; ``scripts/cell.sh`` puts only the cell's own ``bin`` on PATH)."""
-    for uv in (shutil.which("uv"), REPO / ".venv-tools" / "bin" / "uv"):
-        if uv and Path(uv).is_file():
-            return [str(uv), "pip", "install", "--python", sys.executable]
-    if importlib.util.find_spec("pip") is not None:
-        return [sys.executable, "-m", "pip", "install"]
-    return None
-
-
-def _install(target: Path) -> None:
-    """Install the example distribution into ``target`` with uv or pip, as a user would."""
-    command = installer()
-    if command is None:
-        pytest.skip("no installer here: neither uv (on PATH or in .venv-tools/) nor pip")
-    cmd = [*command, "--no-deps", "--target", str(target), str(PLUGIN_SOURCE)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"installing the example plugin failed:\n{proc.stdout}\n{proc.stderr}")
 
 
 @pytest.fixture(scope="module")
 def example_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
-    _install(target)
-    assert list(target.glob("omni_sizefix_example_plugin-*.dist-info"))
+    plugin_install.install(target)
     return target
 
 

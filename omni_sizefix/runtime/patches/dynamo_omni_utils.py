@@ -38,12 +38,11 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from omni_sizefix.runtime import modalities, pipelines, repair
+from omni_sizefix.runtime import modalities, pipelines, plugins, repair
 from omni_sizefix.runtime import patching as wrapping
 from omni_sizefix.runtime.errors import SizeRejected
 from omni_sizefix.runtime.geometry import Kind
@@ -78,11 +77,6 @@ class _State:
 _state = _State()
 _lock = threading.RLock()
 
-#: True while the host's parse runs inside the parse wrapper. The wrapper's repair writes
-#: ``original_prompt`` itself, so the build wrapper then passes the host's value through:
-#: a failed repair returns exactly the host's result, and no hook is asked twice.
-_in_parse: ContextVar[bool] = ContextVar("omni_sizefix_in_parse", default=False)
-
 
 def warn_once(key: str, message: str, *args: Any) -> None:
     """Log one WARNING per ``key`` and process; later occurrences go to DEBUG."""
@@ -110,9 +104,11 @@ def signature_problem(name: str, function: Any) -> str | None:
 
 
 def _work_for(output_modalities: Any) -> tuple[Kind, pipelines.Plan] | None:
-    """(the request's kind, this worker's plan) when the patch has work for the request;
-    None when it certainly has none (a text or audio request, a video request on a worker
-    whose pipeline takes no size from the patch): it then goes to the host untouched.
+    """(the request's kind, this worker's plan) when the hooks have work for the request;
+    None when they certainly have none (a text or audio request; a video request on a
+    worker whose model takes no size from the default hooks, unless a third-party hook
+    plugin is registered): it then goes to the host untouched. Every image request has work:
+    a malformed ``size`` is rejected for every model.
 
     Classifies the request once; ``plan()`` is only asked for requests that carry a size,
     so a text-only worker never probes its stage-1 processor.
@@ -122,7 +118,9 @@ def _work_for(output_modalities: Any) -> tuple[Kind, pipelines.Plan] | None:
         if kind is None:
             return None
         plan = pipelines.plan()
-        return (kind, plan) if plan.sizes(kind) else None
+        if kind == "image" or plan.writes(kind) or plugins.third_party_plugins():
+            return kind, plan
+        return None
     except Exception as exc:  # never let the plugin take a request down
         _warn_failed(
             "classify-failed",
@@ -136,9 +134,8 @@ def _work_for(output_modalities: Any) -> tuple[Kind, pipelines.Plan] | None:
 def _repair_or_host(
     request: Any, output_modalities: Any, parsed: Any, work: tuple[Kind, pipelines.Plan]
 ) -> Any:
-    kind, plan = work
     try:
-        return repair.repair_request(request, output_modalities, parsed, plan, kind)
+        return repair.repair_request(request, output_modalities, parsed, work[0])
     except SizeRejected as exc:
         found = (
             request.get("request_id") or request.get("id") if isinstance(request, dict) else None
@@ -161,11 +158,7 @@ def wrap_parse(original: Callable) -> Callable:
             work = _work_for(output_modalities)
             if work is None:
                 return await original(request, output_modalities, *args, **kwargs)
-            token = _in_parse.set(True)
-            try:
-                parsed = await original(request, output_modalities, *args, **kwargs)
-            finally:
-                _in_parse.reset(token)
+            parsed = await original(request, output_modalities, *args, **kwargs)
             return _repair_or_host(request, output_modalities, parsed, work)
 
     else:
@@ -175,29 +168,25 @@ def wrap_parse(original: Callable) -> Callable:
             work = _work_for(output_modalities)
             if work is None:
                 return original(request, output_modalities, *args, **kwargs)
-            token = _in_parse.set(True)
-            try:
-                parsed = original(request, output_modalities, *args, **kwargs)
-            finally:
-                _in_parse.reset(token)
+            parsed = original(request, output_modalities, *args, **kwargs)
             return _repair_or_host(request, output_modalities, parsed, work)
 
     return marked(parse_omni_request, original)
 
 
 def wrap_build(original: Callable) -> Callable:
-    """A wrapper of ``build_original_prompt`` that adds the size it is given.
+    """A wrapper of ``build_original_prompt`` that writes the size it is given into the
+    prompt, where this worker's stage-1 processor reads it (``repair.repair_original_prompt``).
 
-    Inside the parse wrapper it returns the host's prompt unchanged (see ``_in_parse``).
+    The host calls it from its parse for image and video requests alike, and the parse
+    wrapper writes the final size (snapped, or from a hook) over it afterwards.
     """
 
     @functools.wraps(original)
     def build_original_prompt(request, nvext, height, width):
         prompt = original(request, nvext, height, width)
-        if _in_parse.get():
-            return prompt
         try:
-            return repair.repair_original_prompt(prompt, height, width, pipelines.plan().shape)
+            return repair.repair_original_prompt(prompt, height, width, pipelines.plan())
         except Exception as exc:  # never let the plugin take a request down
             _warn_failed("build-failed", exc, "could not add the size to original_prompt")
             return prompt
