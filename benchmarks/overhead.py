@@ -107,11 +107,11 @@ def _timed(function: Callable, kwargs: dict, calls: int) -> float:
 
 def hook_breakdown(calls: int, repeats: int) -> None:
     """Where the image path's time goes: each hook through pluggy vs called directly."""
-    from omni_sizefix.runtime import default_plugin, plugins, version_policy
+    from omni_sizefix.runtime import default_plugin, pipelines, plugins
     from omni_sizefix.runtime.geometry import TargetGeometry
 
     hook = plugins.get_plugin_manager().hook
-    shape = version_policy.decide_shape().shape
+    shape = pipelines.decide_shape().shape
     request, modalities = REQUESTS["image"]
     geometry = TargetGeometry(512, 768, kind="image", requested=(512, 768))
     parsed = {

@@ -6,7 +6,6 @@ hook authors import ``hookimpl`` from ``omni_sizefix.hookspecs``.
 """
 
 from omni_sizefix.runtime.activation import is_patched, patch, register, unpatch
-
-__version__ = "0.2.0"
+from omni_sizefix.runtime.package import __version__
 
 __all__ = ["__version__", "is_patched", "patch", "register", "unpatch"]

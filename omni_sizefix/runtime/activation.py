@@ -15,6 +15,7 @@ from types import ModuleType
 
 from omni_sizefix.runtime import host_import, import_hooks, log, settings
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
+from omni_sizefix.runtime.package import __version__
 
 logger = logging.getLogger("omni_sizefix")
 
@@ -149,8 +150,6 @@ def patch() -> bool:
         _build_plugin_manager(target)
         if not was_patched:
             done += stage_done
-            from omni_sizefix import __version__
-
             logger.info(
                 "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; omni-sizefix %s, size "
                 "policy %s; where the size goes is decided per model when the worker loads "

@@ -7,6 +7,9 @@ fails when the extra and this declaration drift apart.
 
 from __future__ import annotations
 
+#: This package's version (``omni_sizefix.__version__``; the build reads it here).
+__version__ = "0.2.0"
+
 #: Distribution name -> PEP 440 specifier of the releases the patch is written for.
 SUPPORTED_HOSTS: dict[str, str] = {
     "ai-dynamo": ">=1.1.0,<1.8",

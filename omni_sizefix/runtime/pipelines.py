@@ -424,3 +424,24 @@ def forget() -> None:
     with _lock:
         _plan = None
         _recorded = False
+
+
+@dataclass(frozen=True)
+class ShapeDecision:
+    """The prompt shape chosen for stage 1 and the reason for it (None: no size written)."""
+
+    shape: Shape | None
+    reason: str
+
+
+def decide_shape() -> ShapeDecision:
+    """The ``original_prompt`` shape of this process: ``OMNI_SIZEFIX_SHAPE`` when set, else
+    the one probed for the pipeline this worker serves.
+
+    Raises ValueError for an ``OMNI_SIZEFIX_SHAPE`` value it does not know.
+    """
+    forced = settings.shape_override()
+    if forced is not None:
+        return ShapeDecision(forced, f"{settings.SHAPE_VAR}={forced.value}")
+    found = plan()
+    return ShapeDecision(found.shape, found.reason)

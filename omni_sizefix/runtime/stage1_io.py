@@ -19,6 +19,7 @@ One definition each, for the probes that run in a worker (``runtime.pipelines``,
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +193,47 @@ def stage1_processor(body: Callable[[CallerArguments], Any]) -> Callable[..., An
     return processor
 
 
+# --- vLLM-Omni's coming (source_outputs, ctx) convention (``patches.ctx_processor``) ---
+
+#: The parameters of a processor in the refactored convention.
+CTX_PARAMETERS = ("source_outputs", "ctx")
+#: Where PR #6801 defines the context class.
+CONTEXT_MODULE = "vllm_omni.model_executor.stage_input_processors"
+CONTEXT_CLASS = "OrchestratorInputContext"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Stand-in for vLLM-Omni's ``OrchestratorInputContext`` (same fields) where the
+    installed vLLM-Omni has none."""
+
+    prompt: Any | None = None
+    requires_multimodal_data: bool = False
+    streaming_context: Any | None = None
+    sampling_params: Any | None = None
+
+
+def is_ctx(function: Any) -> bool:
+    """True when ``function`` takes exactly ``(source_outputs, ctx)``."""
+    try:
+        return tuple(positional_names(function)) == CTX_PARAMETERS
+    except (TypeError, ValueError):
+        return False
+
+
+def context(prompt: Any, requires_mm: Any = False, streaming_context: Any = None) -> Any:
+    """The context a ``(source_outputs, ctx)`` processor reads."""
+    try:
+        cls = getattr(importlib.import_module(CONTEXT_MODULE), CONTEXT_CLASS, Context)
+    except ImportError:
+        cls = Context
+    return cls(
+        prompt=prompt,
+        requires_multimodal_data=bool(requires_mm),
+        streaming_context=streaming_context,
+    )
+
+
 def call(
     function: Callable[..., Any],
     outputs: list,
@@ -202,10 +244,8 @@ def call(
 ) -> Any:
     """Call a stage-1 processor on ``outputs`` in its own convention (``convention``: known
     already), as vLLM-Omni's orchestrator does."""
-    from omni_sizefix.runtime.patches import ctx_processor  # vLLM-Omni's coming convention
-
-    if ctx_processor.is_ctx(function):
-        return function(outputs, ctx_processor.context(prompt, requires_mm))
+    if is_ctx(function):  # vLLM-Omni's coming convention (``patches.ctx_processor``)
+        return function(outputs, context(prompt, requires_mm))
     if (convention or convention_of(function)) == STAGE_LIST:
         return function([Stage(outputs)], [0], [prompt], requires_mm)
     return function(outputs, prompt, requires_mm)
@@ -256,3 +296,36 @@ def dit_prior(result: Any) -> list[int] | None:
     found = dit_input(result)
     prior = (found.get("extra") or {}).get("prior_token_ids") if found is not None else None
     return None if prior is None else glm_layout.as_ints(prior)
+
+
+# --- the probe's verdict ----------------------------------------------------------------
+
+#: (height, width) of the probe: non-square, so both preview-grid rules and a 1024 fallback differ.
+PROBE_SIZE = (768, 1024)
+
+
+def dit_verdict(result: Any, height: int, width: int) -> str:
+    """``ok`` when ``result`` is one DiT input of (height, width) with the target-grid prior."""
+    if isinstance(result, list) and len(result) != 1:
+        return f"{len(result)} DiT inputs"
+    if dit_input(result) is None:
+        return "no DiT input"
+    got = dit_size(result) or (None, None)
+    if got != (height, width):
+        return f"wrong size {got[1]}x{got[0]}"
+    prior = dit_prior(result)
+    if prior != glm_layout.expected_prior(height, width):
+        return f"wrong prior ({len(prior or [])} tokens)"
+    return "ok"
+
+
+def upstream_verdict(function: Any, shape: str = "mm-kwargs") -> str:
+    """What upstream makes of a non-square request with the size in ``shape``
+    (``mm-kwargs``: what ai-dynamo >= 1.2 and the parse patch write; ``top-level``; ``both``)."""
+    height, width = PROBE_SIZE
+    output = glm_output(height, width)
+    try:
+        result = call(function, [output], probe_prompt(shape, height, width))
+    except Exception as exc:
+        return f"raised {type(exc).__name__}: {exc}"
+    return dit_verdict(result, height, width)

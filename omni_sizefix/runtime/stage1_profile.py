@@ -31,14 +31,19 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout, stage1_io
+from omni_sizefix.runtime import stage1_io
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS, STAGE_WORKER_MODULE
-from omni_sizefix.runtime.stage1_io import SOURCE_OUTPUTS, STAGE_LIST, convention_of
+from omni_sizefix.runtime.stage1_io import (
+    PROBE_SIZE,
+    SOURCE_OUTPUTS,
+    STAGE_LIST,
+    convention_of,
+    dit_verdict,
+    upstream_verdict,
+)
 
 logger = logging.getLogger("omni_sizefix")
 
-#: (height, width) of the probe: non-square, so both preview-grid rules and a 1024 fallback differ.
-PROBE_SIZE = (768, 1024)
 
 DISPATCH = "dispatch"
 TOKEN_FIELD = "token-field"
@@ -137,19 +142,7 @@ def call_upstream(function: Any, output: Any, prompt: dict) -> Any:
     return stage1_io.call(function, [output], prompt)
 
 
-def dit_verdict(result: Any, height: int, width: int) -> str:
-    """``ok`` when ``result`` is one DiT input of (height, width) with the target-grid prior."""
-    if isinstance(result, list) and len(result) != 1:
-        return f"{len(result)} DiT inputs"
-    if stage1_io.dit_input(result) is None:
-        return "no DiT input"
-    got = stage1_io.dit_size(result) or (None, None)
-    if got != (height, width):
-        return f"wrong size {got[1]}x{got[0]}"
-    prior = stage1_io.dit_prior(result)
-    if prior != glm_layout.expected_prior(height, width):
-        return f"wrong prior ({len(prior or [])} tokens)"
-    return "ok"
+__all__ = ["PROBE_SIZE", "dit_verdict", "upstream_verdict"]  # re-exported for the probes' readers
 
 
 def reads_cumulative(function: Any) -> bool:
@@ -161,18 +154,6 @@ def reads_cumulative(function: Any) -> bool:
     except AttributeError as exc:
         return "cumulative_token_ids" in str(exc)
     return False
-
-
-def upstream_verdict(function: Any, shape: str = "mm-kwargs") -> str:
-    """What upstream makes of a non-square request with the size in ``shape``
-    (``mm-kwargs``: what ai-dynamo >= 1.2 and the parse patch write; ``top-level``; ``both``)."""
-    height, width = PROBE_SIZE
-    output = _probe_output(height, width, cumulative=True)
-    try:
-        result = call_upstream(function, output, stage1_io.probe_prompt(shape, height, width))
-    except Exception as exc:
-        return f"raised {type(exc).__name__}: {exc}"
-    return dit_verdict(result, height, width)
 
 
 def build(stage_worker: Any, upstream: Any, package_processor: Any) -> Stage1Profile:

@@ -1,20 +1,17 @@
 """Which host is installed and whether it is supported.
 
 Versions come from distribution metadata. Where the size goes is not decided from version
-numbers: ``decide_shape`` asks ``runtime.pipelines``, which probes the stage-1 processor.
+numbers: ``runtime.pipelines.decide_shape`` probes the stage-1 processor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import metadata
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from omni_sizefix.runtime import settings
 from omni_sizefix.runtime.package import REPORTED_DISTRIBUTIONS, SUPPORTED_HOSTS
-from omni_sizefix.runtime.settings import Shape
 
 
 def installed_version(dist: str) -> str | None:
@@ -64,26 +61,3 @@ def unsupported_hosts() -> list[str]:
         if version is not None and not is_supported(dist, version):
             problems.append(f"{dist} {version} is outside the supported range {spec}")
     return problems
-
-
-@dataclass(frozen=True)
-class ShapeDecision:
-    """The prompt shape chosen for stage 1 and the reason for it (None: no size written)."""
-
-    shape: Shape | None
-    reason: str
-
-
-def decide_shape() -> ShapeDecision:
-    """The ``original_prompt`` shape of this process: ``OMNI_SIZEFIX_SHAPE`` when set, else
-    the one ``omni_sizefix.runtime.pipelines`` probed for the pipeline this worker serves.
-
-    Raises ValueError for an ``OMNI_SIZEFIX_SHAPE`` value it does not know.
-    """
-    from omni_sizefix.runtime import pipelines
-
-    forced = settings.shape_override()
-    if forced is not None:
-        return ShapeDecision(forced, f"{settings.SHAPE_VAR}={forced.value}")
-    found = pipelines.plan()
-    return ShapeDecision(found.shape, found.reason)

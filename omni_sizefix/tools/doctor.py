@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from omni_sizefix import __version__
-from omni_sizefix.runtime import host_modules, host_profile, pipelines, settings, version_policy
+from omni_sizefix.runtime import host_modules, host_profile, pipelines, settings
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
 from omni_sizefix.tools import host, stage_configs
 
@@ -132,11 +132,11 @@ def diagnose(
         report.stage1_dispatch = found.stage1.host_call or "rejects vLLM-Omni's ar2diffusion"
         report.cumulative_token_ids_bridge = found.stage1.host_bridges_cumulative
     try:
-        decision = version_policy.decide_shape()
+        decision = pipelines.decide_shape()
     except ValueError as exc:
         add(Finding(ATTENTION, str(exc), f"unset {settings.SHAPE_VAR} or use auto"))
         settings_free = pipelines.default_plan()
-        decision = version_policy.ShapeDecision(settings_free.shape, settings_free.reason)
+        decision = pipelines.ShapeDecision(settings_free.shape, settings_free.reason)
     report.shape = decision.shape.value if decision.shape is not None else "none"
     report.shape_reason = decision.reason
     report.host_signatures = dict(found.signatures)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime import pipelines, version_policy
 from omni_sizefix.runtime.settings import Shape
 
 
 @pytest.mark.parametrize("value", ["top-level", "mm-kwargs", "both"])
 def test_shape_override(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("OMNI_SIZEFIX_SHAPE", value)
-    decision = version_policy.decide_shape()
+    decision = pipelines.decide_shape()
     assert decision.shape is Shape(value) and "OMNI_SIZEFIX_SHAPE" in decision.reason
 
 
 def test_shape_override_rejects_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMNI_SIZEFIX_SHAPE", "sideways")
     with pytest.raises(ValueError, match="sideways"):
-        version_policy.decide_shape()
+        pipelines.decide_shape()
 
 
 @pytest.mark.parametrize(

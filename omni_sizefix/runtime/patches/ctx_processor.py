@@ -27,50 +27,13 @@ Remove when
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from omni_sizefix.runtime import stage1_io
+from omni_sizefix.runtime.stage1_io import context, is_ctx
 
-#: The parameters of a processor in the refactored convention.
-PARAMETERS = ("source_outputs", "ctx")
-#: Where PR #6801 defines the context class.
-CONTEXT_MODULE = "vllm_omni.model_executor.stage_input_processors"
-CONTEXT_CLASS = "OrchestratorInputContext"
-
-
-@dataclass(frozen=True)
-class Context:
-    """Stand-in for vLLM-Omni's ``OrchestratorInputContext`` (same fields) where the
-    installed vLLM-Omni has none."""
-
-    prompt: Any | None = None
-    requires_multimodal_data: bool = False
-    streaming_context: Any | None = None
-    sampling_params: Any | None = None
-
-
-def is_ctx(function: Any) -> bool:
-    """True when ``function`` takes exactly ``(source_outputs, ctx)``."""
-    try:
-        return tuple(stage1_io.positional_names(function)) == PARAMETERS
-    except (TypeError, ValueError):
-        return False
-
-
-def context(prompt: Any, requires_mm: Any = False, streaming_context: Any = None) -> Any:
-    """The context a ``(source_outputs, ctx)`` processor reads."""
-    try:
-        cls = getattr(importlib.import_module(CONTEXT_MODULE), CONTEXT_CLASS, Context)
-    except ImportError:
-        cls = Context
-    return cls(
-        prompt=prompt,
-        requires_multimodal_data=bool(requires_mm),
-        streaming_context=streaming_context,
-    )
+__all__ = ["context", "is_ctx", "legacy"]
 
 
 def legacy(processor: Callable[..., Any]) -> Callable[..., Any]:

@@ -49,7 +49,8 @@ the arguments where a release pair would get stage 1 wrong:
    Why: it assumes a ``token_h//2 x token_w//2`` preview grid. GLM-Image's scaffold asks for
    ``int(sqrt(H/W)*16) x int(sqrt(W/H)*16)``, so for every size but 1024x1024 the prior is
    sliced at the wrong offset.
-   How: probed once per process, by running upstream's parser on a synthetic 1024x768 output.
+   How: probed once per process (``prior_is_right``: upstream's own ``ar2diffusion`` on a
+   synthetic non-square output, the one probe ``runtime.stage1_profile`` also reports).
    Where upstream slices wrong, this module cuts the target grid out at the scaffold's offset
    and hands upstream only those tokens. Upstream's parser then takes them from offset 0 and
    still does the upsampling and builds the DiT input. Image-to-image outputs have no preview
@@ -87,7 +88,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout, version_policy
+from omni_sizefix.runtime import glm_layout, stage1_io, version_policy
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS as UPSTREAM_MODULE
 from omni_sizefix.runtime.stage1_io import (
     SOURCE_OUTPUTS,
@@ -107,8 +108,6 @@ logger = logging.getLogger("omni_sizefix")
 PROCESSOR = "omni_sizefix.processors.glm_image.ar2diffusion"
 
 DEFAULT_SIDE = 1024
-#: A non-square (height, width): the preview-grid rules of the two parsers differ there.
-PROBE_SIZE = (768, 1024)
 _I2I_IMAGE_KEYS = ("image", "img2img", "images")
 
 
@@ -125,22 +124,22 @@ class Upstream:
     scaffold_grid: bool
 
 
-def probe_scaffold_grid(module: Any) -> bool:
-    """True when upstream's parser slices a non-square prior at the scaffold's offset.
+def prior_is_right(function: Any) -> bool:
+    """True when upstream hands the DiT the target grid of a non-square request.
 
-    Runs upstream's own ``_parse_generated_tokens`` on a synthetic output. If that helper is
-    missing or fails, upstream is taken to be right (every release ships it).
+    The one probe of upstream's prior: ``stage1_io.upstream_verdict`` calls upstream's
+    ``ar2diffusion`` on a synthetic output with the size in every place it reads, so only the
+    prior can be wrong. When that call fails, nothing can be said of the prior: the prior is
+    left to upstream, with one WARNING naming the failure.
     """
-    height, width = PROBE_SIZE
-    parse = getattr(module, "_parse_generated_tokens", None)
-    if callable(parse):
-        tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
-        try:
-            prior = parse(tokens, height, width)[0]
-            return glm_layout.as_ints(prior) == glm_layout.expected_prior(height, width)
-        except Exception as exc:
-            logger.debug("omni-sizefix: preview-grid probe failed (%s)", exc)
-    return True
+    verdict = stage1_io.upstream_verdict(function, "both")
+    if verdict.startswith("raised"):
+        logger.warning(
+            "omni-sizefix: could not probe vLLM-Omni's GLM-Image ar2diffusion (%s); its prior "
+            "is taken as it slices it",
+            verdict,
+        )
+    return "prior" not in verdict
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,7 +153,7 @@ def upstream() -> Upstream:
         convention=convention,
         takes_streaming_context=convention == SOURCE_OUTPUTS
         and len(positional_names(function)) >= 4,
-        scaffold_grid=probe_scaffold_grid(module),
+        scaffold_grid=prior_is_right(function),
     )
     logger.info(
         "omni-sizefix: GLM-Image stage 1 delegates to vLLM-Omni %s ar2diffusion (%s form)%s",
