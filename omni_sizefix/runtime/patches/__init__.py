@@ -39,7 +39,8 @@ REMOVALS: tuple[Removal, ...] = (
         "dynamo_omni_utils",
         ({"ai-dynamo": "<1.4"},),
         "ai-dynamo 1.2 writes the stage-0 kwargs, 1.4 (with vLLM-Omni >= 0.26) the size for "
-        "stage 1 (ai-dynamo/dynamo#8679)",
+        "stage 1, for image and chat requests alike (ai-dynamo/dynamo#8679); "
+        "tests/host/test_removals_match_host.py checks this against each cell's host",
     ),
     Removal(
         "dynamo_omni_utils#size-checks",
@@ -49,8 +50,12 @@ REMOVALS: tuple[Removal, ...] = (
     ),
     Removal(
         "dynamo_stage_budget",
-        ({"vllm-omni": "<0.19"},),
-        "vLLM-Omni 0.20.0rc1's GLM-Image deploy config sets stage-0 max_tokens 4353 (2048x2048)",
+        ({"ai-dynamo": "<1.8"},),
+        "none yet: it is where a worker learns its model from its stage config "
+        "(pipelines.record), which no Dynamo release tells the plugin otherwise, and where a "
+        "config's stage-0 max_tokens becomes the size limit; any config below 4353 tokens "
+        "needs it, not only vLLM-Omni <= 0.18's legacy one (1281; 0.20.0rc1's deploy config "
+        "sets 4353). No release adjusts max_tokens per request (ai-dynamo/dynamo#8679)",
     ),
     Removal(
         "dynamo_stage_processor",

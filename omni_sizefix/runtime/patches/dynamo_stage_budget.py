@@ -25,8 +25,9 @@ Upstream
     vLLM-Omni's deploy config (0.20.0rc1+) sets 4353 ("theoretical maximum (2048x2048 t2i)");
     no Dynamo release adjusts ``max_tokens`` per request (ai-dynamo/dynamo#8679).
 Removal
-    When no supported vLLM-Omni ships a GLM-Image config below the size policy's largest size
-    (the legacy 1281 config is vLLM-Omni <= 0.18's).
+    Not while the plugin writes per model: this is where a worker learns its model. The budget
+    part matters for any deployment config below 4353 stage-0 tokens, whichever vLLM-Omni
+    (the legacy 1281 config is vLLM-Omni <= 0.18's, and operators copy it).
 """
 
 from __future__ import annotations
