@@ -13,7 +13,7 @@ import sys
 import threading
 from types import ModuleType
 
-from omni_sizefix.runtime import host_import, import_hooks, log, settings
+from omni_sizefix.runtime import host_import, import_hooks, log, settings, version_policy
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
 from omni_sizefix.runtime.package import __version__
 
@@ -112,16 +112,14 @@ def patch() -> bool:
     Steps aside with one WARNING, returning False, when the kill switch is set, the host
     is outside the supported range, or a target's signature is not the expected one.
     """
-    from omni_sizefix.runtime import host_profile
     from omni_sizefix.runtime.patches import dynamo_omni_utils as target
 
     with _lock:
         if settings.disabled():
             return False
-        host = host_profile.profile()
         was_patched = target.is_patched()
         if not was_patched:
-            problems = host.unsupported
+            problems = version_policy.unsupported_hosts()
             if problems:
                 target.warn_once(
                     "unsupported",
@@ -155,8 +153,8 @@ def patch() -> bool:
                 "policy %s; where the size goes is decided per model when the worker loads "
                 "its stage config",
                 ", ".join(done),
-                host.versions.get("ai-dynamo"),
-                host.versions.get("vllm-omni"),
+                version_policy.installed_version("ai-dynamo"),
+                version_policy.installed_version("vllm-omni"),
                 __version__,
                 settings.size_policy().value,
             )

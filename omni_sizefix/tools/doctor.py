@@ -1,6 +1,6 @@
 """``omni-sizefix doctor``: will the plugin act, and act correctly, in this environment?
 
-Reads the host profile (``omni_sizefix.runtime.host_profile``): distribution metadata, the host's
+Reads the host profile (``omni_sizefix.tools.host_profile``): distribution metadata, the host's
 source files, and the behavioural probes, which import the host as a stage worker does
 (can the installed release pair start at all?). With ``--stage-configs-path`` it also loads
 that config as a worker would (``omni_sizefix.tools.config_check``), and says whether the
@@ -22,9 +22,9 @@ from pathlib import Path
 import yaml
 
 from omni_sizefix import __version__
-from omni_sizefix.runtime import host_modules, host_profile, pipelines, settings
+from omni_sizefix.runtime import host_modules, pipelines, settings
 from omni_sizefix.runtime.package import SUPPORTED_HOSTS
-from omni_sizefix.tools import host, stage_configs
+from omni_sizefix.tools import host, host_profile, stage_configs
 
 #: Exit codes. A problem (``PROBLEM``) is labelled ATTENTION or UNSUPPORTED in the report.
 OK, PROBLEM, CANNOT_CHECK = 0, 1, 2

@@ -1,6 +1,6 @@
 """The probed host profile, as operator tooling needs it.
 
-``omni_sizefix.runtime.host_profile.probed()`` imports the host as a stage worker does. On a
+``omni_sizefix.tools.host_profile.probed()`` imports the host as a stage worker does. On a
 machine without an accelerator vLLM-Omni's platform raises while ``dynamo.vllm.omni``
 imports; this module installs the zero-device stand-in (``simulation.check_platform``, in
 this process only) before probing. Workers never need it: they run on their accelerator.
@@ -8,7 +8,7 @@ this process only) before probing. Workers never need it: they run on their acce
 
 from __future__ import annotations
 
-from omni_sizefix.runtime import host_profile
+from omni_sizefix.tools import host_profile
 
 
 def probed() -> host_profile.HostProfile:

@@ -25,7 +25,7 @@ and EOS (``size_policy.MAX_SIDE``). Neither names a module of this package (roll
 
 Which schema fits (``decide_schema``) follows the stage-config loader call the installed
 host's stage worker makes, as the probed host profile recorded it
-(``omni_sizefix.runtime.host_profile``, ``LoaderProbe``), and what the installed vLLM-Omni's
+(``omni_sizefix.tools.host_profile``, ``LoaderProbe``), and what the installed vLLM-Omni's
 loaders read (``omni_reads``); no version is compared. By release, that is:
 
 ============  ==================================================================  ======
@@ -60,9 +60,8 @@ from typing import Any
 
 import yaml
 
-from omni_sizefix.runtime import host_profile
 from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
-from omni_sizefix.tools import host
+from omni_sizefix.tools import host, host_profile
 
 LEGACY = "legacy"
 DEPLOY = "deploy"

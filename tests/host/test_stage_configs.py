@@ -18,8 +18,8 @@ from typing import Any
 import glm_upstream
 import pytest
 
-from omni_sizefix.runtime import host_modules, host_profile, version_policy
-from omni_sizefix.tools import host, stage_configs
+from omni_sizefix.runtime import host_modules, version_policy
+from omni_sizefix.tools import host, host_profile, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "disagg_glm_image.sh"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import omni_sizefix
-from omni_sizefix.runtime import host_profile, log, plugins
+from omni_sizefix.runtime import log, plugins
 from omni_sizefix.runtime.patches import dynamo_omni_utils
+from omni_sizefix.tools import host_profile
 
 FAKE_UTILS = '''
 """FAKE dynamo.vllm.omni.utils with ai-dynamo 1.1.x's signatures and image behaviour."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix.runtime import host_profile, version_policy
-from omni_sizefix.tools import cli, doctor
+from omni_sizefix.runtime import version_policy
+from omni_sizefix.tools import cli, doctor, host_profile
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:

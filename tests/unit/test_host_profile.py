@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix.runtime import host_profile
-from omni_sizefix.tools import doctor
+from omni_sizefix.tools import doctor, host_profile
 
 #: vLLM-Omni loaders (FAKE bodies, real signatures and return shapes).
 OMNI_0_20 = """

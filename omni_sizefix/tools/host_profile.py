@@ -4,7 +4,8 @@
 imports no host module): versions and whether they are supported, the signatures of the parse
 targets, whether the stage worker loads its processor through ``_load_processor(func_path)``
 (the run-time stage-1 fix) and receives ``stage_config``/``stage_id`` (the stage-0 budget).
-``activation`` and ``check`` read it.
+``doctor``, ``check`` and ``stage_configs`` read it (the worker-side runtime reads versions
+and the supported range from ``omni_sizefix.runtime.version_policy`` only).
 
 ``probed()`` adds what only running the host's code can tell (it imports the host, as a
 stage worker does; ``doctor``, ``doctor --stage-configs-path`` and ``stage_configs`` read it,
