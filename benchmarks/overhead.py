@@ -13,8 +13,8 @@ It prints figures and one PASS/MISS line per target; it asserts nothing.
   each, unpatched and patched interleaved. The budget is absolute:
   at most ``BUDGET_US`` µs added per request, for every request kind; the ratio to the
   host's own parse is printed for information. The hooks are timed apart too, through
-  pluggy and called directly (what the plugin does while no third-party plugin is
-  registered), with the machine's load average, since a busy machine inflates every figure.
+  pluggy (as the plugin calls them) and called directly (what pluggy's dispatch costs), with
+  the machine's load average, since a busy machine inflates every figure.
 * Start-up: ``import omni_sizefix; omni_sizefix.register()`` in a fresh process, once
   before the host is imported (a post-import hook is installed; the patch itself happens
   on import and is timed there) and once after it (``register()`` patches at once); with
@@ -60,8 +60,9 @@ WORKER_CONFIGS: dict[str, tuple[str, dict]] = {
     "video-on-video-worker": ("video", {"model_arch": "WanPipeline"}),
 }
 
-#: Largest time the patch may add to one request (µs), whatever the host's own parse costs.
-BUDGET_US = 5.0
+#: Largest time the patch may add to one request (µs), whatever the host's own parse costs:
+#: invisible next to the seconds a request spends on the GPU, with every hook through pluggy.
+BUDGET_US = 15.0
 REGISTER_TARGET_MS = 30.0
 
 
@@ -136,8 +137,8 @@ def hook_breakdown(calls: int, repeats: int) -> None:
         ),
     }
     print(
-        "  image path, per hook (µs): through pluggy / the default called directly "
-        "(as the plugin does while no third-party hook plugin is registered)"
+        "  image path, per hook (µs): through pluggy (as the plugin calls them) / the default "
+        "called directly"
     )
     total_pluggy = total_direct = 0.0
     for name, (kwargs,) in cases.items():

@@ -9,13 +9,12 @@ Requests, and what the host parses from them, are JSON-shaped: containers are ch
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from omni_sizefix.hookspecs import hookimpl
 from omni_sizefix.runtime import modalities, pipelines, size_policy, sizing
 from omni_sizefix.runtime.errors import SizeRejected
-from omni_sizefix.runtime.geometry import Kind, TargetGeometry
+from omni_sizefix.runtime.geometry import TargetGeometry
 from omni_sizefix.runtime.settings import Shape
 
 DEFAULT_IMAGE_SIZE = (1024, 1024)
@@ -56,23 +55,11 @@ def _parse_size(size: Any) -> tuple[int, int] | None:
     Exactly the host's ``parse_size`` rule (a lowercase ``x``, ``int()`` of each side), so
     a chat request gets the size ai-dynamo >= 1.2 would give it.
     """
-    if not isinstance(size, str):
-        return None
-    # Short strings (every size clients send) are parsed once per process.
-    return _parse_short_size(size) if len(size) <= _CACHED_SIZE_CHARS else _parse_size_text(size)
-
-
-def _parse_size_text(size: str) -> tuple[int, int] | None:
     try:
         width, height = sizing.parse_size(size)
     except ValueError:
         return None
     return height, width
-
-
-#: Longer strings are parsed every time, so the cache's keys stay small.
-_CACHED_SIZE_CHARS = 32
-_parse_short_size = functools.lru_cache(maxsize=256)(_parse_size_text)
 
 
 #: ``size`` values that mean "the default size" (OpenAI's enum), not a malformed size.
@@ -151,24 +138,10 @@ def omni_sizefix_target_geometry(
         return None
     if not plan.size_policy:
         return TargetGeometry(height, width, kind, (height, width))
-    geometry = _as_asked(kind, height, width, size_policy.budget())
-    if geometry is None:  # the size policy decides: reject, snap (logged) or off
-        target = size_policy.apply(height, width)
-        geometry = TargetGeometry(target[0], target[1], kind, (height, width))
-    return geometry
-
-
-@functools.lru_cache(maxsize=256)
-def _as_asked(kind: Kind, height: int, width: int, budget: int | None) -> TargetGeometry | None:
-    """The geometry of a size rendered as asked whatever the size policy (a video size, or
-    an image size with valid sides whose scaffold fits ``budget``), else None.
-
-    A pure function of its arguments, cached: clients send a handful of distinct sizes, and
-    the result is immutable, so requests share nothing they could change.
-    """
-    if kind == "image" and not size_policy.renders_as_asked(height, width, budget):
-        return None
-    return TargetGeometry(height, width, kind, (height, width))
+    if kind == "video" or size_policy.renders_as_asked(height, width, size_policy.budget()):
+        return TargetGeometry(height, width, kind, (height, width))
+    target = size_policy.apply(height, width)  # the size policy: reject, snap (logged) or off
+    return TargetGeometry(target[0], target[1], kind, (height, width))
 
 
 def _negative_prompt(request: dict) -> Any:

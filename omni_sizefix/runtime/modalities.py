@@ -8,7 +8,6 @@ ai-dynamo >= 1.2 sizes a chat request as an image request when any output modali
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,17 +25,9 @@ def _name(modality: Any) -> str:
 def request_kind(output_modalities: Iterable[str]) -> Kind | None:
     """``image``, ``video``, or None (text, chat, audio) for a worker's output modalities.
 
-    A worker sends the same output modalities with every request, so each distinct list is
-    classified once per process (a cache of a few entries).
-
     Raises TypeError when ``output_modalities`` is not a collection of names.
     """
-    return _kind_of(tuple(output_modalities))
-
-
-@functools.lru_cache(maxsize=16)
-def _kind_of(modalities: tuple[str, ...]) -> Kind | None:
-    names = [_name(modality) for modality in modalities]
+    names = [_name(modality) for modality in output_modalities]
     if not names:
         return None
     if names[0] in _SIZED:

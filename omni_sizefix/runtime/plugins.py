@@ -4,10 +4,8 @@ Built once per process when Dynamo is patched (``activation.patch``; not in ``re
 which stays cheap), so that no request pays for scanning entry points; on first use
 otherwise.
 
-While the default plugin is the only plugin registered, ``hooks()`` returns that module,
-whose functions are exactly what pluggy would call. A pluggy call costs about 1 µs and a
-request makes four: through pluggy, a request on ai-dynamo 1.1 would add about three times
-the 5 µs budget (``benchmarks/overhead.py``).
+Every hook call goes through pluggy (about 1 µs a call, four a request:
+``benchmarks/overhead.py``).
 """
 
 from __future__ import annotations
@@ -75,15 +73,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def hooks() -> Any:
-    """What to call the hooks on: ``pm.hook``, or the default plugin itself when it is the
-    only plugin registered (pluggy would then return exactly its result)."""
-    pm = get_plugin_manager()
-    registered = pm.list_name_plugin()
-    if len(registered) == 1:
-        name, plugin = registered[0]
-        if name in DEFAULT_PLUGINS and plugin is not None:
-            return plugin
-    return pm.hook
+    """What to call the hooks on: the plugin manager's ``hook``."""
+    return get_plugin_manager().hook
 
 
 def third_party_plugins() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omni_sizefix.runtime import default_plugin, modalities, pipelines, plugins, size_policy
+from omni_sizefix.runtime import modalities, pipelines, plugins
 from omni_sizefix.runtime.geometry import Kind, TargetGeometry
 from omni_sizefix.runtime.pipelines import Plan
 from omni_sizefix.runtime.settings import Shape
@@ -18,57 +18,6 @@ def is_candidate(parsed: Any, kind: Kind | None) -> bool:
     if kind is None or not isinstance(parsed, dict):
         return False
     return kind == "image" or parsed.get("sampling_params_list") is not None
-
-
-def _int_equal(value: Any, expected: int) -> bool:
-    return type(value) is int and value == expected
-
-
-def host_already_sized(parsed: dict, shape: Shape) -> bool:
-    """True when the host wrote one valid size, as plain ints, everywhere the default
-    hooks write it, and marked stage 0 as an image prompt.
-
-    The default hooks would then return equal values, so the result is served as the
-    host built it. This is every image request on ai-dynamo >= 1.2 with a vLLM-Omni that
-    reads ``mm_processor_kwargs``. Checking it first keeps such a request within the 5 µs
-    budget (``benchmarks/overhead.py``); the default hooks alone would add about 4-7 µs.
-    """
-    stage0 = parsed.get("engine_inputs")
-    if type(stage0) is not dict or "modalities" not in stage0:
-        return False  # ai-dynamo 1.1, video: nothing there yet (checked without raising)
-    kwargs = stage0.get("mm_processor_kwargs")
-    if type(kwargs) is not dict:
-        return False
-    height, width = kwargs.get("target_h"), kwargs.get("target_w")
-    if type(height) is not int or type(width) is not int:
-        return False
-    if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
-        return False  # the size policy has a say
-    if not size_policy.fits_budget(height, width):
-        return False  # so does this deployment's stage-0 budget
-    sampling = parsed.get("sampling_params_list")
-    if type(sampling) is not dict:
-        return False
-    if not (
-        _int_equal(sampling.get("height"), height) and _int_equal(sampling.get("width"), width)
-    ):
-        return False
-    original = parsed.get("original_prompt")
-    if type(original) is not dict:
-        return False
-    if shape is not Shape.TOP_LEVEL:
-        theirs = original.get("mm_processor_kwargs")
-        if theirs is not kwargs and not (  # ai-dynamo >= 1.2 shares the one dict
-            type(theirs) is dict
-            and _int_equal(theirs.get("target_h"), height)
-            and _int_equal(theirs.get("target_w"), width)
-        ):
-            return False
-    if shape is not Shape.MM_KWARGS:
-        return _int_equal(original.get("height"), height) and _int_equal(
-            original.get("width"), width
-        )
-    return True
 
 
 def repair_parsed(
@@ -90,9 +39,6 @@ def _repair_all(
     if not is_candidate(parsed, kind):
         return parsed
     hooks = plugins.hooks()
-    if hooks is default_plugin and shape is not None and host_already_sized(parsed, shape):
-        default_plugin.check_size_format(request)  # the host turned a malformed size into 1024
-        return parsed
     geometry = hooks.omni_sizefix_target_geometry(
         request=request, parsed=parsed, output_modalities=output_modalities
     )

@@ -91,10 +91,10 @@ def test_an_unknown_model_without_a_hook_passes_through(
     installed: None, dynamo_host: DynamoHost
 ) -> None:
     """Other requests on the same worker: no hook claims them, the defaults write nothing."""
-    assert omni_sizefix.patch()
-    _unknown_model_worker(dynamo_host)
     request = {**REQUEST, "model": "someone/else"}
     omni_sizefix.unpatch()
     host = dynamo_host.parse(dict(request), ["image"])
     assert omni_sizefix.patch()
+    _unknown_model_worker(dynamo_host)
+    assert pipelines.plan().pipeline == "unknown", pipelines.plan()
     assert dynamo_host.parse(dict(request), ["image"]) == host

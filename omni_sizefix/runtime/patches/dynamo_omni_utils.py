@@ -54,6 +54,9 @@ logger = logging.getLogger("omni_sizefix")
 
 PARSE = "parse_omni_request"
 BUILD = "build_original_prompt"
+#: One WARNING per process for a failure inside the wrappers (a hook that raises fails in
+#: both: the host's parse calls ``build_original_prompt``).
+HOOK_FAILED = "hook-failed"
 
 #: Parameter names each target may have, mapped to whether it must be a coroutine function.
 SUPPORTED_SIGNATURES: dict[str, dict[tuple[str, ...], bool]] = {
@@ -144,7 +147,7 @@ def _repair_or_host(
         raise
     except Exception as exc:  # never let the plugin take a request down
         _warn_failed(
-            "repair-failed", exc, "could not size a request", "serving it as the host parsed it"
+            HOOK_FAILED, exc, "could not size a request", "serving it as the host parsed it"
         )
         return parsed
 
@@ -188,7 +191,7 @@ def wrap_build(original: Callable) -> Callable:
         try:
             return repair.repair_original_prompt(prompt, height, width, pipelines.plan())
         except Exception as exc:  # never let the plugin take a request down
-            _warn_failed("build-failed", exc, "could not add the size to original_prompt")
+            _warn_failed(HOOK_FAILED, exc, "could not add the size to original_prompt")
             return prompt
 
     return marked(build_original_prompt, original)
