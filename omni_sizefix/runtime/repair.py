@@ -88,10 +88,6 @@ def repair_request(request: dict, output_modalities: list, parsed: dict, kind: K
     return _repair_all(request, output_modalities, parsed, pipelines.plan().shape, kind)
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def repair_original_prompt(prompt: Any, height: Any, width: Any, plan: Plan) -> Any:
     """Add the size to a ``build_original_prompt`` result, in ``plan.shape``; return it
     unchanged if it cannot, or when ``plan`` does not size every kind of request the host
@@ -100,7 +96,9 @@ def repair_original_prompt(prompt: Any, height: Any, width: Any, plan: Plan) -> 
     shape = plan.shape
     if not (plan.writes("image") and plan.writes("video")) or shape is None:
         return prompt
-    if not (_positive_int(height) and _positive_int(width) and isinstance(prompt, dict)):
+    if not (type(height) is int and type(width) is int and isinstance(prompt, dict)):
+        return prompt
+    if height <= 0 or width <= 0:
         return prompt
     geometry = TargetGeometry(height, width, kind=None)
     repaired = plugins.hooks().omni_sizefix_original_prompt(

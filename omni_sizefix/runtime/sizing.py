@@ -1,4 +1,5 @@
-"""The one parser of a ``size`` string (``WIDTHxHEIGHT``), for the CLI and the runtime."""
+"""The one parser of a ``size`` string (``WIDTHxHEIGHT``), for the CLI and the runtime, and of
+one side as a stage-1 processor reads it."""
 
 from __future__ import annotations
 
@@ -22,3 +23,15 @@ def parse_size(value: object) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise ValueError(f"size {value!r}: width and height must be positive integers")
     return width, height
+
+
+def positive_int(value: object) -> int | None:
+    """One side as vLLM-Omni's stage-1 processors read it (``int()`` of the value), when it is
+    a positive integer; None otherwise (a bool is not a side)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None

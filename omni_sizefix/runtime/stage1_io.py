@@ -91,6 +91,31 @@ def glm_output(height: int, width: int, **kwargs: Any) -> SyntheticAROutput:
     return ar_output(glm_layout.t2i_tokens(glm_layout.grids_for(height, width)), **kwargs)
 
 
+class CompletionView:
+    """Read-only view of a completion output with ``token_ids`` and ``cumulative_token_ids``
+    (``token_ids``: other ids; default: the completion's own); the original is kept."""
+
+    def __init__(self, completion: Any, token_ids: list[int] | None = None) -> None:
+        self._completion = completion
+        ids = list(completion.token_ids) if token_ids is None else token_ids
+        self.token_ids = ids
+        self.cumulative_token_ids = ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._completion, name)
+
+
+class OutputView:
+    """Read-only view of an AR request output with other completions; the original is kept."""
+
+    def __init__(self, output: Any, completions: list) -> None:
+        self._output = output
+        self.outputs = completions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._output, name)
+
+
 # --- calling conventions ------------------------------------------------------------------
 
 

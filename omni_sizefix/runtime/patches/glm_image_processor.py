@@ -90,6 +90,7 @@ from typing import Any
 
 from omni_sizefix.runtime import glm_layout, stage1_io, version_policy
 from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSORS as UPSTREAM_MODULE
+from omni_sizefix.runtime.sizing import positive_int
 from omni_sizefix.runtime.stage1_io import (
     SOURCE_OUTPUTS,
     STAGE_LIST,
@@ -167,14 +168,6 @@ def upstream() -> Upstream:
 # --- the caller's side ------------------------------------------------------------------
 
 
-def _dimension(value: Any, default: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return default
-    return number if number > 0 else default
-
-
 def as_dict(prompt: Any) -> dict:
     """A prompt as a dict, converted the way upstream converts it (``{}`` if it cannot)."""
     if isinstance(prompt, Mapping):
@@ -190,9 +183,9 @@ def requested_size(prompt: Mapping) -> tuple[int, int]:
     """(height, width): ``mm_processor_kwargs.target_h/target_w``, then top level, then 1024."""
     kwargs = prompt.get("mm_processor_kwargs")
     kwargs = kwargs if isinstance(kwargs, Mapping) else {}
-    height = _dimension(kwargs.get("target_h"), _dimension(prompt.get("height"), DEFAULT_SIDE))
-    width = _dimension(kwargs.get("target_w"), _dimension(prompt.get("width"), DEFAULT_SIDE))
-    return height, width
+    height = positive_int(kwargs.get("target_h")) or positive_int(prompt.get("height"))
+    width = positive_int(kwargs.get("target_w")) or positive_int(prompt.get("width"))
+    return height or DEFAULT_SIDE, width or DEFAULT_SIDE
 
 
 def sized_prompt(prompt: Any) -> dict:
@@ -223,29 +216,6 @@ def is_image_to_image(ar_output: Any, prompt: Mapping) -> bool:
 
 
 # --- token views ------------------------------------------------------------------------
-
-
-class _CompletionView:
-    """Read-only view of a completion output with other token ids (the original is kept)."""
-
-    def __init__(self, completion: Any, token_ids: list[int]) -> None:
-        self._completion = completion
-        self.token_ids = token_ids
-        self.cumulative_token_ids = token_ids
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._completion, name)
-
-
-class _RequestOutputView:
-    """Read-only view of an AR request output whose first completion is replaced."""
-
-    def __init__(self, request_output: Any, completion: _CompletionView) -> None:
-        self._request_output = request_output
-        self.outputs = [completion, *list(request_output.outputs)[1:]]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request_output, name)
 
 
 def target_tokens(token_ids: Sequence[int], height: int, width: int) -> list[int] | None:
@@ -298,7 +268,8 @@ def prepared_output(ar_output: Any, prompt: Mapping, *, scaffold_grid: bool) -> 
     if realigned is None and not bridged:
         return ar_output
     ids = realigned if realigned is not None else glm_layout.as_ints(tokens)
-    return _RequestOutputView(ar_output, _CompletionView(completion, ids))
+    view = stage1_io.CompletionView(completion, ids)
+    return stage1_io.OutputView(ar_output, [view, *list(outputs)[1:]])
 
 
 # --- the processor ----------------------------------------------------------------------

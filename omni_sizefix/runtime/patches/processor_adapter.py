@@ -31,17 +31,8 @@ from typing import Any
 
 from omni_sizefix.runtime import stage1_io
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.runtime.sizing import positive_int
 from omni_sizefix.runtime.stage1_io import MM_KWARGS, TOP_LEVEL
-
-
-def _dimension(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
 
 
 def size_of(prompt: Mapping) -> tuple[int, int] | None:
@@ -52,7 +43,7 @@ def size_of(prompt: Mapping) -> tuple[int, int] | None:
         (kwargs.get("target_h"), kwargs.get("target_w")),
         (prompt.get("height"), prompt.get("width")),
     ):
-        height, width = _dimension(height), _dimension(width)
+        height, width = positive_int(height), positive_int(width)
         if height and width:
             return height, width
     return None
@@ -81,26 +72,6 @@ def sized(prompt: Any, reads: frozenset[str]) -> Any:
     return data
 
 
-class _CompletionView:
-    """A completion with ``cumulative_token_ids`` (= ``token_ids``) added; the original kept."""
-
-    def __init__(self, completion: Any) -> None:
-        self._completion = completion
-        self.cumulative_token_ids = list(completion.token_ids)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._completion, name)
-
-
-class _OutputView:
-    def __init__(self, output: Any, completions: list) -> None:
-        self._output = output
-        self.outputs = completions
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._output, name)
-
-
 def bridged(output: Any) -> Any:
     """``output``, or a view whose completions have ``cumulative_token_ids``."""
     completions = getattr(output, "outputs", None)
@@ -109,10 +80,10 @@ def bridged(output: Any) -> Any:
     views = [
         c
         if hasattr(c, "cumulative_token_ids") or not hasattr(c, "token_ids")
-        else _CompletionView(c)
+        else stage1_io.CompletionView(c)
         for c in completions
     ]
-    return _OutputView(output, views)
+    return stage1_io.OutputView(output, views)
 
 
 def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., Any]:
