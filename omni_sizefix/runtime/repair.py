@@ -25,8 +25,7 @@ def repair_parsed(
 ) -> dict:
     """Return ``parsed`` with the target geometry in every place the stages read it.
 
-    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request,
-    and, while the default plugin is the only plugin, when the host already sized it.
+    Returns ``parsed`` itself (not a copy) when the hooks decide it is not a sized request.
     """
     kind = modalities.request_kind(output_modalities or ())
     return _repair_all(request, output_modalities, parsed, shape, kind)
