@@ -37,3 +37,26 @@ def test_rejection_logged_once_with_request_id(
     found = [r for r in caplog.records if "req-42" in r.getMessage()]
     assert len(found) == 1 and found[0].levelno == logging.INFO
     assert str(raised.value) in found[0].getMessage()
+
+
+def test_each_sized_request_says_at_debug_what_was_done(
+    fake_dynamo, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One DEBUG line per sized request: kind, size, the client's size when snapped, shape."""
+    monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "snap")
+    omni_sizefix.register()
+    import dynamo.vllm.omni.utils as utils
+
+    with caplog.at_level(logging.DEBUG, logger="omni_sizefix"):
+        utils.parse_omni_request({"prompt": "a", "size": "768x512"}, ["image"])
+        utils.parse_omni_request({"prompt": "a", "size": "1000x1000"}, ["image"])
+        utils.parse_omni_request({"messages": [{"role": "user", "content": "hi"}]}, ["text"])
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.DEBUG and "request sized" in r.getMessage()
+    ]
+    assert len(lines) == 2, lines  # none for the text request
+    assert "image request sized 768x512" in lines[0] and "snapped" not in lines[0]
+    assert "sized 992x992" in lines[1] and "snapped from 1000x1000" in lines[1]
+    assert all("stage-1 shape" in line for line in lines)
