@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SUPPORT = HERE.parent / "support"  # glm_rules, as pytest's pythonpath has it
 
 
 #: Seconds a forked child may run before it is killed (a scenario takes a few seconds).
@@ -70,8 +71,9 @@ def in_fork(child: Callable[[], dict], timeout: float = CHILD_TIMEOUT_S) -> dict
 
 
 def script_code(test_file: str) -> str:
-    """Python code that runs ``test_file`` as ``__main__`` with this folder importable."""
+    """Python code that runs ``test_file`` as ``__main__`` with this folder and the tests'
+    support folder importable."""
     return (
-        f"import runpy, sys; sys.path.insert(0, {str(HERE)!r}); "
+        f"import runpy, sys; sys.path[:0] = [{str(HERE)!r}, {str(SUPPORT)!r}]; "
         f"runpy.run_path({str(Path(test_file).resolve())!r}, run_name='__main__')"
     )

@@ -2,6 +2,8 @@
 
 Everything here is the tests' own, so that no expectation comes from the package under test:
 
+* the GLM-Image rules (grids, token counts, EOS, the prior): ``glm_rules`` (tests/support,
+  shared with the unit and live suites), re-exported here;
 * ``ar_output``: a synthetic AR output (stands for the GPU engine) laid out by plain
   arithmetic from the pixel size (GLM-Image's scaffold: preview grid, target grid, EOS);
 * ``call``: upstream's ``ar2diffusion`` called the way vLLM-Omni's own orchestrator calls it;
@@ -15,10 +17,17 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
+from glm_rules import EOS as EOS
+from glm_rules import FACTOR
+from glm_rules import TARGET_TOKEN_BASE as TARGET_TOKEN_BASE
+from glm_rules import Grids as Grids
+from glm_rules import expected_prior as expected_prior
+from glm_rules import grids as grids
+from glm_rules import t2i_tokens as t2i_tokens
+from glm_rules import upsampled as upsampled
 from packaging.version import Version
 
 UPSTREAM_PROCESSOR = "vllm_omni.model_executor.stage_input_processors.glm_image.ar2diffusion"
@@ -26,10 +35,6 @@ STAGE_LIST = "stage_list"
 SOURCE_OUTPUTS = "source_outputs"
 TOP_LEVEL = "top-level"
 MM_KWARGS = "mm_processor_kwargs"
-
-EOS = 16385  # GLM-Image's end of image; the processor strips it when it is the last token
-PREVIEW_TOKEN = 1
-TARGET_TOKEN_BASE = 1000
 
 #: Where vLLM-Omni's GLM-Image ``ar2diffusion`` takes the target size from, per release
 #: (first release of a range, places, source of the fact in that release's wheel,
@@ -133,47 +138,6 @@ class StageListItem:
     engine_outputs: list
 
 
-class Grids(NamedTuple):
-    """(target rows, cols), (preview rows, cols) of GLM-Image's scaffold for a pixel size."""
-
-    target: tuple[int, int]
-    preview: tuple[int, int]
-
-    @property
-    def token_count(self) -> int:
-        """Text-to-image AR tokens, preview + target + EOS (vLLM-Omni's ``compute_max_tokens``)."""
-        return self.target[0] * self.target[1] + self.preview[0] * self.preview[1] + 1
-
-
-def grids(height: int, width: int) -> Grids:
-    """transformers' ``GlmImageProcessor._build_prompt_with_target_shape``: sides floored to
-    32, preview ``int(sqrt(ratio) * 16)`` (``test_upstream_rules.py`` runs upstream's)."""
-    rows, cols = height // 32, width // 32
-    return Grids((rows, cols), (int(math.sqrt(rows / cols) * 16), int(math.sqrt(cols / rows) * 16)))
-
-
-def upsampled(target_tokens: list[int], rows: int, cols: int) -> list[int]:
-    """vLLM-Omni's ``_upsample_token_ids``: the target grid scaled x2, nearest, row-major."""
-    return [
-        target_tokens[(row // 2) * cols + col // 2]
-        for row in range(rows * 2)
-        for col in range(cols * 2)
-    ]
-
-
-def expected_prior(height: int, width: int) -> list[int]:
-    """The prior the DiT must receive for ``ar_output(height, width)``: its target grid x2."""
-    rows, cols = grids(height, width).target
-    return upsampled([TARGET_TOKEN_BASE + i for i in range(rows * cols)], rows, cols)
-
-
-def t2i_tokens(height: int, width: int) -> list[int]:
-    """The AR tokens of a t2i request of this size: preview tokens, target tokens, EOS."""
-    (rows, cols), (p_rows, p_cols) = grids(height, width)
-    tokens = [PREVIEW_TOKEN] * (p_rows * p_cols)
-    return tokens + [TARGET_TOKEN_BASE + i for i in range(rows * cols)] + [EOS]
-
-
 def ar_output(height: int, width: int, *, cumulative: bool = True) -> AROutput:
     """The AR output for a t2i request of this size: preview tokens, target tokens, EOS."""
     tokens = t2i_tokens(height, width)
@@ -258,7 +222,7 @@ def carries_size(original_prompt: Any, height: int, width: int) -> bool:
 DIT_MODULE = "vllm_omni.diffusion.models.glm_image.pipeline_glm_image"
 #: The AR scaffold's pixels per prior token (transformers' GlmImageProcessor floors each side
 #: to this); ar2diffusion upsamples the target grid x2 for the DiT.
-AR_FACTOR = 32
+AR_FACTOR = FACTOR
 
 
 def dit_multiple() -> int:

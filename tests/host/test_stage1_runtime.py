@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import glm_rules
 import glm_upstream
 import pytest
 import yaml
@@ -301,11 +302,10 @@ def test_the_real_connector_drops_cumulative_token_ids(dynamo_host: DynamoHost) 
 
 
 def largest_fitting_square(max_tokens: int) -> int:
-    """Computed from the scaffold layout, independently of the size policy's helpers."""
-    fitting = [
-        s for s in range(256, 2049, 32) if glm_upstream.grids(s, s).token_count <= max_tokens
-    ]
-    return fitting[-1]
+    """Computed from the scaffold layout (glm_rules), independently of the size policy."""
+    side = glm_rules.largest_square_side(max_tokens)
+    assert side is not None, f"stage-0 max_tokens {max_tokens} holds no GLM-Image size"
+    return side
 
 
 def test_stage0_worker_learns_the_budget_and_the_policy_keeps_to_it(
@@ -319,7 +319,7 @@ def test_stage0_worker_learns_the_budget_and_the_policy_keeps_to_it(
         assert size_policy.budget() == max_tokens
         fits = run(image_request(side, side), own_configs, real_connector=False)
         assert fits.verdict(side, side) == "ok"
-        if side < size_policy.MAX_SIDE:
+        if side < glm_rules.MAX_SIDE:
             too_big = (side, side + 512)
             with pytest.raises(ValueError) as caught:
                 patched.parse(image_request(*too_big), ["image"])

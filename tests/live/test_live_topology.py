@@ -4,7 +4,8 @@ The workers load vLLM-Omni's OWN GLM-Image stage config (``topology.own_stage_co
 what a deployment already runs before it installs the plugin. Only the GPU engines are
 fake (``omni_sizefix.tools.live.fake_engines``): the DiT's picture shows, block by block, the
 prior tokens it received, so every check below compares the returned PNG's size *and*
-pixels with what GLM-Image would need for the requested size.
+pixels with what GLM-Image would need for the requested size (``live_expect``: the prior
+from the tests' own rules, ``glm_rules``; messages judged by ``size_messages``).
 
 Two limits decide which sizes can come back (``omni_sizefix.tools.live.served``): the frontends
 of ai-dynamo up to 1.3 accept only the OpenAI ``size`` enum (any other size is refused with
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import glm_rules
 import pytest
+from live_expect import fits, image_outcome
+from size_messages import malformed_logged, malformed_problems, rejection_logged, rejection_problems
 
-from omni_sizefix.runtime import glm_layout, size_policy
 from omni_sizefix.tools.live import client, served
-from omni_sizefix.tools.live.client import verdict
 from omni_sizefix.tools.live.topology import stage0_max_tokens
 
 pytestmark = pytest.mark.live
@@ -73,8 +75,13 @@ def budget(topology) -> int | None:
     return stage0_max_tokens(topology.stage_config_path)
 
 
+def servable_sizes(sizes, max_tokens: int | None) -> list[str]:
+    """The sizes this release's frontend takes and whose scaffold fits ``max_tokens``."""
+    return [s for s in sizes if served.frontend_takes(s) and fits(s, max_tokens)]
+
+
 def servable(topology, sizes=CANDIDATE_SIZES) -> list[str]:
-    found = served.servable(sizes, budget(topology))
+    found = servable_sizes(sizes, budget(topology))
     print(f"{topology.stage_config_note}: stage-0 max_tokens {budget(topology)}; serves {found}")
     assert found, "no candidate size fits this frontend and budget"
     return found
@@ -85,7 +92,7 @@ def post(topology, size: str, **kwargs) -> client.ImageReply:
 
 
 def assert_image(reply: client.ImageReply, size: str) -> None:
-    assert verdict(reply, size) == "ok", (size, reply.status, reply.size, reply.message[:300])
+    assert image_outcome(reply, size) == "ok", (size, reply.status, reply.size, reply.message[:300])
 
 
 def stage_log(topology, name: str) -> str:
@@ -109,18 +116,18 @@ def test_openai_client_gets_the_requested_image(plugin_on):
     (got_width, got_height), prior = client.decode_image(result.data[0].b64_json)
     width, height = (int(side) for side in size.split("x"))
     assert (got_width, got_height) == (width, height), size
-    assert prior == glm_layout.expected_prior(height, width), "the picture shows another prior"
+    assert prior == glm_rules.expected_prior(height, width), "the picture shows another prior"
 
 
 def test_every_servable_size_comes_back_as_requested(plugin_on):
-    results = {size: verdict(post(plugin_on, size), size) for size in servable(plugin_on)}
+    results = {size: image_outcome(post(plugin_on, size), size) for size in servable(plugin_on)}
     print(f"own config, plugin on: {results}")
     assert results == dict.fromkeys(results, "ok")
 
 
 def test_size_over_the_budget_is_rejected_and_the_next_request_is_served(plugin_on):
     limit = budget(plugin_on)
-    over = [s for s in OVER_LEGACY_BUDGET if served.frontend_takes(s) and not served.fits(s, limit)]
+    over = [s for s in OVER_LEGACY_BUDGET if served.frontend_takes(s) and not fits(s, limit)]
     if not over:
         pytest.skip(f"every enum size fits stage-0 max_tokens {limit}")
     size = over[0]
@@ -128,7 +135,7 @@ def test_size_over_the_budget_is_rejected_and_the_next_request_is_served(plugin_
     reply = post(plugin_on, size)
     print(f"{size} over max_tokens {limit}, plugin on: HTTP {reply.status} {reply.message!r}")
     assert reply.status >= 400, (size, reply.status, reply.size)
-    needs = f"size {width}x{height} needs {size_policy.tokens_needed(height, width)} AR tokens"
+    needs = f"size {width}x{height} needs {glm_rules.token_count(height, width)} AR tokens"
     logs = reply.message + "".join(p.log_text() for p in plugin_on.processes)
     assert needs in logs and f"max_tokens is {limit}" in logs, "no budget rejection was logged"
     assert plugin_on.alive() == [p.name for p in plugin_on.processes]
@@ -155,8 +162,8 @@ def test_sixteen_sizes_in_flight_each_get_their_own(plugin_on):
     sizes = tuple((pool_sizes * 16)[:16])
     with ThreadPoolExecutor(max_workers=16) as pool:
         replies = list(pool.map(lambda size: post(plugin_on, size), sizes))
-    wrong = {s: verdict(r, s) for s, r in zip(sizes, replies, strict=True) if verdict(r, s) != "ok"}
-    assert not wrong
+    outcomes = {s: image_outcome(r, s) for s, r in zip(sizes, replies, strict=True)}
+    assert not {s: outcome for s, outcome in outcomes.items() if outcome != "ok"}
 
 
 #: Releases whose frontend answers every worker-side error on the image route with HTTP 500
@@ -176,19 +183,18 @@ def test_rejected_size_is_refused_and_the_next_request_is_served(plugin_on):
         pytest.skip(f"ai-dynamo {served.dynamo_version()}'s frontend refuses 1000x700 itself")
     reply = post(plugin_on, "1000x700")
     print(f"1000x700 with the plugin: HTTP {reply.status} {reply.message[:300]!r}")
-    nearest = size_policy.nearest_valid_sizes(700, 1000)
-    named = [f"{w}x{h}" for h, w in nearest]
     if served.dynamo_version() in FOLDS_ERRORS_TO_500:
         assert (reply.status, reply.message) == (500, "Failed to fold images stream")
     else:
         assert 400 <= reply.status < 500, (reply.status, reply.message)
     if served.dynamo_version() >= INVALID_ARGUMENT_MESSAGE_SINCE:
-        assert reply.message == size_policy.rejection_message(700, 1000), reply.message
-    if not any(text in reply.message for text in named):
-        # The release's frontend hides the worker's message (e.g. 1.6: "Invalid request");
-        # it must still have reached the Dynamo processes' logs, word for word.
+        # the client reads it all: 1000x700, the rule, the nearest valid sizes (glm_rules)
+        assert not rejection_problems(reply.message, 700, 1000), reply.message
+    elif rejection_problems(reply.message, 700, 1000):
+        # The release's frontend hides the worker's message (e.g. "Failed to fold images
+        # stream"); it must still have reached the Dynamo processes' logs, all of it.
         logs = "".join(p.log_text() for p in plugin_on.processes)
-        assert size_policy.rejection_message(700, 1000) in logs
+        assert rejection_logged(logs, 700, 1000), "no rejection of 1000x700 telling it all"
     assert plugin_on.alive() == [p.name for p in plugin_on.processes]
     size = servable(plugin_on)[-1]
     assert_image(post(plugin_on, size), size)
@@ -205,9 +211,9 @@ def test_malformed_size_is_refused_and_the_next_request_is_served(plugin_on, siz
     else:
         assert 400 <= reply.status < 500, (reply.status, reply.message)
     if served.dynamo_version() >= INVALID_ARGUMENT_MESSAGE_SINCE:
-        assert reply.message == size_policy.malformed_message(size), reply.message
+        assert not malformed_problems(reply.message, size), reply.message
     logs = "".join(p.log_text() for p in plugin_on.processes)
-    assert size_policy.malformed_message(size) in reply.message + logs
+    assert malformed_logged(reply.message + "\n" + logs, size), "no refusal telling it all"
     assert plugin_on.alive() == [p.name for p in plugin_on.processes]
     next_size = servable(plugin_on)[-1]
     assert_image(post(plugin_on, next_size), next_size)
@@ -221,7 +227,7 @@ def test_kill_switch_shows_the_released_defect(plugin_off, size):
     if not served.frontend_takes(size):
         pytest.skip(f"ai-dynamo {served.dynamo_version()}'s frontend refuses {size} itself")
     reply = post(plugin_off, size)
-    outcome = verdict(reply, size)
+    outcome = image_outcome(reply, size)
     release = served.dynamo_version()
     print(f"kill switch, own config, ai-dynamo {release}, {size}: {outcome}")
     if release < (1, 2):
@@ -235,7 +241,7 @@ def test_kill_switch_shows_the_released_defect(plugin_off, size):
         assert "TypeError" in stage_log(plugin_off, "stage-1 worker")
     else:
         # 1.4+: the host already carries the size everywhere (within the config's budget).
-        if not served.fits(size, budget(plugin_off)):
+        if not fits(size, budget(plugin_off)):
             pytest.skip(f"{size} is over this config's stage-0 max_tokens")
         assert outcome == "ok", outcome
 
@@ -268,10 +274,10 @@ def test_shipped_config_serves_up_to_2048(shipped_plugin_on, size):
 def test_shipped_config_sixteen_sizes_in_flight(shipped_plugin_on):
     """As many distinct sizes as the frontend takes (16 on >= 1.4, the 7 enum sizes before)."""
     candidates = CONCURRENT_SIZES + SHIPPED_SIZES + OPENAI_ENUM_SIZES
-    distinct = list(dict.fromkeys(served.servable(candidates, budget(shipped_plugin_on))))
+    distinct = list(dict.fromkeys(servable_sizes(candidates, budget(shipped_plugin_on))))
     sizes = tuple((distinct * 16)[:16])
     print(f"16 in flight, {len(set(sizes))} distinct sizes: {sizes}")
     with ThreadPoolExecutor(max_workers=16) as pool:
         replies = list(pool.map(lambda size: post(shipped_plugin_on, size), sizes))
-    wrong = {s: verdict(r, s) for s, r in zip(sizes, replies, strict=True) if verdict(r, s) != "ok"}
-    assert not wrong
+    outcomes = {s: image_outcome(r, s) for s, r in zip(sizes, replies, strict=True)}
+    assert not {s: outcome for s, outcome in outcomes.items() if outcome != "ok"}

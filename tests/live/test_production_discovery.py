@@ -16,11 +16,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+import glm_rules
 import pytest
+from live_expect import fits, image_outcome
 
-from omni_sizefix.runtime import glm_layout
 from omni_sizefix.tools.live import client, etcd_nats, served
-from omni_sizefix.tools.live.client import verdict
 from omni_sizefix.tools.live.topology import Topology, stage0_max_tokens
 
 pytestmark = pytest.mark.live
@@ -41,7 +41,8 @@ DEFECT_SIZES = ("512x512", "1024x1024")
 
 
 def sizes_for(topology: Topology) -> list[str]:
-    found = served.servable(CANDIDATE_SIZES, stage0_max_tokens(topology.stage_config_path))
+    limit = stage0_max_tokens(topology.stage_config_path)
+    found = [s for s in CANDIDATE_SIZES if served.frontend_takes(s) and fits(s, limit)]
     assert found, "no candidate size fits this frontend and budget"
     return found
 
@@ -129,12 +130,13 @@ def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
     got, prior = client.decode_image(result.data[0].b64_json)
     width, height = (int(side) for side in first.split("x"))
     assert got == (width, height), first
-    assert prior == glm_layout.expected_prior(height, width), "the picture shows another prior"
+    assert prior == glm_rules.expected_prior(height, width), "the picture shows another prior"
 
     for size in rest:
         reply = client.generate(plugin_on.url, size, model=plugin_on.served_model)
-        print(f"etcd + NATS, plugin on, {size}: {verdict(reply, size)} in {reply.latency_s:.2f} s")
-        assert verdict(reply, size) == "ok", (size, reply.status, reply.size, reply.message[:300])
+        outcome = image_outcome(reply, size)
+        print(f"etcd + NATS, plugin on, {size}: {outcome} in {reply.latency_s:.2f} s")
+        assert outcome == "ok", (size, reply.status, reply.size, reply.message[:300])
 
     stats = servers.nats_stats()
     print(f"NATS: {stats['in_msgs'] - messages_before} messages in during the requests")
@@ -145,7 +147,7 @@ def test_every_size_comes_back_through_etcd_and_nats(started, plugin_on):
 @pytest.mark.parametrize("size", DEFECT_SIZES)
 def test_kill_switch_shows_the_released_defect_through_etcd_and_nats(plugin_off, size):
     reply = client.generate(plugin_off.url, size, model=plugin_off.served_model)
-    outcome = verdict(reply, size)
+    outcome = image_outcome(reply, size)
     release = served.dynamo_version()
     print(f"etcd + NATS, kill switch, ai-dynamo {release}, {size}: {outcome}")
     if release < (1, 2):

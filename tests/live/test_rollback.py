@@ -32,9 +32,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from live_expect import image_outcome
 
 from omni_sizefix.tools.live import client, served
-from omni_sizefix.tools.live.client import verdict
 
 pytestmark = pytest.mark.live
 
@@ -135,7 +135,7 @@ def test_the_second_start_after_uninstall_serves(topologies, tmp_path: Path, req
 
     with_plugin = topologies.get("rollback-installed", stage_config=str(config), plugin=True)
     reply = client.generate(with_plugin.url, SIZE, model=with_plugin.served_model)
-    assert verdict(reply, SIZE) == "ok", (reply.status, reply.message[:300])
+    assert image_outcome(reply, SIZE) == "ok", (reply.status, reply.message[:300])
     assert PLUGIN_LINE in _logs(with_plugin)
     topologies.close()
 
@@ -155,7 +155,7 @@ def test_the_second_start_after_uninstall_serves(topologies, tmp_path: Path, req
         logs = _logs(bare)
         assert PLUGIN_LINE not in logs, [line for line in logs.splitlines() if PLUGIN_LINE in line]
         if served.dynamo_version() >= (1, 4):  # the host carries the size itself
-            assert verdict(reply, SIZE) == "ok", (reply.status, reply.message[:300])
+            assert image_outcome(reply, SIZE) == "ok", (reply.status, reply.message[:300])
         else:  # the host as released: an HTTP error per request, the workers keep serving
             assert reply.status >= 400, reply.status
         assert bare.alive() == [p.name for p in bare.processes]

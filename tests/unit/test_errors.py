@@ -10,6 +10,7 @@ import sys
 import types
 
 import pytest
+from size_messages import rejection_problems
 
 from omni_sizefix.runtime import errors, size_policy
 
@@ -48,7 +49,7 @@ def test_inside_dynamo_it_is_also_invalid_argument(monkeypatch: pytest.MonkeyPat
         size_policy.apply(700, 1000)  # the policy's own raise site
     exc = caught.value
     assert isinstance(exc, errors.SizeRejected) and isinstance(exc, ValueError)
-    assert str(exc) == size_policy.rejection_message(700, 1000)
+    assert not rejection_problems(str(exc), 700, 1000), str(exc)
     assert type(exc).__name__ == "SizeRejected"
     try:  # callers that catch ValueError keep catching it
         raise errors.SizeRejected("again")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import io
 
+import glm_rules
 import pytest
 
-from omni_sizefix.runtime import glm_layout
 from omni_sizefix.tools.live import client, fake_engines
 
 pytest.importorskip("numpy")
@@ -23,7 +23,7 @@ def _reply(image, status: int = 200) -> client.ImageReply:
 
 @pytest.mark.parametrize(("height", "width"), [(256, 256), (1024, 768), (768, 1024)])
 def test_picture_shows_the_prior_it_was_given(height, width):
-    prior = glm_layout.expected_prior(height, width)
+    prior = glm_rules.expected_prior(height, width)
     image = fake_engines.encode_prior(prior, height, width)
     assert image.size == (width, height)
     assert fake_engines.decode_prior(image) == prior
@@ -32,7 +32,7 @@ def test_picture_shows_the_prior_it_was_given(height, width):
 
 def test_a_prior_cut_for_another_size_is_a_wrong_picture():
     # The right pixel size, but the prior of a 1024x1024 image squeezed into 768x1024.
-    prior = glm_layout.expected_prior(1024, 1024)[: (1024 // 16) * (768 // 16)]
+    prior = glm_rules.expected_prior(1024, 1024)[: (1024 // 16) * (768 // 16)]
     image = fake_engines.encode_prior(prior, 1024, 768)
     assert client.verdict(_reply(image), "768x1024") == "wrong picture (prior cut for another size)"
 

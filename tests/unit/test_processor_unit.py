@@ -13,9 +13,10 @@ import sys
 from collections import namedtuple
 from dataclasses import dataclass, field
 
+import glm_rules
 import pytest
 
-from omni_sizefix.runtime import glm_layout, stage1_io
+from omni_sizefix.runtime import stage1_io
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.runtime.stage1_io import SyntheticAROutput, SyntheticCompletion
 
@@ -31,7 +32,7 @@ class StageProxy:
 
 
 def ar_output(height: int, width: int, *, cumulative: bool = True) -> SyntheticAROutput:
-    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(height, width))
+    tokens = glm_rules.t2i_tokens(height, width)
     completion = SyntheticCompletion(token_ids=list(tokens), cumulative_token_ids=list(tokens))
     if not cumulative:
         del completion.cumulative_token_ids
@@ -195,31 +196,29 @@ def test_sized_prompt_converts_like_upstream() -> None:
 
 @pytest.mark.parametrize(("height", "width"), SIZES)
 def test_target_tokens_cut_at_the_scaffold_offset(height: int, width: int) -> None:
-    grids = glm_layout.grids_for(height, width)
-    tokens = glm_layout.t2i_tokens(grids)
+    grids = glm_rules.grids(height, width)
+    tokens = glm_rules.t2i_tokens(height, width)
     cut = glm_image.target_tokens(tokens, height, width)
     rows, cols = grids.target
     if (rows // 2, cols // 2) == grids.preview:
         assert cut is None  # the legacy parser is right here: nothing to do
         return
     assert cut is not None
-    assert cut[-1] == glm_layout.EOS_TOKEN_ID
+    assert cut[-1] == glm_rules.EOS
     target = cut[:-1]
-    assert target == [glm_layout.TARGET_TOKEN_BASE + i for i in range(rows * cols)]
+    assert target == [glm_rules.TARGET_TOKEN_BASE + i for i in range(rows * cols)]
 
 
 def test_legacy_rule_is_wrong_for_every_size_but_1024() -> None:
     """The defect the realignment exists for (version-matrix §B1, cpu-findings §5)."""
     wrong = [
-        (h, w)
-        for h, w in SIZES
-        if (h // 32 // 2, w // 32 // 2) != glm_layout.grids_for(h, w).preview
+        (h, w) for h, w in SIZES if (h // 32 // 2, w // 32 // 2) != glm_rules.grids(h, w).preview
     ]
     assert wrong == [s for s in SIZES if s != (1024, 1024)]
 
 
 def test_target_tokens_leave_a_short_output_alone(caplog: pytest.LogCaptureFixture) -> None:
-    tokens = glm_layout.t2i_tokens(glm_layout.grids_for(512, 512))[:100]
+    tokens = glm_rules.t2i_tokens(512, 512)[:100]
     with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
         assert glm_image.target_tokens(tokens, 512, 512) is None
     assert "left to vLLM-Omni's parser" in caplog.text
@@ -232,9 +231,9 @@ def test_prepared_output_realigns_a_copy_for_a_legacy_parser() -> None:
     view = glm_image.prepared_output(output, prompt, scaffold_grid=False)
     assert view is not output
     assert output.outputs[0].token_ids == original_tokens
-    rows, cols = glm_layout.grids_for(768, 1024).target
-    target = [glm_layout.TARGET_TOKEN_BASE + i for i in range(rows * cols)]
-    assert view.outputs[0].token_ids == [*target, glm_layout.EOS_TOKEN_ID]
+    rows, cols = glm_rules.grids(768, 1024).target
+    target = [glm_rules.TARGET_TOKEN_BASE + i for i in range(rows * cols)]
+    assert view.outputs[0].token_ids == [*target, glm_rules.EOS]
     assert view.outputs[0].cumulative_token_ids == view.outputs[0].token_ids
     assert view.request_id == output.request_id  # everything else reads through
 
