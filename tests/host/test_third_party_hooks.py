@@ -14,11 +14,9 @@ import importlib
 import sys
 from pathlib import Path
 
+import plugin_install
 import pytest
 from conftest import DynamoHost
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-import plugin_install
 
 import omni_sizefix
 from omni_sizefix.runtime import pipelines, plugins

@@ -6,11 +6,9 @@ import importlib
 import sys
 from pathlib import Path
 
+import plugin_install
 import pytest
 from host_shapes import dynamo_1_2_image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-import plugin_install
 
 from omni_sizefix.runtime import plugins, repair
 from omni_sizefix.runtime.settings import Shape
