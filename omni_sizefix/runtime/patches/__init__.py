@@ -37,9 +37,9 @@ class Removal:
 REMOVALS: tuple[Removal, ...] = (
     Removal(
         "dynamo_omni_utils",
-        ({"ai-dynamo": "<1.4"},),
-        "ai-dynamo 1.2 writes the stage-0 kwargs, 1.4 (with vLLM-Omni >= 0.26) the size for "
-        "stage 1, for image and chat requests alike (ai-dynamo/dynamo#8679); "
+        ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<0.20.0rc1"}),
+        "ai-dynamo 1.2 writes the stage-0 kwargs and the size as mm_processor_kwargs, which "
+        "vLLM-Omni 0.20.0rc1 reads, for image and chat requests alike (ai-dynamo/dynamo#8679); "
         "tests/host/test_removals_match_host.py checks this against each cell's host",
     ),
     Removal(

@@ -23,11 +23,12 @@ Related PR
     ai-dynamo/dynamo#8679 (draft: the same two fixes inside Dynamo), vllm-project/vllm-omni#3034
     (the same stage-0 defect in vLLM-Omni's own chat serving).
 Future plan
-    On ai-dynamo >= 1.4 with vLLM-Omni >= 0.26 the host already writes every size; the
-    wrappers then only check the size (a malformed ``size`` is rejected, not turned into
-    1024x1024; the size policy snaps or rejects sizes that do not render exactly), which no
-    release up to 1.7 does. Remove the writing once ai-dynamo < 1.4 leaves the supported
-    range, the checks once no supported release needs them (``runtime.patches.REMOVALS``).
+    On ai-dynamo >= 1.2 with vLLM-Omni >= 0.20.0rc1 the host already writes GLM-Image's
+    size (checked per cell by ``tests/host/test_removals_match_host.py``); the wrappers then
+    only check the size (a malformed ``size`` is rejected, not turned into 1024x1024; the
+    size policy snaps or rejects sizes that do not render exactly), which no release up to
+    1.7 does. Remove the writing once ai-dynamo < 1.2 and vLLM-Omni < 0.20.0rc1 leave the
+    supported range, the checks once no supported release needs them (``REMOVALS``).
 """
 
 from __future__ import annotations
