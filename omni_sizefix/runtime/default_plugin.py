@@ -136,9 +136,8 @@ def omni_sizefix_target_geometry(
         if kind == "image":
             check_size_format(request)
         return None
-    if not plan.size_policy:
-        return TargetGeometry(height, width, kind, (height, width))
-    if kind == "video" or size_policy.renders_as_asked(height, width, size_policy.budget()):
+    as_asked = not plan.size_policy or kind == "video"  # GLM-Image's policy: its images
+    if as_asked or size_policy.renders_as_asked(height, width, size_policy.budget()):
         return TargetGeometry(height, width, kind, (height, width))
     target = size_policy.apply(height, width)  # the size policy: reject, snap (logged) or off
     return TargetGeometry(target[0], target[1], kind, (height, width))

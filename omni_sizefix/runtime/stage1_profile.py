@@ -38,7 +38,6 @@ from omni_sizefix.runtime.stage1_io import (
     SOURCE_OUTPUTS,
     STAGE_LIST,
     convention_of,
-    dit_verdict,
     upstream_verdict,
 )
 
@@ -140,9 +139,6 @@ def _probe_output(height: int, width: int, *, cumulative: bool) -> stage1_io.Syn
 def call_upstream(function: Any, output: Any, prompt: dict) -> Any:
     """Call upstream's processor in its own convention, as vLLM-Omni's orchestrator does."""
     return stage1_io.call(function, [output], prompt)
-
-
-__all__ = ["PROBE_SIZE", "dit_verdict", "upstream_verdict"]  # re-exported for the probes' readers
 
 
 def reads_cumulative(function: Any) -> bool:

@@ -27,7 +27,7 @@ from cell import no_expectation
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, config_with_budget, image_request
 
 import omni_sizefix
-from omni_sizefix.runtime import size_policy, stage1_profile, version_policy
+from omni_sizefix.runtime import size_policy, stage1_io, stage1_profile, version_policy
 from omni_sizefix.runtime.patches import glm_image_processor as glm_image
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
@@ -440,13 +440,13 @@ def test_without_dynamo_the_probe_finds_what_the_table_says(tmp_path: Path) -> N
     upstream = getattr(importlib.import_module(module_name), name)
     found = stage1_profile.build(None, upstream, glm_image.ar2diffusion)
     assert found.defects == expect.defects
-    height, width = stage1_profile.PROBE_SIZE
+    height, width = stage1_io.PROBE_SIZE
     prompt = {"prompt": "", "height": height, "width": width}
     output = stage1_profile._probe_output(height, width, cumulative=True)
-    upstream_verdict = stage1_profile.dit_verdict(
+    upstream_verdict = stage1_io.dit_verdict(
         stage1_profile.call_upstream(upstream, output, dict(prompt)), height, width
     )
     assert (upstream_verdict == "ok") == (not expect.defects), upstream_verdict
     package = glm_image.ar2diffusion([output], prompt)
-    assert stage1_profile.dit_verdict(package, height, width) == "ok"
+    assert stage1_io.dit_verdict(package, height, width) == "ok"
     assert int(configs[0].default_sampling_params.max_tokens) == 1281  # vLLM-Omni's legacy budget

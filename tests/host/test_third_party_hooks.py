@@ -14,9 +14,9 @@ import importlib
 import sys
 from pathlib import Path
 
-import plugin_install
 import pytest
 from conftest import DynamoHost
+from plugin_install import example_plugin_dir  # noqa: F401 (a fixture)
 
 import omni_sizefix
 from omni_sizefix.runtime import pipelines, plugins
@@ -32,15 +32,8 @@ UNKNOWN_STAGE0 = {
 }
 
 
-@pytest.fixture(scope="module")
-def example_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("site")
-    plugin_install.install(target)
-    return target
-
-
 @pytest.fixture
-def installed(example_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def installed(example_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     monkeypatch.syspath_prepend(str(example_plugin_dir))
     importlib.invalidate_caches()
     plugins.reset_plugin_manager()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -30,9 +31,20 @@ def install(target: Path) -> None:
     """Install the example distribution into ``target`` (skip when no installer is here)."""
     command = installer()
     if command is None:
-        pytest.skip("no installer here: neither uv (on PATH or in .venv-tools/) nor pip")
+        message = "no installer here: neither uv (on PATH or in .venv-tools/) nor pip"
+        if os.environ.get("CI"):  # CI installs its tools: a missing one is a failure there
+            pytest.fail(message)
+        pytest.skip(message)
     cmd = [*command, "--no-deps", "--target", str(target), str(SOURCE)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"installing the example plugin failed:\n{proc.stdout}\n{proc.stderr}")
     assert list(target.glob("omni_sizefix_example_plugin-*.dist-info"))
+
+
+@pytest.fixture(scope="module")
+def example_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the installed example distribution (put it on ``sys.path``)."""
+    target = tmp_path_factory.mktemp("site")
+    install(target)
+    return target

@@ -54,11 +54,21 @@ def test_failed_repair_serves_exactly_the_host_result(fake_dynamo, caplog) -> No
     # Exactly the host's result, but for the size the build_original_prompt wrapper wrote
     # into original_prompt (the host's own size; that wrapper did not fail).
     size = host["sampling_params_list"]
-    built = utils.build_original_prompt(dict(REQUEST), {}, size["height"], size["width"])
-    assert built != host["original_prompt"]
-    assert served == [{**host, "original_prompt": built}] * 3
-    assert served[0]["engine_inputs"] == host["engine_inputs"]
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    height, width = size["height"], size["width"]
+    for result in served:
+        assert {k: v for k, v in result.items() if k != "original_prompt"} == {
+            k: v for k, v in host.items() if k != "original_prompt"
+        }
+        prompt = dict(result["original_prompt"])
+        kwargs = prompt.pop("mm_processor_kwargs", None)
+        top = (prompt.pop("height", None), prompt.pop("width", None))
+        assert prompt == host["original_prompt"]  # nothing else added
+        assert kwargs in (None, {"target_h": height, "target_w": width})
+        assert top in ((None, None), (height, width))
+        assert kwargs is not None or top != (None, None)  # the host's own size, somewhere
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "omni_sizefix"
+    ]
     assert len(warnings) == 1 and "boom in a fake hook" in warnings[0].getMessage()
 
 
@@ -111,5 +121,7 @@ def test_unclassifiable_modalities_get_the_host_result_and_one_warning(
     with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
         served = [utils.parse_omni_request(dict(REQUEST), modalities) for _ in range(3)]
     assert served == [host] * 3
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "omni_sizefix"
+    ]
     assert len(warnings) == 1 and "could not classify a request" in warnings[0].getMessage()

@@ -6,23 +6,16 @@ import importlib
 import sys
 from pathlib import Path
 
-import plugin_install
 import pytest
 from host_shapes import dynamo_1_2_image
+from plugin_install import example_plugin_dir  # noqa: F401 (a fixture)
 
 from omni_sizefix.runtime import plugins, repair
 from omni_sizefix.runtime.settings import Shape
 
 
-@pytest.fixture(scope="module")
-def example_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("site")
-    plugin_install.install(target)
-    return target
-
-
 @pytest.fixture
-def installed(example_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def installed(example_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     monkeypatch.syspath_prepend(str(example_plugin_dir))
     importlib.invalidate_caches()
     plugins.reset_plugin_manager()
