@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from omni_sizefix.runtime import version_policy
+from omni_sizefix.tools import hosts
 from omni_sizefix.tools.live import client, live_check, served, topology
 
 #: Default size candidates: square (smallest, middle, largest), non-square both ways.
@@ -183,7 +183,7 @@ def paired_delta_ms(on: list, off: list) -> float | None:
 
 
 def render(results: list[dict], sizes: list[str], args: argparse.Namespace) -> str:
-    versions = version_policy.host_versions()
+    versions = hosts.host_versions()
     lines = [
         f"omni-sizefix live benchmark, {datetime.date.today().isoformat()}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if v),

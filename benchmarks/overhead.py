@@ -108,11 +108,11 @@ def _timed(function: Callable, kwargs: dict, calls: int) -> float:
 
 def hook_breakdown(calls: int, repeats: int) -> None:
     """Where the image path's time goes: each hook through pluggy vs called directly."""
-    from omni_sizefix.runtime import default_plugin, pipelines, plugins
-    from omni_sizefix.runtime.geometry import TargetGeometry
+    from omni_sizefix.runtime import hooks, pipelines
+    from omni_sizefix.runtime.sizing import TargetGeometry
 
-    hook = plugins.get_plugin_manager().hook
-    shape = pipelines.decide_shape().shape
+    hook = hooks.get_plugin_manager().hook
+    shape = pipelines.plan().shape
     request, modalities = REQUESTS["image"]
     geometry = TargetGeometry(512, 768, kind="image", requested=(512, 768))
     parsed = {
@@ -143,7 +143,7 @@ def hook_breakdown(calls: int, repeats: int) -> None:
     total_pluggy = total_direct = 0.0
     for name, (kwargs,) in cases.items():
         through = getattr(hook, f"omni_sizefix_{name}")
-        direct = getattr(default_plugin, f"omni_sizefix_{name}")
+        direct = getattr(hooks, f"omni_sizefix_{name}")
 
         via, plain = best_of(
             repeats,
@@ -179,7 +179,8 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
     """Unpatched vs patched parse, in this process; returns target -> met."""
     stage_worker = importlib.import_module(STAGE_WORKER)
     import omni_sizefix
-    from omni_sizefix.runtime import pipelines, plugins, version_policy
+    from omni_sizefix.runtime import hooks, pipelines
+    from omni_sizefix.tools import hosts
 
     omni_sizefix.unpatch()
     original = stage_worker.parse_omni_request
@@ -187,14 +188,14 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
     if not omni_sizefix.is_patched():
         print("the plugin refused to patch this host; nothing to measure")
         return {}
-    versions = version_policy.host_versions()
+    versions = hosts.host_versions()
     kind = "async" if inspect.iscoroutinefunction(original) else "sync"
     level = logging.getLevelName(logging.getLogger("omni_sizefix").getEffectiveLevel())
     print(
         f"host: ai-dynamo {versions['ai-dynamo']} ({kind} parse), "
         f"vllm-omni {versions['vllm-omni']}, pluggy {versions['pluggy']}, "
         f"Python {sys.version.split()[0]}; third-party hook plugins: "
-        f"{plugins.third_party_plugins() or 'none'}; omni_sizefix log level {level}; "
+        f"{hooks.third_party_plugins() or 'none'}; omni_sizefix log level {level}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     clock_name = "wall" if clock is time.perf_counter else "thread CPU"
@@ -206,7 +207,7 @@ def measure_per_call(calls: int, repeats: int) -> dict[str, bool]:
     results = {}
     logger = logging.getLogger("omni_sizefix")
     quiet, logger.disabled = logger.disabled, True  # no patched/unpatched lines per repeat
-    pm = plugins.get_plugin_manager()
+    pm = hooks.get_plugin_manager()
 
     def timer(
         patch: bool,

@@ -6,6 +6,6 @@ hook authors import ``hookimpl`` from ``omni_sizefix.hookspecs``.
 """
 
 from omni_sizefix.runtime.activation import is_patched, patch, register, unpatch
-from omni_sizefix.runtime.package import __version__
+from omni_sizefix.runtime.settings import __version__
 
 __all__ = ["__version__", "is_patched", "patch", "register", "unpatch"]

@@ -3,7 +3,7 @@
 Third-party packages implement these with ``omni_sizefix.hookimpl`` and register the
 module through the ``omni_sizefix`` entry-point group. Every hook is ``firstresult``:
 the first implementation that returns something other than None decides; the default
-GLM-Image implementation (``omni_sizefix.runtime.default_plugin``) runs last.
+implementations (``omni_sizefix.runtime.hooks``) runs last.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pluggy
 
-from omni_sizefix.runtime.geometry import TargetGeometry
 from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.runtime.sizing import TargetGeometry
 
 hookspec = pluggy.HookspecMarker("omni_sizefix")
 hookimpl = pluggy.HookimplMarker("omni_sizefix")

@@ -1,8 +1,8 @@
-"""What runs inside a Dynamo worker: activation, the patches, the hooks and the policies.
+"""What runs inside a Dynamo worker, in import order (each imports only those above it):
 
-Request path: ``activation`` installs ``patches/`` when Dynamo's modules are imported; the
-patched parse calls ``repair.repair_request``, which asks the hooks (``plugins``,
-``default_plugin``) for the size and writes it where ``pipelines`` found the installed stage-1
-processor reads it. ``version_policy`` decides whether the host is one the patches fit; each
-patch checks its target's signature itself.
+``settings`` (environment, supported hosts) -> ``sizing`` (request sizes, GLM-Image grids,
+size policy) -> ``patches.stage1`` (stage-1 processors) -> ``pipelines`` (the model and
+where its stage 1 reads the size) -> ``hooks`` (plugin manager, default hooks) ->
+``patches.parse``, ``patches.stage_worker`` -> ``activation`` (entry point). The patch index,
+with each fix's removal condition: ``patches/__init__.py``.
 """

@@ -1,35 +1,128 @@
 """``register()`` (the entry point), ``patch()``, ``unpatch()`` and ``is_patched()``.
 
 ``register()`` is called by vLLM-Omni's and vLLM's general-plugin loaders, possibly many
-times and in many processes. It is cheap, idempotent, imports no host module, and never
-raises: Dynamo is patched now if it is already imported, otherwise right after import.
+times and in many processes. It is cheap, idempotent, imports no host module and never
+raises: Dynamo is patched now if it is already imported, otherwise right after its import
+(a small post-import hook on ``sys.meta_path``). The plugin never changes the host's own
+import errors: when Dynamo does not import (e.g. its vLLM/vLLM-Omni version check raises
+``OmniVersionMismatchError``), ``patch()`` steps aside with one WARNING naming that error.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import logging
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
-from omni_sizefix.runtime import host_import, import_hooks, log, settings, version_policy
-from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
-from omni_sizefix.runtime.package import __version__
+from omni_sizefix.runtime import settings
+from omni_sizefix.runtime.patches import warn_once
 
 logger = logging.getLogger("omni_sizefix")
 
+UTILS_MODULE = "dynamo.vllm.omni.utils"
+STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
 
 _lock = threading.RLock()
 _registered = False
 _announced_disabled = False
 
 
+# --- a post-import hook ---------------------------------------------------------------------
+
+
+class _LoaderProxy(importlib.abc.Loader):
+    """Delegates to the real loader and calls the callback after ``exec_module``."""
+
+    def __init__(self, loader: Any, callback: Callable[[ModuleType], None]) -> None:
+        self._loader = loader
+        self._callback = callback
+
+    def create_module(self, spec: Any) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        try:
+            self._callback(module)
+        except Exception:  # pragma: no cover - callbacks guard themselves too
+            logger.exception("omni-sizefix: post-import hook for %s failed", module.__name__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class PostImportFinder(importlib.abc.MetaPathFinder):
+    """A meta-path finder that only wraps the loaders of the watched module names."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callable[[ModuleType], None]] = {}
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
+        callback = self.callbacks.get(fullname)
+        if callback is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _LoaderProxy(spec.loader, callback)
+                return spec
+        return None
+
+
+def _finder() -> PostImportFinder | None:
+    return next((f for f in sys.meta_path if isinstance(f, PostImportFinder)), None)
+
+
+def when_imported(names: Sequence[str], callback: Callable[[ModuleType], None]) -> None:
+    """Call ``callback(module)`` after each of ``names`` is imported from now on."""
+    finder = _finder()
+    if finder is None:
+        finder = PostImportFinder()
+        sys.meta_path.insert(0, finder)
+    for name in names:
+        finder.callbacks[name] = callback
+
+
+def remove_hooks() -> None:
+    """Stop watching imports (leaves no finder behind)."""
+    finder = _finder()
+    if finder is not None:
+        sys.meta_path.remove(finder)
+
+
+# --- the entry point ------------------------------------------------------------------------
+
+
+def adopt_vllm_format() -> bool:
+    """Send the ``omni_sizefix`` logger's records through vLLM's handlers (so they read like
+    the worker's lines) when vLLM's logging is set up and the logger has no handler of its
+    own; vLLM is never imported here. True when adopted."""
+    if logger.handlers or "vllm.logger" not in sys.modules:
+        return False
+    vllm_logger = logging.getLogger("vllm")
+    if not vllm_logger.handlers:
+        return False
+    for handler in vllm_logger.handlers:
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(vllm_logger.getEffectiveLevel())
+    logger.propagate = False
+    return True
+
+
 def register() -> None:
-    """Plugin entry point: arrange for Dynamo's omni utils to be patched."""
+    """Plugin entry point: arrange for Dynamo's omni modules to be patched."""
     global _registered, _announced_disabled
     try:
-        log.adopt_vllm_format()
+        adopt_vllm_format()
         with _lock:
             if settings.disabled():
                 if not _announced_disabled:
@@ -41,7 +134,7 @@ def register() -> None:
                 return
             if not _registered:
                 _registered = True
-                import_hooks.when_imported((UTILS_MODULE, STAGE_WORKER_MODULE), _on_import)
+                when_imported((UTILS_MODULE, STAGE_WORKER_MODULE), _on_import)
             if UTILS_MODULE in sys.modules:
                 patch()
     except Exception as exc:  # the host's plugin loader must never see our errors
@@ -52,150 +145,105 @@ def _on_import(module: ModuleType) -> None:
     try:
         if module.__name__ == UTILS_MODULE or not is_patched():
             patch()
-        else:
-            from omni_sizefix.runtime.patches import dynamo_omni_utils
+            return
+        from omni_sizefix.runtime.patches import parse
 
-            rebound = dynamo_omni_utils.rebind_new_aliases()
-            if rebound:
-                logger.info("omni-sizefix: rebound %s", ", ".join(rebound))
-            if module.__name__ == STAGE_WORKER_MODULE:
-                done = _patch_stage_processor(module)
-                if done:
-                    logger.info("omni-sizefix: patched %s", ", ".join(done))
+        done = parse.rebind_new_aliases()
+        if module.__name__ == STAGE_WORKER_MODULE:
+            done += _patch_stage_worker(module)
+        if done:
+            logger.info("omni-sizefix: patched %s", ", ".join(done))
     except Exception as exc:
         logger.warning("omni-sizefix: not activated: %s: %s", type(exc).__name__, exc)
 
 
-def _patch_stage_processor(stage_worker: ModuleType | None) -> list[str]:
-    """Wrap the stage worker's processor loader (see ``patches.dynamo_stage_processor``).
+def _patch_stage_worker(module: ModuleType | None) -> list[str]:
+    """Wrap the stage worker's targets once it is fully imported (a partially imported module
+    is skipped until its own import hook runs)."""
+    from omni_sizefix.runtime.patches import stage_worker
 
-    Applied once the parse patch is in place; a failure here logs one WARNING, changes
-    nothing and leaves the parse patch in place.
-    Called again when the stage worker is imported after ``utils`` (a partially imported
-    module is skipped until then). Returns what was newly patched.
-    """
-    from omni_sizefix.runtime.patches import (
-        dynamo_omni_utils,
-        dynamo_stage_budget,
-        dynamo_stage_processor,
-    )
-
-    if stage_worker is None or not hasattr(stage_worker, "OmniStageWorker"):
+    if module is None or not hasattr(module, "OmniStageWorker"):
         return []
-    done = []
-    for target, what in (
-        (dynamo_stage_processor, "stage-1 processor left as the host loads it"),
-        (dynamo_stage_budget, "stage-0 budget not read (sizes checked up to the policy's max)"),
-    ):
-        try:
-            if target.apply(stage_worker):
-                done.append(f"{STAGE_WORKER_MODULE}.{target.TARGET}")
-        except LookupError as exc:
-            dynamo_omni_utils.warn_once(
-                target.__name__, "omni-sizefix: %s, the host changed: %s", what, exc
-            )
-    return done
+    return stage_worker.apply(module)
 
 
 def is_patched() -> bool:
     """True while Dynamo's functions are wrapped."""
-    if "omni_sizefix.runtime.patches.dynamo_omni_utils" not in sys.modules:
-        return False
-    from omni_sizefix.runtime.patches import dynamo_omni_utils
-
-    return dynamo_omni_utils.is_patched()
+    parse = sys.modules.get("omni_sizefix.runtime.patches.parse")
+    return parse is not None and parse.is_patched()
 
 
 def patch() -> bool:
     """Patch Dynamo now (importing it if needed); True when the wrappers are in place.
 
-    Steps aside with one WARNING, returning False, when the kill switch is set, the host
-    is outside the supported range, or a target's signature is not the expected one.
+    Steps aside with one WARNING, returning False, when the kill switch is set, the host is
+    outside the supported range, Dynamo does not import, or a target's signature changed.
     """
-    from omni_sizefix.runtime.patches import dynamo_omni_utils as target
+    from omni_sizefix.runtime import hooks
+    from omni_sizefix.runtime.patches import parse
 
     with _lock:
         if settings.disabled():
             return False
-        was_patched = target.is_patched()
+        was_patched = parse.is_patched()
         if not was_patched:
-            problems = version_policy.unsupported_hosts()
+            problems = settings.unsupported_hosts()
             if problems:
-                target.warn_once(
-                    "unsupported",
-                    "omni-sizefix: stepping aside, host not supported: %s. The host runs "
-                    "unpatched; see `omni-sizefix doctor`.",
-                    "; ".join(problems),
-                )
+                warn_once("unsupported",
+                          "omni-sizefix: stepping aside, host not supported: %s. The host runs "
+                          "unpatched; see `omni-sizefix doctor`.", "; ".join(problems))  # fmt: skip
                 return False
         for problem in settings.problems():
-            target.warn_once(problem, "omni-sizefix: %s", problem)
+            warn_once(problem, "omni-sizefix: %s", problem)
         try:
             utils = sys.modules.get(UTILS_MODULE) or importlib.import_module(UTILS_MODULE)
-        except Exception as exc:  # also the host's own import-time check (see host_import)
-            host_import.step_aside(target.warn_once, UTILS_MODULE, exc)
+        except Exception as exc:  # also the host's own import-time version check
+            warn_once("import",
+                      "omni-sizefix: stepping aside, cannot import %s: %s: %s (the host's own "
+                      "error, unchanged; the host runs unpatched)",
+                      UTILS_MODULE, type(exc).__name__, exc)  # fmt: skip
             return False
         try:
-            done = target.apply(utils)
+            done = parse.apply(utils)
         except LookupError as exc:
-            target.warn_once(
-                "signature",
-                "omni-sizefix: stepping aside, the host changed: %s. The host runs unpatched.",
-                exc,
-            )
+            warn_once("signature",
+                      "omni-sizefix: stepping aside, the host changed: %s. The host runs "
+                      "unpatched.", exc)  # fmt: skip
             return False
-        stage_done = _patch_stage_processor(sys.modules.get(STAGE_WORKER_MODULE))
-        _build_plugin_manager(target)
+        done += _patch_stage_worker(sys.modules.get(STAGE_WORKER_MODULE))
+        try:
+            hooks.get_plugin_manager()  # the entry-point scan now, not in the first request
+        except Exception as exc:  # the first request then tries again
+            warn_once("plugins", "omni-sizefix: hook plugins not loaded yet: %s", exc)
         if not was_patched:
-            done += stage_done
             logger.info(
                 "omni-sizefix: patched %s; ai-dynamo %s, vllm-omni %s; omni-sizefix %s, size "
                 "policy %s; where the size goes is decided per model when the worker loads "
                 "its stage config",
                 ", ".join(done),
-                version_policy.installed_version("ai-dynamo"),
-                version_policy.installed_version("vllm-omni"),
-                __version__,
+                settings.installed_version("ai-dynamo"),
+                settings.installed_version("vllm-omni"),
+                settings.__version__,
                 settings.size_policy().value,
             )
-        else:
-            if done:
-                logger.info("omni-sizefix: rebound %s", ", ".join(done))
-            if stage_done:
-                logger.info("omni-sizefix: patched %s", ", ".join(stage_done))
+        elif done:
+            logger.info("omni-sizefix: patched %s", ", ".join(done))
         return True
-
-
-def _build_plugin_manager(target: ModuleType) -> None:
-    """Build the hook plugin manager now (entry-point scan), not in the first request."""
-    try:
-        from omni_sizefix.runtime import plugins
-
-        plugins.get_plugin_manager()
-    except Exception as exc:  # the first request then tries again
-        target.warn_once("plugins", "omni-sizefix: hook plugins not loaded yet: %s", exc)
 
 
 def unpatch() -> bool:
     """Restore the original host functions and stop watching imports; True if restored."""
     global _registered
     with _lock:
-        import_hooks.remove_hooks()
+        remove_hooks()
         _registered = False
-        if "omni_sizefix.runtime.patches.dynamo_omni_utils" not in sys.modules:
-            return False
-        from omni_sizefix.runtime.patches import dynamo_omni_utils
-
-        restored = dynamo_omni_utils.remove()
-        if "omni_sizefix.runtime.pipelines" in sys.modules:
-            from omni_sizefix.runtime import pipelines
-
+        restored = False
+        for name in ("parse", "stage_worker"):
+            module = sys.modules.get(f"omni_sizefix.runtime.patches.{name}")
+            restored = bool(module is not None and module.remove()) or restored
+        pipelines = sys.modules.get("omni_sizefix.runtime.pipelines")
+        if pipelines is not None:
             pipelines.forget()
-        if "omni_sizefix.runtime.patches.dynamo_stage_processor" in sys.modules:
-            from omni_sizefix.runtime.patches import dynamo_stage_budget, dynamo_stage_processor
-
-            restored = dynamo_stage_processor.remove() or restored
-            restored = dynamo_stage_budget.remove() or restored
         if restored:
             logger.info("omni-sizefix: unpatched; Dynamo's original functions are back")
         return restored

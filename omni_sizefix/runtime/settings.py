@@ -1,9 +1,28 @@
-"""Environment variables that steer the plugin; every one is documented in the README."""
+"""The plugin's settings (environment variables, each in the README) and its supported hosts.
+
+Every setting is read here and validated once at start-up (``problems()``): an unknown
+value gives one WARNING naming the valid values and the default that applies instead, never
+a silently disabled fix.
+"""
 
 from __future__ import annotations
 
 import os
 from enum import Enum
+from importlib import metadata
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+#: This package's version (``omni_sizefix.__version__``; the build reads it here).
+__version__ = "0.2.0"
+
+#: Distribution name -> PEP 440 specifier of the host releases the patches are written for
+#: (the ``hosts`` extra of ``pyproject.toml`` repeats them; ``tests/unit/test_package.py``).
+SUPPORTED_HOSTS: dict[str, str] = {
+    "ai-dynamo": ">=1.1.0,<1.8",
+    "vllm-omni": ">=0.16.0,<0.33",
+}
 
 DISABLE_VAR = "OMNI_SIZEFIX_DISABLE"
 SHAPE_VAR = "OMNI_SIZEFIX_SHAPE"
@@ -30,9 +49,16 @@ class SizePolicy(str, Enum):
     OFF = "off"
 
 
+DEFAULT_SIZE_POLICY = SizePolicy.REJECT
+
+
 def disabled() -> bool:
     """True when the kill switch ``OMNI_SIZEFIX_DISABLE`` is set to 1/true/yes/on."""
     return os.environ.get(DISABLE_VAR, "").strip().lower() in _TRUE
+
+
+def _valid(enum: type[Enum]) -> str:
+    return ", ".join(member.value for member in enum)
 
 
 def shape_override() -> Shape | None:
@@ -46,16 +72,7 @@ def shape_override() -> Shape | None:
     try:
         return Shape(raw)
     except ValueError:
-        raise ValueError(
-            f"{SHAPE_VAR}={raw!r} is not one of auto, top-level, mm-kwargs, both"
-        ) from None
-
-
-DEFAULT_SIZE_POLICY = SizePolicy.REJECT
-
-
-def _valid(enum: type[Enum]) -> str:
-    return ", ".join(member.value for member in enum)
+        raise ValueError(f"{SHAPE_VAR}={raw!r} is not one of auto, {_valid(Shape)}") from None
 
 
 def checked_size_policy() -> SizePolicy:
@@ -71,9 +88,8 @@ def checked_size_policy() -> SizePolicy:
 
 
 def size_policy() -> SizePolicy:
-    """The size policy in force: ``checked_size_policy()``, or the default ``reject`` for an
-    unknown value (reported once at start-up by ``problems()``), so a typo never turns the
-    size checks off."""
+    """The size policy in force; the default ``reject`` for an unknown value (a typo never
+    turns the size checks off)."""
     try:
         return checked_size_policy()
     except ValueError:
@@ -82,7 +98,7 @@ def size_policy() -> SizePolicy:
 
 def problems() -> list[str]:
     """One message per setting with a value the plugin does not know, naming the valid
-    values and what applies instead (checked once at start-up, see ``activation.patch``)."""
+    values and what applies instead (logged once at start-up by ``activation.patch``)."""
     found = []
     try:
         shape_override()
@@ -107,3 +123,33 @@ def allowed_plugins() -> set[str] | None:
     if raw is None:
         return None
     return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+# --- the host -------------------------------------------------------------------------------
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version string of ``dist``, or None when it is not installed."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def is_supported(dist: str, version: str | None) -> bool:
+    """True when ``version`` of ``dist`` lies in the declared supported range."""
+    try:
+        parsed = Version(version or "")
+    except InvalidVersion:
+        return False
+    return SpecifierSet(SUPPORTED_HOSTS[dist]).contains(parsed, prereleases=True)
+
+
+def unsupported_hosts() -> list[str]:
+    """One sentence per installed host distribution outside the supported range."""
+    problems = []
+    for dist, spec in SUPPORTED_HOSTS.items():
+        version = installed_version(dist)
+        if version is not None and not is_supported(dist, version):
+            problems.append(f"{dist} {version} is outside the supported range {spec}")
+    return problems

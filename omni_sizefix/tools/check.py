@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import omni_sizefix
-from omni_sizefix.runtime import glm_layout, sizing
-from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
+from omni_sizefix.runtime import sizing
 from omni_sizefix.tools import host_profile, stage_configs
+from omni_sizefix.tools.hosts import STAGE_WORKER_MODULE
 from omni_sizefix.tools.simulation import dryrun
 
 DEFAULT_SIZES = ("512x512", "768x1024", "1024x768", "1024x1024", "2048x2048")
@@ -144,7 +144,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _requested_layout(height: int, width: int) -> Any:
-    grids = glm_layout.grids_for(height, width)
+    grids = sizing.grids_for(height, width)
     return lambda prompt: grids
 
 

@@ -169,15 +169,15 @@ def _smoke(args: argparse.Namespace, out: Output) -> int:
 
 def _size_problems(sizes: list[str], max_tokens: int | None) -> list[str]:
     """Why each size would not come back as asked from a config with stage-0 ``max_tokens``."""
-    from omni_sizefix.runtime import size_policy
+    from omni_sizefix.runtime import sizing
 
     problems = []
     for size in sizes:
         width, height = sizing.parse_size(size)
-        if not (size_policy.is_valid_side(height) and size_policy.is_valid_side(width)):
-            problems.append(size_policy.rejection_message(height, width))
-        elif not size_policy.fits(height, width, max_tokens):
-            problems.append(size_policy.over_budget_message(height, width, max_tokens or 0))
+        if not (sizing.is_valid_side(height) and sizing.is_valid_side(width)):
+            problems.append(sizing.rejection_message(height, width))
+        elif not sizing.fits(height, width, max_tokens):
+            problems.append(sizing.over_budget_message(height, width, max_tokens or 0))
     return problems
 
 

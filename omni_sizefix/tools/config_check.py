@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE
+from omni_sizefix.tools.hosts import STAGE_WORKER_MODULE
 
 OK, ATTENTION, UNSUPPORTED = 0, 1, 2
 
@@ -50,16 +50,16 @@ def _stage1_config(configs: list[Any]) -> Any | None:
     return None
 
 
-def _stage1_verdict(verdict: ConfigVerdict, stage_worker: Any, func_path: str) -> None:
+def _stage1_verdict(verdict: ConfigVerdict, host_module: Any, func_path: str) -> None:
     import omni_sizefix
-    from omni_sizefix.runtime import settings, stage1_profile
-    from omni_sizefix.runtime.patches import dynamo_stage_processor
-    from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+    from omni_sizefix.runtime import settings
+    from omni_sizefix.runtime.patches import stage1
+    from omni_sizefix.runtime.patches import stage_worker as patch
 
     was_patched = omni_sizefix.is_patched()
     patched = was_patched or omni_sizefix.patch()
     try:
-        processor = stage_worker._load_processor(func_path)
+        processor = host_module._load_processor(func_path)
     except Exception as exc:
         verdict.stage1 = f"cannot load {func_path}: {type(exc).__name__}: {exc}"
         verdict.problem(
@@ -72,17 +72,17 @@ def _stage1_verdict(verdict: ConfigVerdict, stage_worker: Any, func_path: str) -
     finally:
         if patched and not was_patched:
             omni_sizefix.unpatch()
-    upstream = dynamo_stage_processor.is_upstream_glm_image(processor)
-    if processor is glm_image.ar2diffusion and func_path != glm_image.PROCESSOR:
-        reasons = "; ".join(stage1_profile.profile().reasons)
+    upstream = patch.is_upstream_glm_image(processor)
+    if processor is stage1.ar2diffusion and func_path != stage1.PROCESSOR:
+        reasons = "; ".join(patch.profile().reasons)
         verdict.stage1 = (
-            f"vLLM-Omni's GLM-Image ar2diffusion, replaced at run time by {glm_image.PROCESSOR} "
+            f"vLLM-Omni's GLM-Image ar2diffusion, replaced at run time by {stage1.PROCESSOR} "
             f"({reasons})"
         )
-    elif processor is glm_image.ar2diffusion:
-        verdict.stage1 = f"{glm_image.PROCESSOR} (named by the config)"
+    elif processor is stage1.ar2diffusion:
+        verdict.stage1 = f"{stage1.PROCESSOR} (named by the config)"
     elif upstream:
-        found = stage1_profile.profile()
+        found = patch.profile()
         if found.needs_fix:
             why = (
                 f"{settings.DISABLE_VAR} is set"
@@ -99,7 +99,7 @@ def _stage1_verdict(verdict: ConfigVerdict, stage_worker: Any, func_path: str) -
         verdict.stage1 = "vLLM-Omni's GLM-Image ar2diffusion, which this release pair runs right"
     else:
         verdict.stage1 = f"{func_path} (not GLM-Image's; omni-sizefix leaves it as is)"
-    if stage1_profile.host_call(stage_worker, processor) is None:
+    if patch.host_call(host_module, processor) is None:
         verdict.problem(
             ATTENTION,
             f"this Dynamo's stage-1 dispatch rejects {func_path} (TypeError on every request)",
@@ -108,13 +108,13 @@ def _stage1_verdict(verdict: ConfigVerdict, stage_worker: Any, func_path: str) -
 
 
 def _budget_verdict(verdict: ConfigVerdict, stage0: Any) -> None:
-    from omni_sizefix.runtime import size_policy
-    from omni_sizefix.runtime.patches import dynamo_stage_budget
+    from omni_sizefix.runtime import sizing
+    from omni_sizefix.runtime.patches import stage_worker
 
-    verdict.max_tokens = dynamo_stage_budget.stage0_budget(stage0)
+    verdict.max_tokens = stage_worker.stage0_budget(stage0)
     if verdict.max_tokens is None:
         return
-    side = size_policy.largest_square_side(verdict.max_tokens)
+    side = sizing.largest_square_side(verdict.max_tokens)
     verdict.largest_size = f"{side}x{side}" if side else None
     if side is None or side < 1024:
         verdict.problem(
@@ -122,8 +122,8 @@ def _budget_verdict(verdict: ConfigVerdict, stage0: Any) -> None:
             f"stage-0 max_tokens {verdict.max_tokens} holds "
             + (f"only up to {side}x{side}" if side else "no GLM-Image size")
             + ": requests at the default 1024x1024 will be rejected",
-            f"raise stage-0 max_tokens (4353 holds {size_policy.MAX_SIDE}x{size_policy.MAX_SIDE}),"
-            f" or use `{size_policy.RAISE_BUDGET_COMMAND}`",
+            f"raise stage-0 max_tokens (4353 holds {sizing.MAX_SIDE}x{sizing.MAX_SIDE}),"
+            f" or use `{sizing.RAISE_BUDGET_COMMAND}`",
         )
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import yaml
 
 from omni_sizefix import __version__
-from omni_sizefix.runtime import host_modules, pipelines, settings
-from omni_sizefix.runtime.package import SUPPORTED_HOSTS
-from omni_sizefix.tools import host, host_profile, stage_configs
+from omni_sizefix.runtime import hooks, pipelines, settings
+from omni_sizefix.runtime.settings import SUPPORTED_HOSTS
+from omni_sizefix.tools import host, host_profile, hosts, stage_configs
 
 #: Exit codes. A problem (``PROBLEM``) is labelled ATTENTION or UNSUPPORTED in the report.
 OK, PROBLEM, CANNOT_CHECK = 0, 1, 2
@@ -132,13 +132,12 @@ def diagnose(
         report.stage1_dispatch = found.stage1.host_call or "rejects vLLM-Omni's ar2diffusion"
         report.cumulative_token_ids_bridge = found.stage1.host_bridges_cumulative
     try:
-        decision = pipelines.decide_shape()
+        settings.shape_override()
     except ValueError as exc:
         add(Finding(ATTENTION, str(exc), f"unset {settings.SHAPE_VAR} or use auto"))
-        settings_free = pipelines.default_plan()
-        decision = pipelines.ShapeDecision(settings_free.shape, settings_free.reason)
-    report.shape = decision.shape.value if decision.shape is not None else "none"
-    report.shape_reason = decision.reason
+    plan = pipelines.plan()
+    report.shape = plan.shape.value if plan.shape is not None else "none"
+    report.shape_reason = plan.reason
     report.host_signatures = dict(found.signatures)
     for problem in found.signature_problems:
         add(
@@ -220,9 +219,7 @@ def diagnose(
     if stage_configs_path is not None:
         _check_config(report, stage_configs_path, model)
     try:
-        from omni_sizefix.runtime import plugins
-
-        report.third_party_plugins = plugins.third_party_plugins()
+        report.third_party_plugins = hooks.third_party_plugins()
     except Exception as exc:
         add(
             Finding(
@@ -259,7 +256,7 @@ def rollback_findings(path: str | Path) -> list[Finding]:
             f"{path} names {name}: workers started with it cannot start once omni-sizefix "
             "is uninstalled (OMNI_SIZEFIX_DISABLE=1 does not unload it either)",
             "before a rollback, or now: set custom_process_input_func to "
-            f"{host_modules.GLM_IMAGE_PROCESSOR} (the plugin fixes it at run time where "
+            f"{hosts.GLM_IMAGE_PROCESSOR} (the plugin fixes it at run time where "
             "needed), or write a fresh config with `omni-sizefix stage-config --output FILE`",
         )
         for name in own

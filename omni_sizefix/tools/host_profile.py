@@ -5,7 +5,7 @@ imports no host module): versions and whether they are supported, the signatures
 targets, whether the stage worker loads its processor through ``_load_processor(func_path)``
 (the run-time stage-1 fix) and receives ``stage_config``/``stage_id`` (the stage-0 budget).
 ``doctor``, ``check`` and ``stage_configs`` read it (the worker-side runtime reads versions
-and the supported range from ``omni_sizefix.runtime.version_policy`` only).
+and the supported range from ``omni_sizefix.runtime.settings`` only).
 
 ``probed()`` adds what only running the host's code can tell (it imports the host, as a
 stage worker does; ``doctor``, ``doctor --stage-configs-path`` and ``stage_configs`` read it,
@@ -21,7 +21,7 @@ without an accelerator; nothing here depends on the tools):
   recorded (function, positional count, keyword names, calling Dynamo function):
   ``stage_configs`` loads configs the same way. No version table.
 * **stage 1**: the dispatch convention and the ``cumulative_token_ids`` bridge, from
-  ``omni_sizefix.runtime.stage1_profile`` (computed there, once per process).
+  ``omni_sizefix.runtime.patches.stage_worker.profile`` (computed there, once per process).
 
 The stage-1 prompt *shape* is not decided here: per model, by ``omni_sizefix.runtime.pipelines``
 (``SHAPE_DECISION``).
@@ -42,16 +42,17 @@ from importlib import metadata
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from omni_sizefix.runtime import version_policy
-from omni_sizefix.runtime.host_modules import (
+from omni_sizefix.runtime import settings
+from omni_sizefix.runtime.patches import describe, signature_text
+from omni_sizefix.runtime.patches.parse import SUPPORTED_SIGNATURES, expected_signatures
+from omni_sizefix.runtime.settings import SUPPORTED_HOSTS
+from omni_sizefix.tools import hosts
+from omni_sizefix.tools.hosts import (
     STAGE_WORKER_FILE,
     STAGE_WORKER_MODULE,
     UTILS_FILE,
     UTILS_MODULE,
 )
-from omni_sizefix.runtime.package import SUPPORTED_HOSTS
-from omni_sizefix.runtime.patches.dynamo_omni_utils import SUPPORTED_SIGNATURES, expected_signatures
-from omni_sizefix.runtime.patching import describe, signature_text
 
 #: vLLM-Omni's stage-config loaders that some ai-dynamo release calls (1.1: the first;
 #: 1.2-1.5: the second; 1.6+: the third, else the second).
@@ -108,7 +109,7 @@ class HostProfile:
     #: The behavioural probes below were run (``probed()``).
     probed: bool = False
     loader: LoaderProbe | None = None
-    #: ``stage1_profile.Stage1Profile`` of this host (None: not probed or not available).
+    #: ``stage_worker.Stage1Profile`` of this host (None: not probed or not available).
     stage1: Any = None
     stage1_error: str | None = None
 
@@ -192,12 +193,12 @@ def stage_worker_targets() -> tuple[bool | None, str | None]:
 
 def build() -> HostProfile:
     """Compute the static profile now (``profile()`` caches it)."""
-    versions = version_policy.host_versions()
+    versions = hosts.host_versions()
     supported: dict[str, bool | None] = {}
     unsupported = []
     for dist, spec in SUPPORTED_HOSTS.items():
         version = versions.get(dist)
-        supported[dist] = None if version is None else version_policy.is_supported(dist, version)
+        supported[dist] = None if version is None else settings.is_supported(dist, version)
         if version is not None and not supported[dist]:
             unsupported.append(f"{dist} {version} is outside the supported range {spec}")
     signatures = signatures_from_source()
@@ -400,7 +401,7 @@ def _import_host() -> tuple[ModuleType | None, ModuleType | None, str | None]:
     except ImportError as exc:
         if (
             getattr(exc, "name", None) == "dynamo"
-            and version_policy.installed_version("ai-dynamo") is None
+            and settings.installed_version("ai-dynamo") is None
         ):
             return None, None, None
         return None, None, f"{type(exc).__name__}: {exc}"
@@ -428,9 +429,7 @@ def probe(static: HostProfile) -> HostProfile:
     signatures = {name: describe(getattr(utils, name, None)) for name in SUPPORTED_SIGNATURES}
     stage1, stage1_error = None, None
     try:
-        from omni_sizefix.runtime import stage1_profile
-
-        stage1 = stage1_profile.profile()
+        stage1 = stage_worker.profile()
     except Exception as exc:  # no GLM-Image processor in this vLLM-Omni, ...
         stage1_error = f"{type(exc).__name__}: {exc}"
     return replace(

@@ -8,7 +8,7 @@ Two files, one per schema:
     vLLM-Omni's own ``ar2diffusion``, as vLLM-Omni's config does, so the file names nothing
     of this package and workers started with it still start once the package is removed
     or disabled. Where the release pair cannot run upstream's processor (ai-dynamo
-    1.1-1.3), the plugin's run-time fix (``runtime.patches.dynamo_stage_processor``) hands
+    1.1-1.3), the plugin's run-time fix (``runtime.patches.stage_worker``) hands
     stage 1 ``omni_sizefix.processors.glm_image.ar2diffusion`` instead.
 ``glm_image.deploy.yaml`` (``stages:``)
     Read by the loaders of ai-dynamo 1.5+ (and 1.2-1.4 with vLLM-Omni >= 0.20.0). **The
@@ -44,7 +44,7 @@ none          vLLM-Omni alone: legacy while it has ``load_stage_configs_from_yam
 
 ai-dynamo 1.2/1.3 read a deploy YAML from vLLM-Omni 0.20.0 on, but cannot dispatch
 upstream's processor by themselves, whichever schema names it; the run-time fix
-(``omni_sizefix.runtime.patches.dynamo_stage_processor``) swaps it in the stage-1 worker. 1.4
+(``omni_sizefix.runtime.patches.stage_worker``) swaps it in the stage-1 worker. 1.4
 reads both. The legacy config is chosen so that 1.1-1.4 share one config.
 """
 
@@ -60,8 +60,8 @@ from typing import Any
 
 import yaml
 
-from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
 from omni_sizefix.tools import host, host_profile
+from omni_sizefix.tools.hosts import STAGE_WORKER_MODULE, UTILS_MODULE
 
 LEGACY = "legacy"
 DEPLOY = "deploy"

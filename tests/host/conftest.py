@@ -21,8 +21,7 @@ from cell import host_missing
 from glm_upstream import UPSTREAM_PROCESSOR
 
 import omni_sizefix
-from omni_sizefix.runtime import version_policy
-from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools import hosts, stage_configs
 
 # Host tests never need the model hub; without this some loaders retry it for ~30 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,7 +90,7 @@ def dynamo_host() -> DynamoHost:
         types = importlib.import_module("dynamo.vllm.omni.types")
     except ImportError as exc:
         host_missing("dynamo", exc)  # fails where ai-dynamo is installed or pinned
-    return DynamoHost(utils, stage_worker, types, version_policy.host_versions())
+    return DynamoHost(utils, stage_worker, types, hosts.host_versions())
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from conftest import UPSTREAM_PROCESSOR, DynamoHost, image_request, run_python
 from packaging.version import Version
 
 import omni_sizefix
-from omni_sizefix.runtime import version_policy
-from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
+from omni_sizefix.runtime import settings
+from omni_sizefix.runtime.patches.parse import SENTINEL
 from omni_sizefix.tools.simulation import dryrun
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (1152, 768), (2048, 2048)]
@@ -53,7 +53,6 @@ out = {
 try:   # the acceptance run: real parse, router models and upstream ar2diffusion
     from omegaconf import OmegaConf
     from omni_sizefix.tools.simulation import dryrun
-    from omni_sizefix.runtime import glm_layout, version_policy
     from omni_sizefix.tools import stage_configs
     path, configs = stage_configs.load_for_installed_host()
     if stage_configs.file_schema(path) == "legacy":   # deploy configs run upstream's already
@@ -61,7 +60,7 @@ try:   # the acceptance run: real parse, router models and upstream ar2diffusion
         configs[1].custom_process_input_func = UPSTREAM
     for h, w in SIZES:
         request = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": f"{w}x{h}"}
-        grids = glm_layout.grids_for(h, w)   # AR output as the scaffold asks: stage 1 alone
+        grids = sizing.grids_for(h, w)   # AR output as the scaffold asks: stage 1 alone
         alone = dryrun.run_request(request, configs, scaffold_reader=lambda p, g=grids: g)
         full = dryrun.run_request(request, configs)   # AR output follows what stage 0 got
         out["sizes"][f"{w}x{h}"] = [alone.verdict(h, w), full.verdict(h, w),
@@ -258,8 +257,8 @@ def expected_host_defects() -> tuple[bool, bool]:
     (ai-dynamo==1.1.1:dynamo/vllm/omni/utils.py:52-69); 1.2.0 on send ``mm_processor_kwargs``
     to both (ai-dynamo==1.2.1:dynamo/vllm/omni/utils.py:163-170), which vLLM-Omni's processor
     reads from 0.20.0rc1 on (``glm_upstream.READS_BY_RELEASE``)."""
-    dynamo = version_policy.installed_version("ai-dynamo")
-    omni = version_policy.installed_version("vllm-omni")
+    dynamo = settings.installed_version("ai-dynamo")
+    omni = settings.installed_version("vllm-omni")
     declared = glm_upstream.declared_reads(omni) if omni else None
     if dynamo is None:
         pytest.skip("no ai-dynamo in this cell (the conftest fails a cell that pins one)")

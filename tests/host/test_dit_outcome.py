@@ -148,9 +148,9 @@ def test_plugin_refuses_what_the_budget_would_cut(
         patched.worker(small_budget_configs[0], 0)  # a stage-0 worker learns its budget
         result = run(image_request(height, width), small_budget_configs)
     finally:
-        from omni_sizefix.runtime import size_policy
+        from omni_sizefix.runtime import sizing
 
-        size_policy.set_budget(None)
+        sizing.set_budget(None)
     assert result.error and result.stage0_prompt is None, result.error
     assert f"max_tokens is {SMALL_BUDGET}" in result.error
 

@@ -565,18 +565,18 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
 
     def load_plugin() -> Any:
         import omni_sizefix
-        from omni_sizefix.runtime import errors, plugins
+        from omni_sizefix.runtime import hooks, sizing
 
         omni_sizefix.register()
         if scenario.failing_hook:
             error_type = {
                 "RuntimeError": RuntimeError,
                 "ValueError": ValueError,
-                "SizeRejected": errors.SizeRejected,
+                "SizeRejected": sizing.SizeRejected,
             }[scenario.hook_error]
             error = error_type(f"boom in {scenario.failing_hook}")
             fake = _fake_failing_plugin(scenario.failing_hook, error)
-            plugins.get_plugin_manager().register(fake, name="fake_failing_hook_plugin")
+            hooks.get_plugin_manager().register(fake, name="fake_failing_hook_plugin")
         return omni_sizefix
 
     result: dict[str, Any] = {"import_error": None}
@@ -591,9 +591,9 @@ def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> 
         result["import_error"] = f"{type(exc).__name__}: {exc}"
     if order == "after":
         omni_sizefix = load_plugin()
-    from omni_sizefix.runtime.patches import dynamo_omni_utils
+    from omni_sizefix.runtime.patches import parse
 
-    assert dynamo_omni_utils.SENTINEL == SENTINEL
+    assert parse.SENTINEL == SENTINEL
     if scenario.blocked:
         try:
             importlib.import_module(STAGE_WORKER)

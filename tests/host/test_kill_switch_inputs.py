@@ -19,7 +19,7 @@ import glm_upstream
 import pytest
 from conftest import DynamoHost, config_with_budget
 
-from omni_sizefix.runtime import size_policy
+from omni_sizefix.runtime import sizing
 from omni_sizefix.tools.simulation import dryrun
 
 MALFORMED = ["abcxdef", "512"]
@@ -122,7 +122,7 @@ def test_plugin_rejects_it_before_stage_0(
     try:
         result = run_too_big(small_budget_configs, monkeypatch)
     finally:
-        size_policy.set_budget(None)
+        sizing.set_budget(None)
     assert TruncatingFakeAREngine.emitted == [], "stage 0 must not run"
     assert result.error and result.error.startswith("stage 0"), result
     assert "up to 1024x1024" in result.error

@@ -44,7 +44,7 @@ from cell import no_expectation
 from conftest import DynamoHost, image_request
 
 import omni_sizefix
-from omni_sizefix.runtime import pipelines, version_policy
+from omni_sizefix.runtime import pipelines, settings
 from omni_sizefix.tools.simulation import dryrun
 
 HUNYUAN = "HunyuanImage-3"
@@ -191,8 +191,8 @@ SIZES = [(768, 1024), (1024, 768), (512, 512), (720, 1280), (1024, 1024)]
 
 def expectation(model: str) -> Expect:
     pair = (
-        version_policy.installed_version("ai-dynamo"),
-        version_policy.installed_version("vllm-omni"),
+        settings.installed_version("ai-dynamo"),
+        settings.installed_version("vllm-omni"),
     )
     if pair not in PAIRS:
         no_expectation(pair, "test_pipelines.PAIRS")
@@ -274,7 +274,7 @@ def own_stage_configs(model: str) -> list[Any]:
     prefix, module = MODELS[model]
     stages = _legacy_stages(prefix) or _pipeline_stages(prefix, module)
     if not stages:
-        pytest.skip(f"vLLM-Omni {version_policy.installed_version('vllm-omni')} ships no {model}")
+        pytest.skip(f"vLLM-Omni {settings.installed_version('vllm-omni')} ships no {model}")
     return [OmegaConf.create(stage) for stage in stages[:2]]
 
 

@@ -16,7 +16,7 @@ from conftest import DynamoHost, image_request
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime import settings
 from omni_sizefix.runtime.patches import REMOVALS, Removal
 
 HEIGHT, WIDTH = 768, 1024  # a size GLM-Image renders exactly, not the 1024x1024 default
@@ -26,7 +26,7 @@ def needed_here(removal: Removal) -> bool:
     """True when the installed releases are one of the sets that need ``removal``."""
 
     def installed_in(dist: str, spec: str) -> bool:
-        version = version_policy.installed_version(dist)
+        version = settings.installed_version(dist)
         return version is not None and SpecifierSet(spec).contains(
             Version(version), prereleases=True
         )

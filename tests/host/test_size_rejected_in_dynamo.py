@@ -16,20 +16,20 @@ from size_messages import rejection_problems
 
 PROBE = """
 import json, sys
-from omni_sizefix.runtime import errors, size_policy
-before = type(errors.SizeRejected("x")) is errors.SizeRejected
+from omni_sizefix.runtime import sizing
+before = type(sizing.SizeRejected("x")) is sizing.SizeRejected
 loaded_by_plugin = "dynamo._core" in sys.modules
 import dynamo.llm
 from dynamo.llm.exceptions import InvalidArgument
 try:
-    size_policy.apply(700, 1000)
+    sizing.apply(700, 1000)
 except ValueError as exc:
     caught = exc
 print(json.dumps({
     "plain_before_dynamo": before,
     "omni_sizefix_loaded_dynamo": loaded_by_plugin,
     "invalid_argument": isinstance(caught, InvalidArgument),
-    "size_rejected": isinstance(caught, errors.SizeRejected),
+    "size_rejected": isinstance(caught, sizing.SizeRejected),
     "message": str(caught),
 }))
 """

@@ -22,16 +22,16 @@ from conftest import DynamoHost, image_request
 from packaging.version import Version
 from size_messages import rejection_problems
 
-from omni_sizefix.runtime import version_policy
-from omni_sizefix.runtime.errors import SizeRejected
-from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.runtime import settings
+from omni_sizefix.runtime.patches import stage1
+from omni_sizefix.runtime.sizing import SizeRejected
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT" (1152x768 is 768 high, 1152 wide).
 INVALID = [(700, 1000), (500, 500), (1024, 1000), (4096, 4096)]
-#: sha256 of ``vllm_omni/model_executor/stage_input_processors/glm_image.py`` in the vLLM-Omni
+#: sha256 of ``vllm_omni/model_executor/stage_input_processors/stage1.py`` in the vLLM-Omni
 #: 0.18.0 wheel. 0.16.0 ships the same bytes: the omni-0.16 and omni-0.18 cells both check it.
 LEGACY_PROCESSOR_SHA256 = "0d40f02e44771450c3213f70b115f701fcdd0fd0e1b2664c8c3d107389283254"
 
@@ -45,7 +45,7 @@ def upstream_is_stage_list_era() -> bool:
 
 def upstream_is_fixed() -> bool:
     """vLLM-Omni >= 0.20.0rc1 reads mm_processor_kwargs and the scaffold's preview grid."""
-    return Version(version_policy.installed_version("vllm-omni")) >= Version("0.20.0rc1")
+    return Version(settings.installed_version("vllm-omni")) >= Version("0.20.0rc1")
 
 
 # --- direct calls (no Dynamo needed) ------------------------------------------------------
@@ -83,19 +83,19 @@ def prompt_in_shape(shape: str, height: int, width: int) -> dict:
 
 
 def test_processor_probe_agrees_with_the_installed_release() -> None:
-    found = glm_image.upstream()
+    found = stage1.upstream()
     assert found.scaffold_grid == upstream_is_fixed()
-    assert (found.convention == glm_image.STAGE_LIST) == upstream_is_stage_list_era()
+    assert (found.convention == stage1.STAGE_LIST) == upstream_is_stage_list_era()
 
 
 def test_top_level_readers_ship_the_same_processor_file() -> None:
     """vLLM-Omni 0.16 and 0.18 ship one GLM-Image processor, byte for byte; later ones differ."""
-    source = Path(importlib.import_module(glm_image.UPSTREAM_MODULE).__file__).read_bytes()
+    source = Path(importlib.import_module(stage1.GLM_IMAGE_PROCESSORS).__file__).read_bytes()
     digest = hashlib.sha256(source).hexdigest()
     if upstream_is_fixed():
         assert digest != LEGACY_PROCESSOR_SHA256
     else:
-        assert digest == LEGACY_PROCESSOR_SHA256, version_policy.installed_version("vllm-omni")
+        assert digest == LEGACY_PROCESSOR_SHA256, settings.installed_version("vllm-omni")
 
 
 @pytest.mark.parametrize("shape", ["top-level", "mm-kwargs"])
@@ -115,8 +115,8 @@ def test_package_processor_right_where_upstream_alone_is_not(
     else:  # vLLM-Omni <= 0.18 never reads mm_processor_kwargs: it renders 1024x1024
         expected_ok = (height, width) == (1024, 1024)
     assert (upstream == "ok") == expected_ok, upstream
-    source_form = glm_image.ar2diffusion([ar_output(height, width)], dict(prompt), False, None)
-    stage_list_form = glm_image.ar2diffusion(
+    source_form = stage1.ar2diffusion([ar_output(height, width)], dict(prompt), False, None)
+    stage_list_form = stage1.ar2diffusion(
         [StageListItem([ar_output(height, width)])], [0], [dict(prompt)], False
     )
     assert direct_verdict(source_form, height, width) == "ok"
@@ -127,7 +127,7 @@ def test_package_processor_right_where_upstream_alone_is_not(
 def test_legacy_upstream_with_top_level_size_is_wrong_and_the_package_is_right() -> None:
     """The ≤0.18 defect kept visible: right size given, prior sliced at the wrong offset."""
     if upstream_is_fixed():
-        pytest.skip(f"vLLM-Omni {version_policy.installed_version('vllm-omni')} is fixed")
+        pytest.skip(f"vLLM-Omni {settings.installed_version('vllm-omni')} is fixed")
     height, width = 768, 1024
     prompt = prompt_in_shape("top-level", height, width)
     assert call_upstream([ar_output(height, width)], dict(prompt))[0]["height"] == height
@@ -135,9 +135,7 @@ def test_legacy_upstream_with_top_level_size_is_wrong_and_the_package_is_right()
         direct_verdict(call_upstream([ar_output(height, width)], dict(prompt)), height, width)
         != "ok"
     )
-    fixed = glm_image.ar2diffusion(
-        [StageListItem([ar_output(height, width)])], [0], [prompt], False
-    )
+    fixed = stage1.ar2diffusion([StageListItem([ar_output(height, width)])], [0], [prompt], False)
     assert direct_verdict(fixed, height, width) == "ok"
 
 
@@ -147,7 +145,7 @@ def test_completion_without_cumulative_token_ids() -> None:
     if upstream_is_fixed():
         with pytest.raises(AttributeError):
             call_upstream([ar_output(768, 1024, cumulative=False)], dict(prompt))
-    result = glm_image.ar2diffusion(
+    result = stage1.ar2diffusion(
         [StageListItem([ar_output(768, 1024, cumulative=False)])], [0], [prompt], False
     )
     assert direct_verdict(result, 768, 1024) == "ok"
@@ -159,18 +157,18 @@ def test_unparsable_output_in_stage_list_form() -> None:
     completion = dryrun.SyntheticCompletion(token_ids=short, cumulative_token_ids=short)
     output = dryrun.SyntheticAROutput(request_id="short", outputs=[completion])
     prompt = prompt_in_shape("mm-kwargs", 512, 512)
-    sized = glm_image.sized_prompt(prompt)
+    sized = stage1.sized_prompt(prompt)
     try:
         expected = call_upstream([output], sized)
     except Exception as exc:  # the release raises itself: the package raises the same
         with pytest.raises(type(exc)):
-            glm_image.ar2diffusion([StageListItem([output])], [0], [prompt], False)
+            stage1.ar2diffusion([StageListItem([output])], [0], [prompt], False)
         return
     if expected is None:
         with pytest.raises(ValueError, match="no DiT input"):
-            glm_image.ar2diffusion([StageListItem([output])], [0], [prompt], False)
+            stage1.ar2diffusion([StageListItem([output])], [0], [prompt], False)
     else:
-        got = glm_image.ar2diffusion([StageListItem([output])], [0], [prompt], False)
+        got = stage1.ar2diffusion([StageListItem([output])], [0], [prompt], False)
         assert isinstance(got, list)
         assert direct_verdict(got, 512, 512) == direct_verdict(expected, 512, 512)
 
@@ -215,7 +213,7 @@ def test_every_readable_schema_where_this_dispatch_can_call_its_processor(
     configs = configs_support.load(schema, fake_glm_image_model)
     processor = patched.stage_worker._load_processor(stage_configs.stage_processor(configs[1]))
     result = dryrun.run_request(image_request(height, width), configs)
-    either = processor is glm_image.ar2diffusion  # the package's takes both conventions
+    either = processor is stage1.ar2diffusion  # the package's takes both conventions
     if glm_upstream.dispatch_calls(patched.stage_worker, processor, either_convention=either):
         assert result.verdict(height, width) == "ok"
         return
@@ -227,9 +225,9 @@ def test_every_readable_schema_where_this_dispatch_can_call_its_processor(
 
 def test_this_dispatch_calls_the_package_processor(dynamo_host: DynamoHost) -> None:
     sw = dynamo_host.stage_worker
-    assert glm_upstream.dispatch_calls(sw, glm_image.ar2diffusion, either_convention=True)
+    assert glm_upstream.dispatch_calls(sw, stage1.ar2diffusion, either_convention=True)
     if hasattr(sw, "_accepts_source_outputs_processor"):  # 1.2+: by name, as source outputs
-        assert glm_upstream.dispatch_calls(sw, glm_image.ar2diffusion)
+        assert glm_upstream.dispatch_calls(sw, stage1.ar2diffusion)
 
 
 @pytest.mark.parametrize(("height", "width"), [(512, 512), (768, 1152)])
@@ -239,7 +237,7 @@ def test_stage_list_call_with_the_real_proxy(
     """ai-dynamo 1.1's call shape, with its real ``_Proxy``, against this cell's upstream."""
     proxy = dynamo_host.stage_worker._Proxy(engine_outputs=[ar_output(height, width)])
     prompt = prompt_in_shape("mm-kwargs", height, width)
-    result = glm_image.ar2diffusion([proxy], [0], [prompt], True)
+    result = stage1.ar2diffusion([proxy], [0], [prompt], True)
     assert isinstance(result, list)
     assert direct_verdict(result, height, width) == "ok"
 

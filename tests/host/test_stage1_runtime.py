@@ -27,8 +27,8 @@ from cell import no_expectation
 from conftest import UPSTREAM_PROCESSOR, DynamoHost, config_with_budget, image_request
 
 import omni_sizefix
-from omni_sizefix.runtime import size_policy, stage1_io, stage1_profile, version_policy
-from omni_sizefix.runtime.patches import glm_image_processor as glm_image
+from omni_sizefix.runtime import patches, settings, sizing
+from omni_sizefix.runtime.patches import stage1, stage_worker
 from omni_sizefix.tools import stage_configs
 from omni_sizefix.tools.simulation import dryrun
 
@@ -62,13 +62,13 @@ class Expect:
 #: ai-dynamo 1.3.1's stage_worker.py has 1.2.1's check (_accepts_source_outputs_processor, :652:
 #: params[:2] == ["source_outputs", "original_prompt"], else TypeError :332) and restores
 #: cumulative_token_ids (_prepare_connector_payload :578, _ensure_cumulative_token_ids :383);
-#: vLLM-Omni 0.22.0's ar2diffusion(source_outputs, prompt, ...) (glm_image.py:214) returns a
+#: vLLM-Omni 0.22.0's ar2diffusion(source_outputs, prompt, ...) (stage1.py:214) returns a
 #: list, 0.24.0's (:215) a dict, both read mm_processor_kwargs first (:251 / :254): the
 #: dispatch TypeError is the only defect. ai-dynamo 1.6.1 and 1.7.0.dev20261026 (stage_worker.py
 #: byte-identical) accept "prompt" (:844-850) and restore the field (:459); vLLM-Omni 0.30.0 and
-#: 0.32.0rc1 ship 0.24.0's glm_image.py byte for byte: right without the plugin. vLLM-Omni
-#: 0.16.0's glm_image.py is 0.18.0's byte for byte (stage list, top-level height/width default
-#: 1024 :182-183, preview token_h // 2 :59-60; legacy glm_image.yaml max_tokens 1281).
+#: 0.32.0rc1 ship 0.24.0's stage1.py byte for byte: right without the plugin. vLLM-Omni
+#: 0.16.0's stage1.py is 0.18.0's byte for byte (stage list, top-level height/width default
+#: 1024 :182-183, preview token_h // 2 :59-60; legacy stage1.yaml max_tokens 1281).
 PAIRS: dict[tuple[str | None, str], Expect] = {
     ("1.1.1", "0.20.0rc1"): Expect(
         ("token-field",), "AttributeError", PACKAGE, needs_real_connector=True
@@ -89,8 +89,8 @@ SIZES = [(768, 1024), (1024, 768), (512, 512), (1024, 1024)]  # (height, width)
 
 def expectation() -> Expect:
     pair = (
-        version_policy.installed_version("ai-dynamo"),
-        version_policy.installed_version("vllm-omni"),
+        settings.installed_version("ai-dynamo"),
+        settings.installed_version("vllm-omni"),
     )
     if pair not in PAIRS:
         no_expectation(pair, "test_stage1_runtime.PAIRS")
@@ -112,8 +112,8 @@ def own_config_file(folder: Path) -> Path:
     import vllm_omni
 
     root = Path(vllm_omni.__file__).parent
-    legacy = root / "model_executor" / "stage_configs" / "glm_image.yaml"
-    deploy = root / "deploy" / "glm_image.yaml"
+    legacy = root / "model_executor" / "stage_configs" / "stage1.yaml"
+    deploy = root / "deploy" / "stage1.yaml"
     readable = stage_configs.host_loader().schemas
     if legacy.is_file() and stage_configs.LEGACY in readable:
         return legacy
@@ -122,7 +122,7 @@ def own_config_file(folder: Path) -> Path:
     data = yaml.safe_load(stage_configs.config_path(schema="legacy").read_text())
     data["stage_args"][0]["default_sampling_params"]["max_tokens"] = 1281
     data["stage_args"][1]["custom_process_input_func"] = UPSTREAM_PROCESSOR
-    path = folder / "glm_image.yaml"
+    path = folder / "stage1.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -155,7 +155,7 @@ def test_plugin_leaves_or_replaces_the_processor_as_the_table_says(
 ) -> None:
     expect = expectation()
     processor = stage1_processor(patched, own_configs)
-    wanted = glm_image.ar2diffusion if expect.plugin == PACKAGE else glm_upstream.function()
+    wanted = stage1.ar2diffusion if expect.plugin == PACKAGE else glm_upstream.function()
     assert processor is wanted
     # the host's own loader, unwrapped, returns vLLM-Omni's function
     original = patched.stage_worker._load_processor.__omni_sizefix_original__
@@ -176,7 +176,7 @@ def test_requested_size_reaches_the_dit_with_vllm_omni_config(
 
 def test_profile_finds_what_the_table_says(patched: DynamoHost) -> None:
     expect = expectation()
-    found = stage1_profile.profile()
+    found = stage_worker.profile()
     assert found.defects == expect.defects
     assert found.needs_fix == (expect.plugin == PACKAGE)
     assert found.package_dispatchable
@@ -186,9 +186,8 @@ def test_processor_choice_is_logged_once(
     patched: DynamoHost, own_configs: list, caplog: pytest.LogCaptureFixture
 ) -> None:
     expect = expectation()
-    from omni_sizefix.runtime.patches import dynamo_stage_processor
 
-    dynamo_stage_processor.choose.cache_clear()
+    stage_worker.choose.cache_clear()
     with caplog.at_level("INFO", logger="omni_sizefix"):
         for _ in range(3):
             stage1_processor(patched, own_configs)
@@ -200,25 +199,24 @@ def test_processor_choice_is_logged_once(
 def test_other_processors_are_never_touched(patched: DynamoHost) -> None:
     load = patched.stage_worker._load_processor
     assert load(None) is None
-    assert load(glm_image.PROCESSOR) is glm_image.ar2diffusion
+    assert load(stage1.PROCESSOR) is stage1.ar2diffusion
     assert load("json.dumps") is importlib.import_module("json").dumps
 
 
 def test_a_failing_probe_keeps_the_hosts_processor_with_one_warning(
     patched: DynamoHost, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from omni_sizefix.runtime.patches import dynamo_stage_processor
 
     def broken() -> None:
         raise RuntimeError("probe exploded")
 
-    dynamo_stage_processor.choose.cache_clear()
-    monkeypatch.setattr(stage1_profile, "profile", broken)
-    dynamo_stage_processor._warned.discard("probe-failed")
+    stage_worker.choose.cache_clear()
+    monkeypatch.setattr(stage_worker, "profile", broken)
+    patches._warned.discard("probe-failed")
     with caplog.at_level("WARNING", logger="omni_sizefix"):
         first = patched.stage_worker._load_processor(UPSTREAM_PROCESSOR)
         second = patched.stage_worker._load_processor(UPSTREAM_PROCESSOR)
-    dynamo_stage_processor.choose.cache_clear()
+    stage_worker.choose.cache_clear()
     assert first is glm_upstream.function() and second is glm_upstream.function()
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "probe exploded" in warnings[0].getMessage()
@@ -261,9 +259,8 @@ def test_host_defect_shows_only_across_processes(patched: DynamoHost, own_config
     expect = expectation()
     if not expect.needs_real_connector:
         pytest.skip("the defect of this pair does not depend on the connector")
-    from omni_sizefix.runtime.patches import dynamo_stage_processor
 
-    assert dynamo_stage_processor.remove()
+    assert stage_worker.remove()
     assert stage1_processor(patched, own_configs) is glm_upstream.function()
     in_memory = run(image_request(768, 1024), own_configs, real_connector=False)
     assert in_memory.verdict(768, 1024) == "ok"
@@ -316,7 +313,7 @@ def test_stage0_worker_learns_the_budget_and_the_policy_keeps_to_it(
     try:
         # the real stage-0 OmniStageWorker of this release, built from the loaded config
         patched.worker(own_configs[0], 0)
-        assert size_policy.budget() == max_tokens
+        assert sizing.budget() == max_tokens
         fits = run(image_request(side, side), own_configs, real_connector=False)
         assert fits.verdict(side, side) == "ok"
         if side < glm_rules.MAX_SIDE:
@@ -327,7 +324,7 @@ def test_stage0_worker_learns_the_budget_and_the_policy_keeps_to_it(
             assert f"up to {side}x{side}" in message
             assert "omni-sizefix stage-config glm_image" in message
     finally:
-        size_policy.set_budget(None)
+        sizing.set_budget(None)
 
 
 def test_host_alone_accepts_sizes_its_stage0_budget_truncates(
@@ -415,7 +412,7 @@ def test_doctor_on_a_config_the_workers_cannot_start_with(doctor: Any, tmp_path:
     else:
         data = yaml.safe_load(stage_configs.config_path(schema="legacy").read_text())
         data["stage_args"][1]["custom_process_input_func"] = "omni_sizefix_missing.ar2diffusion"
-        path = tmp_path / "glm_image.yaml"
+        path = tmp_path / "stage1.yaml"
         path.write_text(yaml.safe_dump(data))
     code, report = doctor(path)
     assert code == 1, report["findings"]  # a problem found
@@ -428,7 +425,7 @@ def test_doctor_on_a_config_the_workers_cannot_start_with(doctor: Any, tmp_path:
 def test_without_dynamo_the_probe_finds_what_the_table_says(tmp_path: Path) -> None:
     """vLLM-Omni alone (its own orchestrator calls the processor its config names): the
     probe of its own GLM-Image processor, and the package's processor on the same output."""
-    if version_policy.installed_version("ai-dynamo") is not None:
+    if settings.installed_version("ai-dynamo") is not None:
         pytest.skip("Dynamo is installed: covered through its stage worker above")
     expect = expectation()
     pytest.importorskip("vllm_omni")
@@ -438,15 +435,15 @@ def test_without_dynamo_the_probe_finds_what_the_table_says(tmp_path: Path) -> N
     assert func_path == UPSTREAM_PROCESSOR
     module_name, name = func_path.rsplit(".", 1)
     upstream = getattr(importlib.import_module(module_name), name)
-    found = stage1_profile.build(None, upstream, glm_image.ar2diffusion)
+    found = stage_worker.build_profile(None, upstream, stage1.ar2diffusion)
     assert found.defects == expect.defects
-    height, width = stage1_io.PROBE_SIZE
+    height, width = stage1.PROBE_SIZE
     prompt = {"prompt": "", "height": height, "width": width}
-    output = stage1_profile._probe_output(height, width, cumulative=True)
-    upstream_verdict = stage1_io.dit_verdict(
-        stage1_profile.call_upstream(upstream, output, dict(prompt)), height, width
+    output = stage_worker._probe_output(height, width, cumulative=True)
+    upstream_verdict = stage1.dit_verdict(
+        stage_worker.call_upstream(upstream, output, dict(prompt)), height, width
     )
     assert (upstream_verdict == "ok") == (not expect.defects), upstream_verdict
-    package = glm_image.ar2diffusion([output], prompt)
-    assert stage1_io.dit_verdict(package, height, width) == "ok"
+    package = stage1.ar2diffusion([output], prompt)
+    assert stage1.dit_verdict(package, height, width) == "ok"
     assert int(configs[0].default_sampling_params.max_tokens) == 1281  # vLLM-Omni's legacy budget

@@ -18,8 +18,8 @@ from typing import Any
 import glm_upstream
 import pytest
 
-from omni_sizefix.runtime import host_modules, version_policy
-from omni_sizefix.tools import host, host_profile, stage_configs
+from omni_sizefix.runtime import settings
+from omni_sizefix.tools import host, host_profile, hosts, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "disagg_glm_image.sh"
@@ -149,7 +149,7 @@ def test_shipped_config_loads_through_the_real_loader(
     assert stage1.default_sampling_params.height == 1024  # the DiT default; requests override
     # vLLM-Omni's own processor in both schemas (legacy: the config names it; deploy: the
     # topology comes from vLLM-Omni's GLM-Image pipeline), so the config outlives the package.
-    assert stage_configs.stage_processor(stage1) == host_modules.GLM_IMAGE_PROCESSOR
+    assert stage_configs.stage_processor(stage1) == hosts.GLM_IMAGE_PROCESSOR
     assert stage_configs.stage_processor(stage0) is None
 
 
@@ -192,8 +192,8 @@ DROPS_REQUIRES_MM = {("1.5.1", "0.28.0")}
 
 def installed_pair() -> tuple[str | None, str | None]:
     return (
-        version_policy.installed_version("ai-dynamo"),
-        version_policy.installed_version("vllm-omni"),
+        settings.installed_version("ai-dynamo"),
+        settings.installed_version("vllm-omni"),
     )
 
 

@@ -24,7 +24,7 @@ import pytest
 from cell import expected_hosts, no_expectation
 from conftest import run_doctor
 
-from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime import settings
 from omni_sizefix.tools import stage_configs
 
 #: (ai-dynamo, vllm-omni) -> None when a stage worker starts, else what the host raises.
@@ -44,8 +44,8 @@ STARTABLE: dict[tuple[str, str], str | None] = {
 
 def installed_pair() -> tuple[str | None, str | None]:
     return (
-        version_policy.installed_version("ai-dynamo"),
-        version_policy.installed_version("vllm-omni"),
+        settings.installed_version("ai-dynamo"),
+        settings.installed_version("vllm-omni"),
     )
 
 

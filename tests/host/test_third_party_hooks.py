@@ -19,7 +19,7 @@ from conftest import DynamoHost
 from plugin_install import example_plugin_dir  # noqa: F401 (a fixture)
 
 import omni_sizefix
-from omni_sizefix.runtime import pipelines, plugins
+from omni_sizefix.runtime import hooks, pipelines
 
 REQUEST = {"model": "example/square-only", "prompt": "apple", "size": "1024x512"}
 SQUARE = min(512, 1024)  # the example plugin's rule: a square of the shorter side
@@ -36,10 +36,10 @@ UNKNOWN_STAGE0 = {
 def installed(example_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     monkeypatch.syspath_prepend(str(example_plugin_dir))
     importlib.invalidate_caches()
-    plugins.reset_plugin_manager()
+    hooks.reset_plugin_manager()
     yield
     omni_sizefix.unpatch()
-    plugins.reset_plugin_manager()
+    hooks.reset_plugin_manager()
     pipelines.forget()
     sys.modules.pop("omni_sizefix_example_plugin", None)
 
@@ -60,7 +60,7 @@ def test_a_model_the_package_does_not_know_is_sized_by_the_hook(
     installed: None, dynamo_host: DynamoHost
 ) -> None:
     assert omni_sizefix.patch()
-    assert plugins.third_party_plugins() == ["square_only"]
+    assert hooks.third_party_plugins() == ["square_only"]
     _unknown_model_worker(dynamo_host)
     assert pipelines.plan().pipeline == "unknown", pipelines.plan()
     parsed = dynamo_host.parse(dict(REQUEST), ["image"])

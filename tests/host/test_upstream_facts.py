@@ -20,13 +20,13 @@ import pytest
 from conftest import DynamoHost, image_request
 from packaging.version import Version
 
-from omni_sizefix.runtime import version_policy
+from omni_sizefix.runtime import settings
 
 HOST_SHAPES_FILE = Path(__file__).resolve().parents[1] / "unit" / "host_shapes.py"
 
 
 def installed(dist: str) -> str:
-    version = version_policy.installed_version(dist)
+    version = settings.installed_version(dist)
     if version is None:
         pytest.skip(f"{dist} is not installed in this cell")
     return version

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import omni_sizefix
-from omni_sizefix.runtime import log, plugins
-from omni_sizefix.runtime.patches import dynamo_omni_utils
+from omni_sizefix.runtime import activation, hooks, patches
 from omni_sizefix.tools import host_profile
 
 FAKE_UTILS = '''
@@ -52,7 +51,7 @@ def fake_dynamo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (omni / "stage_worker.py").write_text(textwrap.dedent(FAKE_STAGE_WORKER))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("OMNI_SIZEFIX_SHAPE", "mm-kwargs")
-    monkeypatch.setattr(dynamo_omni_utils._state, "warned", set())  # warn once per test
+    monkeypatch.setattr(patches, "_warned", set())  # warn once per test
     real = {m: sys.modules.pop(m) for m in list(sys.modules) if _is_dynamo(m)}
     yield
     omni_sizefix.unpatch()
@@ -71,20 +70,20 @@ def fresh_plugin_manager(monkeypatch: pytest.MonkeyPatch):
         "OMNI_SIZEFIX_PLUGINS",
     ):
         monkeypatch.delenv(var, raising=False)
-    plugins.reset_plugin_manager()
+    hooks.reset_plugin_manager()
     host_profile.clear()  # tests change versions and the environment
     yield
-    plugins.reset_plugin_manager()
+    hooks.reset_plugin_manager()
     host_profile.clear()
 
 
 @pytest.fixture(autouse=True)
 def plain_logging(monkeypatch: pytest.MonkeyPatch):
     """Records reach pytest's caplog: vLLM's handlers are not adopted in unit tests
-    (they would be in a host cell, where vLLM is importable; see omni_sizefix.runtime.log)."""
-    logger = logging.getLogger(log.LOGGER_NAME)
+    (they would be in a host cell, where vLLM is importable; see activation.adopt_vllm_format)."""
+    logger = logging.getLogger("omni_sizefix")
     saved = (list(logger.handlers), logger.propagate, logger.level)
-    monkeypatch.setattr(log, "adopt_vllm_format", lambda: False)
+    monkeypatch.setattr(activation, "adopt_vllm_format", lambda: False)
     logger.handlers.clear()
     logger.propagate = True
     yield

@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from omni_sizefix.runtime.package import SUPPORTED_HOSTS
+from omni_sizefix.runtime.settings import SUPPORTED_HOSTS
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements"
 NOT_CELLS = {"test-tools"}

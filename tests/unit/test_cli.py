@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_sizefix.runtime import version_policy
-from omni_sizefix.tools import cli, doctor, host_profile
+from omni_sizefix.tools import cli, doctor, host_profile, hosts
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
@@ -68,7 +67,7 @@ def test_doctor_says_unsupported_host(monkeypatch: pytest.MonkeyPatch) -> None:
         "transformers": None,
         "pluggy": "1.6.0",
     }
-    monkeypatch.setattr(version_policy, "host_versions", lambda: versions)
+    monkeypatch.setattr(hosts, "host_versions", lambda: versions)
     report = doctor.diagnose()
     assert report.exit_code == doctor.PROBLEM  # a problem found, not "could not check"
     assert any(

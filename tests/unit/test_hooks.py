@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from host_shapes import dynamo_1_1_image
+from worker_plan import repair_with_shape
 
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime import plugins, repair
-from omni_sizefix.runtime.geometry import TargetGeometry
+from omni_sizefix.runtime import hooks
 from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.runtime.sizing import TargetGeometry
 
 IMAGE = {"model": "zai-org/GLM-Image", "prompt": "a red apple", "size": "768x512"}
 
@@ -47,19 +48,19 @@ class FakeBystanderPlugin:
 
 
 def test_plugin_registered_after_first_use_takes_effect_and_leaves() -> None:
-    before = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
+    before = repair_with_shape(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert before["sampling_params_list"] == {"height": 512, "width": 768}
     fake = FakeSquarePlugin()
-    plugins.get_plugin_manager().register(fake, name="fake_square")
-    squared = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
+    hooks.get_plugin_manager().register(fake, name="fake_square")
+    squared = repair_with_shape(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert squared["sampling_params_list"] == {"height": 512, "width": 512}
     assert squared["original_prompt"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 512}
-    plugins.get_plugin_manager().unregister(fake)
-    after = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
+    hooks.get_plugin_manager().unregister(fake)
+    after = repair_with_shape(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.BOTH)
     assert after == before
 
 
 def test_a_plugin_that_decides_nothing_falls_through_to_the_defaults() -> None:
-    plugins.get_plugin_manager().register(FakeBystanderPlugin(), name="fake_bystander")
-    fixed = repair.repair_parsed(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.MM_KWARGS)
+    hooks.get_plugin_manager().register(FakeBystanderPlugin(), name="fake_bystander")
+    fixed = repair_with_shape(IMAGE, ["image"], dynamo_1_1_image(512, 768), Shape.MM_KWARGS)
     assert fixed["engine_inputs"]["mm_processor_kwargs"] == {"target_h": 512, "target_w": 768}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from omni_sizefix import hookspecs
-from omni_sizefix.runtime import default_plugin
+from omni_sizefix.runtime import hooks
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = [
@@ -37,7 +37,7 @@ def test_hook_has_a_one_line_docstring(name: str) -> None:
 
 @pytest.mark.parametrize("name", HOOKS)
 def test_hook_has_a_default_implementation_and_a_test(name: str) -> None:
-    assert callable(getattr(default_plugin, name))
+    assert callable(getattr(hooks, name))
     tests = (ROOT / "tests" / "unit" / "test_default_plugin.py").read_text()
     assert f"def test_{name.removeprefix('omni_sizefix_')}" in tests
 

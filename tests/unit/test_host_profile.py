@@ -178,8 +178,8 @@ def test_stage_config_loader_follows_the_recorded_call(
 
 def test_stage_config_loader_by_caller_and_keywords() -> None:
     """Dynamo's own ``resolve_stage_configs`` decides over the vLLM-Omni function it calls."""
-    from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, UTILS_MODULE
     from omni_sizefix.tools import stage_configs
+    from omni_sizefix.tools.hosts import STAGE_WORKER_MODULE, UTILS_MODULE
 
     def loader(function: str, keywords: tuple, caller: str) -> stage_configs.HostLoader:
         probe = host_profile.LoaderProbe(

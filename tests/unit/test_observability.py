@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import omni_sizefix
-from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.sizing import SizeRejected
 
 
 def test_startup_line_names_version_policy_and_fixes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omni_sizefix.runtime.package import SUPPORTED_HOSTS
+from omni_sizefix.runtime.settings import SUPPORTED_HOSTS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ import pytest
 
 import omni_sizefix
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime import pipelines, plugins, repair
-from omni_sizefix.runtime.patches.dynamo_omni_utils import SENTINEL
+from omni_sizefix.runtime import hooks, pipelines
+from omni_sizefix.runtime.patches.parse import SENTINEL
 from omni_sizefix.runtime.settings import Shape
 
 REQUEST = {"prompt": "a red apple", "size": "768x512"}
@@ -48,7 +48,7 @@ def test_failed_repair_serves_exactly_the_host_result(fake_dynamo, caplog) -> No
 
     host = utils.parse_omni_request(dict(REQUEST), ["image"])
     assert omni_sizefix.patch()
-    plugins.get_plugin_manager().register(FakeFailingPlugin(), name="fake_failing")
+    hooks.get_plugin_manager().register(FakeFailingPlugin(), name="fake_failing")
     with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
         served = [utils.parse_omni_request(dict(REQUEST), ["image"]) for _ in range(3)]
     # Exactly the host's result, but for the size the build_original_prompt wrapper wrote
@@ -90,7 +90,7 @@ def test_text_worker_requests_skip_the_plugin(fake_dynamo, monkeypatch) -> None:
     import dynamo.vllm.omni.utils as utils
 
     assert omni_sizefix.patch()
-    monkeypatch.setattr(repair, "repair_request", must_not_run)
+    monkeypatch.setattr(hooks, "repair_request", must_not_run)
     monkeypatch.setattr(pipelines, "plan", must_not_run)  # a text worker never probes stage 1
     parsed = utils.parse_omni_request({"messages": [{"role": "user", "content": "hi"}]}, ["text"])
     assert parsed["sampling_params_list"] is None
@@ -104,7 +104,7 @@ def test_video_requests_skip_the_plugin_where_the_pipeline_takes_no_video_size(
     assert omni_sizefix.patch()
     hunyuan = pipelines.Plan("HunyuanImage-3", False, Shape.TOP_LEVEL, False, "test")
     monkeypatch.setattr(pipelines, "plan", lambda: hunyuan)
-    monkeypatch.setattr(repair, "repair_request", must_not_run)
+    monkeypatch.setattr(hooks, "repair_request", must_not_run)
     parsed = utils.parse_omni_request({"prompt": "x", "size": "832x480"}, ["video"])
     assert parsed["sampling_params_list"] is None  # the FAKE host's non-image result
     assert hunyuan.writes("image") and not hunyuan.writes("video")

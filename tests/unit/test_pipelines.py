@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix.runtime import pipelines, repair
-from omni_sizefix.runtime.errors import SizeRejected
-from omni_sizefix.runtime.patches import processor_adapter as adapter
+from omni_sizefix.runtime import hooks, pipelines
+from omni_sizefix.runtime.patches import stage1
 from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.runtime.sizing import SizeRejected
 
 
 @pytest.fixture(autouse=True)
@@ -97,20 +97,20 @@ def serving(monkeypatch: pytest.MonkeyPatch):
 def test_hunyuan_plan_writes_only_top_level_original_prompt(serving) -> None:
     serving(HUNYUAN)
     parsed = host_1_2_image(720, 1280)  # 720: not a GLM-Image size, fine for HunyuanImage-3
-    fixed = repair.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], parsed, "image")
+    fixed = hooks.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], parsed, "image")
     assert fixed["engine_inputs"] is parsed["engine_inputs"]
     assert fixed["sampling_params_list"] == parsed["sampling_params_list"]
     assert fixed["original_prompt"] == {**parsed["original_prompt"], "height": 720, "width": 1280}
-    again = repair.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], fixed, "image")
+    again = hooks.repair_request({"prompt": "x", "size": "1280x720"}, ["image"], fixed, "image")
     assert again == fixed
 
 
 def test_bagel_plan_passes_through_but_rejects_a_malformed_size(serving) -> None:
     serving(BAGEL)
     parsed = host_1_2_image(768, 1024)
-    assert repair.repair_request({"prompt": "x"}, ["image"], parsed, "image") is parsed
+    assert hooks.repair_request({"prompt": "x"}, ["image"], parsed, "image") is parsed
     with pytest.raises(SizeRejected):
-        repair.repair_request({"prompt": "x", "size": "abcxdef"}, ["image"], parsed, "image")
+        hooks.repair_request({"prompt": "x", "size": "abcxdef"}, ["image"], parsed, "image")
 
 
 def test_adapter_sizes_and_converts_the_stage_list_call() -> None:
@@ -128,7 +128,7 @@ def test_adapter_sizes_and_converts_the_stage_list_call() -> None:
         seen.update(tokens=source_outputs[0].outputs[0].cumulative_token_ids, prompt=prompt)
         return {"height": prompt["height"], "width": prompt["width"]}
 
-    wrapped = adapter.adapt(upstream, frozenset({"top-level"}))
+    wrapped = stage1.adapt(upstream, frozenset({"top-level"}))
     prompt = {"prompt": "x", "mm_processor_kwargs": {"target_h": 768, "target_w": 1024}}
     # ai-dynamo 1.1's call: (stage_list, engine_input_source, [original_prompt], requires_mm)
     assert wrapped([stage()], [0], [prompt], False) == {"height": 768, "width": 1024}

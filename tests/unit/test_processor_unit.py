@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import glm_rules
 import pytest
 
-from omni_sizefix.runtime import stage1_io
-from omni_sizefix.runtime.patches import glm_image_processor as glm_image
-from omni_sizefix.runtime.stage1_io import SyntheticAROutput, SyntheticCompletion
+from omni_sizefix.runtime.patches import stage1
+from omni_sizefix.runtime.patches.stage1 import SyntheticAROutput, SyntheticCompletion
 
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width)
@@ -42,7 +41,7 @@ def ar_output(height: int, width: int, *, cumulative: bool = True) -> SyntheticA
 def test_module_import_pulls_in_no_host_or_torch() -> None:
     code = (
         "import json, sys\n"
-        "import omni_sizefix.runtime.patches.glm_image_processor\n"
+        "import omni_sizefix.runtime.patches.stage1\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'vllm', 'vllm_omni', 'dynamo', 'transformers'))))\n"
     )
@@ -54,7 +53,7 @@ def test_the_names_every_dynamo_release_dispatches_as_source_outputs() -> None:
     """ai-dynamo 1.2/1.3 demand ``original_prompt`` second; 1.2+ read only these kinds."""
     import inspect
 
-    params = list(inspect.signature(glm_image.ar2diffusion).parameters.values())
+    params = list(inspect.signature(stage1.ar2diffusion).parameters.values())
     assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
     assert [p.name for p in params][:3] == [
         "source_outputs",
@@ -73,26 +72,24 @@ def test_every_stage1_processor_shows_exactly_the_four_parameters() -> None:
     """Dynamo reads the parameter names: the decorator must not expose the body's one."""
     import inspect
 
-    from omni_sizefix.runtime.patches import processor_adapter
-
-    adapted = processor_adapter.adapt(lambda outputs, prompt, requires: None, frozenset())
-    for processor in (glm_image.ar2diffusion, adapted):
+    adapted = stage1.adapt(lambda outputs, prompt, requires: None, frozenset())
+    for processor in (stage1.ar2diffusion, adapted):
         assert str(inspect.signature(processor)) == FOUR_PARAMETERS
         assert not hasattr(processor, "__wrapped__")
-    assert glm_image.ar2diffusion.__name__ == "ar2diffusion"
-    assert glm_image.ar2diffusion.__module__ == glm_image.__name__
-    assert "every release pair" in glm_image.ar2diffusion.__doc__
+    assert stage1.ar2diffusion.__name__ == "ar2diffusion"
+    assert stage1.ar2diffusion.__module__ == stage1.__name__
+    assert "every release pair" in stage1.ar2diffusion.__doc__
 
 
 def test_stage1_processor_splits_both_conventions() -> None:
     seen = []
-    processor = stage1_io.stage1_processor(seen.append)
+    processor = stage1.stage1_processor(seen.append)
     outputs = [object()]
     processor(outputs, {"prompt": "p"}, True, "ctx")
-    processor([stage1_io.Stage(outputs)], [0], [{"prompt": "p"}], False)
+    processor([stage1.Stage(outputs)], [0], [{"prompt": "p"}], False)
     assert seen == [
-        stage1_io.CallerArguments(outputs, {"prompt": "p"}, True, "ctx", False),
-        stage1_io.CallerArguments(outputs, [{"prompt": "p"}], False, None, True),
+        stage1.CallerArguments(outputs, {"prompt": "p"}, True, "ctx", False),
+        stage1.CallerArguments(outputs, [{"prompt": "p"}], False, None, True),
     ]
 
 
@@ -101,12 +98,12 @@ def test_stage1_processor_splits_both_conventions() -> None:
 
 def test_stage_list_call_is_recognised_from_its_items() -> None:
     stage_list = [StageProxy([ar_output(512, 512)])]
-    assert stage1_io.caller_convention(stage_list, [0]) == glm_image.STAGE_LIST
-    assert stage1_io.caller_convention(stage_list, []) == glm_image.STAGE_LIST
+    assert stage1.caller_convention(stage_list, [0]) == stage1.STAGE_LIST
+    assert stage1.caller_convention(stage_list, []) == stage1.STAGE_LIST
 
 
 def test_stage_list_call_is_recognised_from_engine_input_source() -> None:
-    assert stage1_io.caller_convention([], [0]) == glm_image.STAGE_LIST
+    assert stage1.caller_convention([], [0]) == stage1.STAGE_LIST
 
 
 @pytest.mark.parametrize(
@@ -120,18 +117,18 @@ def test_stage_list_call_is_recognised_from_engine_input_source() -> None:
     ],
 )
 def test_source_outputs_call_is_recognised(prompt: object) -> None:
-    assert stage1_io.caller_convention([ar_output(512, 512)], prompt) == glm_image.SOURCE_OUTPUTS
+    assert stage1.caller_convention([ar_output(512, 512)], prompt) == stage1.SOURCE_OUTPUTS
 
 
 def test_stage_list_outputs_follow_upstream_rules() -> None:
     outputs = [ar_output(512, 512)]
-    assert stage1_io.stage_list_outputs([StageProxy(outputs)], [0]) == outputs
+    assert stage1.stage_list_outputs([StageProxy(outputs)], [0]) == outputs
     with pytest.raises(ValueError, match="engine_input_source"):
-        stage1_io.stage_list_outputs([StageProxy(outputs)], [])
+        stage1.stage_list_outputs([StageProxy(outputs)], [])
     with pytest.raises(IndexError):
-        stage1_io.stage_list_outputs([StageProxy(outputs)], [1])
+        stage1.stage_list_outputs([StageProxy(outputs)], [1])
     with pytest.raises(RuntimeError, match="no outputs"):
-        stage1_io.stage_list_outputs([StageProxy(None)], [0])
+        stage1.stage_list_outputs([StageProxy(None)], [0])
 
 
 # --- the size ------------------------------------------------------------------------------
@@ -157,7 +154,7 @@ def test_stage_list_outputs_follow_upstream_rules() -> None:
 def test_requested_size_prefers_mm_kwargs_then_top_level_then_default(
     prompt: dict, expected: tuple[int, int]
 ) -> None:
-    assert glm_image.requested_size(prompt) == expected
+    assert stage1.requested_size(prompt) == expected
 
 
 def test_sized_prompt_writes_both_shapes_on_a_copy() -> None:
@@ -166,7 +163,7 @@ def test_sized_prompt_writes_both_shapes_on_a_copy() -> None:
         "mm_processor_kwargs": {"target_h": 768, "target_w": 1024, "other": 1},
     }
     before = json.dumps(original, sort_keys=True)
-    sized = glm_image.sized_prompt(original)
+    sized = stage1.sized_prompt(original)
     assert json.dumps(original, sort_keys=True) == before
     assert (sized["height"], sized["width"]) == (768, 1024)
     assert sized["mm_processor_kwargs"] == {"target_h": 768, "target_w": 1024, "other": 1}
@@ -180,15 +177,15 @@ def test_sized_prompt_converts_like_upstream() -> None:
         def __init__(self) -> None:
             self.prompt, self.height, self.width = "b", 512, 768
 
-    assert glm_image.sized_prompt(Prompt("a", 256, 512))["mm_processor_kwargs"] == {
+    assert stage1.sized_prompt(Prompt("a", 256, 512))["mm_processor_kwargs"] == {
         "target_h": 256,
         "target_w": 512,
     }
-    assert (glm_image.sized_prompt(Obj())["height"], glm_image.sized_prompt(Obj())["width"]) == (
+    assert (stage1.sized_prompt(Obj())["height"], stage1.sized_prompt(Obj())["width"]) == (
         512,
         768,
     )
-    assert glm_image.requested_size(glm_image.sized_prompt("text")) == (1024, 1024)
+    assert stage1.requested_size(stage1.sized_prompt("text")) == (1024, 1024)
 
 
 # --- the legacy preview grid ------------------------------------------------------------
@@ -198,7 +195,7 @@ def test_sized_prompt_converts_like_upstream() -> None:
 def test_target_tokens_cut_at_the_scaffold_offset(height: int, width: int) -> None:
     grids = glm_rules.grids(height, width)
     tokens = glm_rules.t2i_tokens(height, width)
-    cut = glm_image.target_tokens(tokens, height, width)
+    cut = stage1.target_tokens(tokens, height, width)
     rows, cols = grids.target
     if (rows // 2, cols // 2) == grids.preview:
         assert cut is None  # the legacy parser is right here: nothing to do
@@ -220,15 +217,15 @@ def test_legacy_rule_is_wrong_for_every_size_but_1024() -> None:
 def test_target_tokens_leave_a_short_output_alone(caplog: pytest.LogCaptureFixture) -> None:
     tokens = glm_rules.t2i_tokens(512, 512)[:100]
     with caplog.at_level(logging.WARNING, logger="omni_sizefix"):
-        assert glm_image.target_tokens(tokens, 512, 512) is None
+        assert stage1.target_tokens(tokens, 512, 512) is None
     assert "left to vLLM-Omni's parser" in caplog.text
 
 
 def test_prepared_output_realigns_a_copy_for_a_legacy_parser() -> None:
     output = ar_output(768, 1024)
     original_tokens = list(output.outputs[0].token_ids)
-    prompt = glm_image.sized_prompt({"height": 768, "width": 1024})
-    view = glm_image.prepared_output(output, prompt, scaffold_grid=False)
+    prompt = stage1.sized_prompt({"height": 768, "width": 1024})
+    view = stage1.prepared_output(output, prompt, scaffold_grid=False)
     assert view is not output
     assert output.outputs[0].token_ids == original_tokens
     rows, cols = glm_rules.grids(768, 1024).target
@@ -240,15 +237,15 @@ def test_prepared_output_realigns_a_copy_for_a_legacy_parser() -> None:
 
 def test_prepared_output_is_the_same_object_when_nothing_is_needed() -> None:
     output = ar_output(768, 1024)
-    prompt = glm_image.sized_prompt({"height": 768, "width": 1024})
-    assert glm_image.prepared_output(output, prompt, scaffold_grid=True) is output
+    prompt = stage1.sized_prompt({"height": 768, "width": 1024})
+    assert stage1.prepared_output(output, prompt, scaffold_grid=True) is output
 
 
 def test_prepared_output_adds_cumulative_token_ids_when_missing() -> None:
     output = ar_output(768, 1024, cumulative=False)
     assert not hasattr(output.outputs[0], "cumulative_token_ids")
-    prompt = glm_image.sized_prompt({"height": 768, "width": 1024})
-    view = glm_image.prepared_output(output, prompt, scaffold_grid=True)
+    prompt = stage1.sized_prompt({"height": 768, "width": 1024})
+    view = stage1.prepared_output(output, prompt, scaffold_grid=True)
     assert view.outputs[0].cumulative_token_ids == output.outputs[0].token_ids
     assert not hasattr(output.outputs[0], "cumulative_token_ids")
 
@@ -266,12 +263,12 @@ def test_prepared_output_adds_cumulative_token_ids_when_missing() -> None:
 def test_image_to_image_outputs_are_never_realigned(mm_output: dict, prompt: dict) -> None:
     output = ar_output(768, 1024)
     output.multimodal_output = mm_output
-    sized = glm_image.sized_prompt({**prompt, "height": 768, "width": 1024})
-    assert glm_image.is_image_to_image(output, sized)
-    assert glm_image.prepared_output(output, sized, scaffold_grid=False) is output
+    sized = stage1.sized_prompt({**prompt, "height": 768, "width": 1024})
+    assert stage1.is_image_to_image(output, sized)
+    assert stage1.prepared_output(output, sized, scaffold_grid=False) is output
 
 
 def test_text_to_image_is_not_mistaken_for_image_to_image() -> None:
     output = ar_output(768, 1024)
-    sized = glm_image.sized_prompt({"modalities": ["image"], "height": 768, "width": 1024})
-    assert not glm_image.is_image_to_image(output, sized)
+    sized = stage1.sized_prompt({"modalities": ["image"], "height": 768, "width": 1024})
+    assert not stage1.is_image_to_image(output, sized)

@@ -11,7 +11,7 @@ import logging
 import sys
 
 import omni_sizefix
-from omni_sizefix.runtime import activation, import_hooks
+from omni_sizefix.runtime import activation
 
 
 def test_register_with_kill_switch_does_nothing(monkeypatch, caplog) -> None:
@@ -21,7 +21,7 @@ def test_register_with_kill_switch_does_nothing(monkeypatch, caplog) -> None:
         omni_sizefix.register()
         omni_sizefix.register()
     assert caplog.text.count("disabled by OMNI_SIZEFIX_DISABLE") == 1
-    assert not any(isinstance(f, import_hooks.PostImportFinder) for f in sys.meta_path)
+    assert not any(isinstance(f, activation.PostImportFinder) for f in sys.meta_path)
 
 
 def test_register_imports_no_host_and_patches_on_import(fake_dynamo, caplog) -> None:

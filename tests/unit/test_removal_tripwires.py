@@ -1,12 +1,13 @@
-"""Removal tripwires: one test per patch (and per numbered fix of ``glm_image_processor``)
+"""Removal tripwires: one test per numbered fix of each patch module
 that fails once the declared supported range no longer admits a release that needs it.
 
 The conditions are read from ``omni_sizefix.runtime.patches.REMOVALS``; the range from
-``omni_sizefix.runtime.package.SUPPORTED_HOSTS``. No host is needed.
+``omni_sizefix.runtime.settings.SUPPORTED_HOSTS``. No host is needed.
 """
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 import re
 from collections.abc import Mapping
@@ -15,8 +16,8 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from omni_sizefix.runtime import package, patches
-from omni_sizefix.runtime.patches import REMOVALS, Removal, glm_image_processor
+from omni_sizefix.runtime import patches, settings
+from omni_sizefix.runtime.patches import REMOVALS, Removal
 
 #: Operators this check understands: lower bounds inclusive, any upper bound.
 LOWER = {">=", "=="}
@@ -49,36 +50,31 @@ def still_needed(removal: Removal, supported: Mapping[str, str]) -> bool:
 @pytest.mark.parametrize("removal", REMOVALS, ids=lambda removal: removal.patch)
 def test_patch_is_still_needed(removal: Removal) -> None:
     module = removal.patch.split("#")[0]
-    assert still_needed(removal, package.SUPPORTED_HOSTS), (
+    assert still_needed(removal, settings.SUPPORTED_HOSTS), (
         f"{removal.patch} is needed only by {removal.describe()}, which the supported range "
-        f"{package.SUPPORTED_HOSTS} no longer admits (upstream: {removal.upstream}). Delete "
-        f"it (omni_sizefix/runtime/patches/{module}.py"
-        f"{', the numbered fix ' + removal.patch.split('#')[1] if '#' in removal.patch else ''}"
+        f"{settings.SUPPORTED_HOSTS} no longer admits (upstream: {removal.upstream}). Delete "
+        f"it (omni_sizefix/runtime/patches/{module}.py, the numbered fix "
+        f"{removal.patch.split('#')[1]}"
         f"), its tests and its entry in omni_sizefix.runtime.patches.REMOVALS."
     )
 
 
-def _fix_numbers() -> set[str]:
-    return set(re.findall(r"^(\d+)\. ", glm_image_processor.__doc__ or "", re.MULTILINE))
+def _fixes(module: str) -> list[str]:
+    """The numbered fixes (``N. ...`` blocks) of a patch module's docstring."""
+    doc = importlib.import_module(f"{patches.__name__}.{module}").__doc__ or ""
+    return re.findall(r"^(\d+)\. ", doc, re.MULTILINE)
 
 
-def test_every_patch_and_numbered_fix_has_a_removal_condition() -> None:
+def test_every_patch_module_and_numbered_fix_has_a_removal_condition() -> None:
     modules = {info.name for info in pkgutil.iter_modules(patches.__path__)}
-    listed = {removal.patch.split("#")[0] for removal in REMOVALS}
-    assert listed == modules
-    fixes = {r.patch.split("#")[1] for r in REMOVALS if r.patch.startswith("glm_image_processor#")}
-    assert fixes == _fix_numbers() and len(fixes) == 6
-    assert len({removal.patch for removal in REMOVALS}) == len(REMOVALS)
+    listed = {removal.patch for removal in REMOVALS}
+    assert listed == {f"{module}#{n}" for module in modules for n in _fixes(module)}
+    assert all(_fixes(module) for module in modules)  # every module numbers its fixes
+    assert len(listed) == len(REMOVALS)
     for removal in REMOVALS:
         assert removal.needed_by and removal.upstream
         for releases in removal.needed_by:
-            assert set(releases) <= set(package.SUPPORTED_HOSTS)
-
-
-def test_each_numbered_fix_states_when_it_is_removable() -> None:
-    blocks = re.split(r"^\d+\. ", glm_image_processor.__doc__ or "", flags=re.MULTILINE)[1:]
-    assert len(blocks) == len(_fix_numbers())
-    assert all("Removable: when" in block for block in blocks)
+            assert set(releases) <= set(settings.SUPPORTED_HOSTS)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +96,7 @@ def test_overlaps(supported: str, needed: str, expected: bool) -> None:
 
 
 def test_tripwire_fires_when_the_range_moves_past_every_release_that_needs_a_patch() -> None:
-    adapter = next(r for r in REMOVALS if r.patch == "processor_adapter")
+    adapter = next(r for r in REMOVALS if r.patch == "stage1#7")  # other models' adapter
     assert still_needed(adapter, {"ai-dynamo": ">=1.4,<1.8", "vllm-omni": ">=0.26,<0.33"})
     assert not still_needed(adapter, {"ai-dynamo": ">=1.4,<1.8", "vllm-omni": ">=0.30,<0.33"})
     assert not still_needed(adapter, {"ai-dynamo": ">=1.6,<1.8", "vllm-omni": ">=0.26,<0.33"})

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import omni_sizefix
-from omni_sizefix.runtime.errors import SizeRejected
+from omni_sizefix.runtime.sizing import SizeRejected
 
 #: GLM-Image renders sides that are multiples of 32 (vLLM-Omni's GLM-Image processor).
 GLM_FACTOR = 32

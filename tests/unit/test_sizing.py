@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix.runtime import default_plugin, sizing
+from omni_sizefix.runtime import sizing
 
 
 @pytest.mark.parametrize("text", ["1024x768", "32x2048", " 64x 96"])
@@ -21,4 +21,4 @@ def test_malformed_sizes_are_value_errors(text: str) -> None:
 
 def test_default_hooks_use_it() -> None:
     with pytest.raises(Exception, match="0x0"):
-        default_plugin.check_size_format({"size": "0x0"})
+        sizing.check_size_format({"size": "0x0"})

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from omni_sizefix.runtime import size_policy
-from omni_sizefix.runtime.patches import dynamo_stage_budget, dynamo_stage_processor
+from omni_sizefix.runtime import patches, sizing
+from omni_sizefix.runtime.patches import stage_worker
 
-SENTINEL = dynamo_stage_processor.SENTINEL
+SENTINEL = stage_worker.SENTINEL
 
 
 def fake_stage_worker(load_processor: Any = None) -> types.ModuleType:
     """FAKE ``dynamo.vllm.omni.stage_worker``: the two names the patches target."""
-    module = types.ModuleType(dynamo_stage_processor.STAGE_WORKER_MODULE)
+    module = types.ModuleType(stage_worker.STAGE_WORKER_MODULE)
 
     def _load_processor(func_path):
         return None if not func_path else ("loaded", func_path)
@@ -37,25 +37,28 @@ def fake_stage_worker(load_processor: Any = None) -> types.ModuleType:
 
 
 @pytest.fixture
-def stage_worker(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+def host(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = fake_stage_worker()
     monkeypatch.setitem(sys.modules, module.__name__, module)
     yield module
-    dynamo_stage_processor.remove()
-    dynamo_stage_budget.remove()
+    stage_worker.remove()
 
 
-def test_processor_patch_is_idempotent_and_unpatch_restores(stage_worker) -> None:
-    original = stage_worker._load_processor
-    assert dynamo_stage_processor.apply(stage_worker) is True
-    wrapper = stage_worker._load_processor
+LOAD = f"{stage_worker.STAGE_WORKER_MODULE}.{stage_worker.LOAD}"
+INIT = f"{stage_worker.STAGE_WORKER_MODULE}.{stage_worker.INIT}"
+
+
+def test_processor_patch_is_idempotent_and_unpatch_restores(host) -> None:
+    original = host._load_processor
+    assert LOAD in stage_worker.apply(host)
+    wrapper = host._load_processor
     assert getattr(wrapper, SENTINEL) is original
-    assert dynamo_stage_processor.apply(stage_worker) is False
-    assert stage_worker._load_processor is wrapper
+    assert stage_worker.apply(host) == []
+    assert host._load_processor is wrapper
     assert wrapper("a.b") == ("loaded", "a.b")  # not vLLM-Omni's GLM-Image: untouched
-    assert dynamo_stage_processor.remove() is True
-    assert stage_worker._load_processor is original
-    assert dynamo_stage_processor.remove() is False
+    assert stage_worker.remove() is True
+    assert host._load_processor is original
+    assert stage_worker.remove() is False
 
 
 @pytest.mark.parametrize(
@@ -65,63 +68,73 @@ def test_processor_patch_is_idempotent_and_unpatch_restores(stage_worker) -> Non
         lambda name: None,  # renamed
     ],
 )
-def test_processor_patch_refuses_a_changed_signature(monkeypatch, changed) -> None:
+def test_processor_patch_refuses_a_changed_signature(monkeypatch, caplog, changed) -> None:
     module = fake_stage_worker(changed)
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    with pytest.raises(LookupError, match="expected sync \\(func_path\\)"):
-        dynamo_stage_processor.apply(module)
+    monkeypatch.setattr(patches, "_warned", set())
+    with caplog.at_level("WARNING", logger="omni_sizefix"):
+        done = stage_worker.apply(module)
+    stage_worker.remove()
+    assert LOAD not in done and INIT in done  # the other target is still wrapped
     assert module._load_processor is changed
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "expected sync (func_path)" in warnings[0]
 
 
-def test_processor_patch_refuses_when_init_no_longer_calls_it(monkeypatch) -> None:
+def test_processor_patch_refuses_when_init_no_longer_calls_it(monkeypatch, caplog) -> None:
     module = fake_stage_worker()
     module.OmniStageWorker.__init__ = lambda self, stage_config, stage_id: None
-    with pytest.raises(LookupError, match="no longer calls _load_processor"):
-        dynamo_stage_processor.apply(module)
+    monkeypatch.setattr(patches, "_warned", set())
+    with caplog.at_level("WARNING", logger="omni_sizefix"):
+        done = stage_worker.apply(module)
+    stage_worker.remove()
+    assert LOAD not in done
+    assert any("no longer calls _load_processor" in r.getMessage() for r in caplog.records)
 
 
-def test_budget_patch_reads_a_glm_image_stage0_config(stage_worker) -> None:
-    assert dynamo_stage_processor.apply(stage_worker)  # both patches together, any order
-    assert dynamo_stage_budget.apply(stage_worker) is True
-    assert dynamo_stage_budget.apply(stage_worker) is False
+def test_budget_patch_reads_a_glm_image_stage0_config(host) -> None:
+    assert stage_worker.apply(host) == [LOAD, INIT]
+    assert stage_worker.apply(host) == []
     sampling = types.SimpleNamespace(max_tokens=1281, stop_token_ids=[16385])
     config = types.SimpleNamespace(
         default_sampling_params=sampling,
         engine_args=types.SimpleNamespace(model_arch="GlmImageForConditionalGeneration"),
     )
-    stage_worker.OmniStageWorker(None, config, {}, 1)  # stage 1: no budget
-    assert size_policy.budget() is None
-    stage_worker.OmniStageWorker(None, config, {}, 0)
-    assert size_policy.budget() == 1281
-    assert dynamo_stage_budget.remove() is True
-    assert size_policy.budget() is None
-    assert not hasattr(stage_worker.OmniStageWorker.__init__, SENTINEL)
+    host.OmniStageWorker(None, config, {}, 1)  # stage 1: no budget
+    assert sizing.budget() is None
+    host.OmniStageWorker(None, config, {}, 0)
+    assert sizing.budget() == 1281
+    assert stage_worker.remove() is True
+    assert sizing.budget() is None
+    assert not hasattr(host.OmniStageWorker.__init__, SENTINEL)
 
 
-def test_budget_patch_ignores_other_models(stage_worker) -> None:
-    assert dynamo_stage_budget.apply(stage_worker)
+def test_budget_patch_ignores_other_models(host) -> None:
+    assert stage_worker.apply(host)
     sampling = types.SimpleNamespace(max_tokens=64, stop_token_ids=[2])
     config = types.SimpleNamespace(
         default_sampling_params=sampling, engine_args=types.SimpleNamespace(model_arch="Qwen")
     )
-    stage_worker.OmniStageWorker(None, config, {}, 0)
-    assert size_policy.budget() is None
+    host.OmniStageWorker(None, config, {}, 0)
+    assert sizing.budget() is None
 
 
-def test_budget_patch_never_breaks_the_worker(stage_worker, caplog) -> None:
-    assert dynamo_stage_budget.apply(stage_worker)
+def test_budget_patch_never_breaks_the_worker(host, monkeypatch, caplog) -> None:
+    assert stage_worker.apply(host)
+    monkeypatch.setattr(patches, "_warned", set())
 
     class Exploding:
         """A config the host accepts, whose sampling defaults raise when read."""
 
         custom_process_input_func = None
+        engine_args = types.SimpleNamespace(model_arch="GlmImageForConditionalGeneration")
 
         @property
         def default_sampling_params(self):
             raise RuntimeError("odd config")
 
     with caplog.at_level("WARNING", logger="omni_sizefix"):
-        worker = stage_worker.OmniStageWorker(None, Exploding(), {}, 0)
-    assert worker.stage_id == 0 and size_policy.budget() is None
+        worker = host.OmniStageWorker(None, Exploding(), {}, 0)
+    assert worker.stage_id == 0 and sizing.budget() is None
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "odd config" in warnings[0]

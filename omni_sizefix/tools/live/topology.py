@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omni_sizefix.runtime.host_modules import FRONTEND_MODULE, GLM_IMAGE_PROCESSOR, WORKER_MODULE
+from omni_sizefix.tools.hosts import FRONTEND_MODULE, GLM_IMAGE_PROCESSOR, WORKER_MODULE
 
 SERVED_MODEL = "zai-org/GLM-Image"
 LOOPBACK = "127.0.0.1"

@@ -22,18 +22,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout, stage1_io
-from omni_sizefix.runtime.host_modules import STAGE_WORKER_MODULE, TYPES_MODULE, UTILS_MODULE
+from omni_sizefix.runtime import sizing
+from omni_sizefix.runtime.patches import stage1
+from omni_sizefix.tools.hosts import STAGE_WORKER_MODULE, TYPES_MODULE, UTILS_MODULE
 from omni_sizefix.tools.simulation import dit_oracle
 
 # --- AR outputs ----------------------------------------------------------------------
 
-#: The synthetic AR output (``omni_sizefix.runtime.stage1_io``; the probes use it too).
-SyntheticAROutput = stage1_io.SyntheticAROutput
-SyntheticCompletion = stage1_io.SyntheticCompletion
+#: The synthetic AR output (``omni_sizefix.runtime.patches.stage1``; the probes use it too).
+SyntheticAROutput = stage1.SyntheticAROutput
+SyntheticCompletion = stage1.SyntheticCompletion
 
 
-def stage0_grids(prompt: Any) -> glm_layout.Grids | None:
+def collapsed_tokens(count: int = 16) -> list[int]:
+    """What the AR model emits without a scaffold: a few repeated codes, then EOS."""
+    return [7] * count + [sizing.EOS_TOKEN_ID]
+
+
+def stage0_grids(prompt: Any) -> sizing.Grids | None:
     """The grids the GLM-Image scaffold asks for, given the stage-0 prompt; None: no scaffold.
 
     vLLM-Omni only runs GLM-Image's processor (which appends the scaffold) when the prompt
@@ -45,11 +51,11 @@ def stage0_grids(prompt: Any) -> glm_layout.Grids | None:
     height, width = kwargs.get("target_h", 1024), kwargs.get("target_w", 1024)
     if not isinstance(height, int) or not isinstance(width, int):
         height, width = 1024, 1024
-    return glm_layout.grids_for(height, width)
+    return sizing.grids_for(height, width)
 
 
 #: Given the stage-0 prompt, return the grids the scaffold would ask for (None: no scaffold).
-ScaffoldReader = Callable[[Any], "glm_layout.Grids | None"]
+ScaffoldReader = Callable[[Any], "sizing.Grids | None"]
 
 
 def _construct(cls: type, **values: Any) -> Any:
@@ -158,7 +164,7 @@ class FakeAREngine:
         sampling = kwargs.get("sampling_params_list")
         self.calls.append((prompt, sampling))
         grids = self.scaffold_reader(prompt)
-        tokens = glm_layout.t2i_tokens(grids) if grids else glm_layout.collapsed_tokens()
+        tokens = stage1.t2i_tokens(grids) if grids else collapsed_tokens()
         limit = max_tokens(sampling)
         if limit is not None:  # a real engine stops at the max_tokens the host passes
             tokens = tokens[: max(1, limit)]
@@ -166,7 +172,7 @@ class FakeAREngine:
         if self.real_outputs:
             yield omni_stage_output(str(request_id), list(tokens))
             return
-        yield stage1_io.ar_output(tokens, request_id=str(request_id))
+        yield stage1.ar_output(tokens, request_id=str(request_id))
 
 
 class FakeDiffusionEngine:
@@ -245,7 +251,7 @@ class StageOneResult:
         dit_verdict = self.dit.verdict(height, width)
         if dit_verdict != "ok":
             return dit_verdict
-        if self.prior != glm_layout.expected_prior(height, width):
+        if self.prior != stage1.expected_prior(height, width):
             return f"wrong prior content ({len(self.prior or [])} tokens, not the target grid)"
         return "ok"
 
@@ -260,8 +266,8 @@ def serves_glm_image(stage1_config: Any) -> bool:
 
 def _dit_view(prompt: Any, sampling: Any, *, glm_image: bool = True) -> StageOneResult:
     result = StageOneResult()
-    result.height, result.width = stage1_io.dit_size(prompt) or (None, None)
-    result.prior = stage1_io.dit_prior(prompt)
+    result.height, result.width = stage1.dit_size(prompt) or (None, None)
+    result.prior = stage1.dit_prior(prompt)
     first = sampling[0] if isinstance(sampling, list) and sampling else sampling
     result.dit_prompt, result.dit_sampling = prompt, first
     result.sampling_height = getattr(first, "height", None)

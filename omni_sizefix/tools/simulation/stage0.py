@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omni_sizefix.runtime import glm_layout
+from omni_sizefix.runtime import sizing
 from omni_sizefix.tools.simulation import weightless
 
 ROUTE_PREPROCESSOR = "OmniInputPreprocessor.preprocess"
@@ -49,9 +49,9 @@ class Scaffold:
     """The scaffold as decoded text, e.g. ``<sop>16 24<eop><sop>13 19<eop><bos>``."""
 
     @property
-    def grids(self) -> glm_layout.Grids:
+    def grids(self) -> sizing.Grids:
         """The grids the AR model is asked for (preview ``(0, 0)`` when there is none)."""
-        return glm_layout.Grids(target=self.target, preview=self.preview or (0, 0))
+        return sizing.Grids(target=self.target, preview=self.preview or (0, 0))
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Stage0Result:
     """vLLM's engine-input type: ``multimodal`` when GLM-Image's processor ran."""
 
     @property
-    def grids(self) -> glm_layout.Grids | None:
+    def grids(self) -> sizing.Grids | None:
         return self.scaffold.grids if self.scaffold else None
 
 
@@ -290,12 +290,12 @@ def tokenizer(folder: Path | None = None) -> Any:
     return _runner(folder).tokenizer
 
 
-def read_grids(prompt: Any) -> glm_layout.Grids | None:
+def read_grids(prompt: Any) -> sizing.Grids | None:
     """Scaffold reader for ``simulation.dryrun``: grids read back from the real scaffold."""
     return process_prompt(prompt).grids
 
 
-def real_scaffold_reader() -> Callable[[Any], glm_layout.Grids | None]:
+def real_scaffold_reader() -> Callable[[Any], sizing.Grids | None]:
     """``read_grids``, after setting everything up (raises here, not mid-request)."""
     prepare()
     return read_grids

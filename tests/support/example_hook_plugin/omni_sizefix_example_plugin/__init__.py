@@ -7,7 +7,7 @@ shorter side; for every other request it returns None, so the defaults decide.
 from __future__ import annotations
 
 from omni_sizefix.hookspecs import hookimpl
-from omni_sizefix.runtime.geometry import TargetGeometry
+from omni_sizefix.runtime.sizing import TargetGeometry
 
 MODEL = "example/square-only"
 

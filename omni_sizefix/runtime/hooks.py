@@ -1,0 +1,262 @@
+"""The hooks: the plugin manager, the default hook implementations and applying them.
+
+The plugin manager holds this module's default implementations (``trylast``, so a
+third-party one is asked first) and the plugins of the ``omni_sizefix`` entry-point group;
+it is built once per process when Dynamo is patched. ``repair_request`` asks the four hooks
+for one parsed request, for every model (one the package does not know too): the default
+hooks write only where this worker's plan (``pipelines.plan()``) says its model reads the
+size. Requests are JSON-shaped: containers are checked with ``isinstance(value, dict)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from omni_sizefix import hookspecs
+from omni_sizefix.hookspecs import hookimpl
+from omni_sizefix.runtime import pipelines, settings, sizing
+from omni_sizefix.runtime.pipelines import Plan
+from omni_sizefix.runtime.settings import Shape
+from omni_sizefix.runtime.sizing import Kind, TargetGeometry
+
+logger = logging.getLogger("omni_sizefix")
+
+PROJECT_NAME = "omni_sizefix"
+ENTRY_POINT_GROUP = "omni_sizefix"
+#: The name this module is registered under in the plugin manager.
+DEFAULT_PLUGIN = __name__
+_SIZE_KEYS = frozenset({"height", "width", "size"})
+
+_pm: pluggy.PluginManager | None = None
+_lock = threading.Lock()
+
+
+# --- the plugin manager ---------------------------------------------------------------------
+
+
+def _load_third_party(pm: pluggy.PluginManager) -> None:
+    allowed = settings.allowed_plugins()
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and entry_point.name not in allowed:
+            logger.info(
+                "omni-sizefix: hook plugin %r skipped (%s)", entry_point.name, settings.PLUGINS_VAR
+            )
+            continue
+        if pm.get_plugin(entry_point.name) is not None:
+            continue
+        try:
+            pm.register(entry_point.load(), name=entry_point.name)
+        except Exception as exc:  # a broken third-party plugin must not stop the worker
+            logger.warning(
+                "omni-sizefix: hook plugin %r (%s) not loaded: %s: %s",
+                entry_point.name, entry_point.value, type(exc).__name__, exc,
+            )  # fmt: skip
+            continue
+        logger.info(
+            "omni-sizefix: hook plugin %r loaded from %s", entry_point.name, entry_point.value
+        )
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first call."""
+    global _pm
+    with _lock:
+        if _pm is None:
+            pm = pluggy.PluginManager(PROJECT_NAME)
+            pm.add_hookspecs(hookspecs)
+            pm.register(sys.modules[__name__], name=DEFAULT_PLUGIN)
+            _load_third_party(pm)
+            _pm = pm
+    return _pm
+
+
+def third_party_plugins() -> list[str]:
+    """Names of the registered plugins that are not this module."""
+    pm = get_plugin_manager()
+    return sorted(name for name, _ in pm.list_name_plugin() if name != DEFAULT_PLUGIN)
+
+
+def reset_plugin_manager() -> None:
+    """Forget the plugin manager so the next use rebuilds it (tests, ``unpatch``)."""
+    global _pm
+    with _lock:
+        _pm = None
+
+
+# --- applying the hooks ---------------------------------------------------------------------
+
+
+def repair_request(
+    request: dict, output_modalities: list, parsed: Any, kind: Kind | None = None
+) -> Any:
+    """``parsed`` with the target geometry in every place the stages read it, for a request
+    of ``kind`` (None: classified here); ``parsed`` itself when the hooks leave it unsized."""
+    if kind is None:
+        kind = sizing.request_kind(output_modalities or ())
+    if kind is None or not isinstance(parsed, dict):
+        return parsed
+    if kind == "video" and parsed.get("sampling_params_list") is None:
+        return parsed
+    hooks = get_plugin_manager().hook
+    geometry = hooks.omni_sizefix_target_geometry(
+        request=request, parsed=parsed, output_modalities=output_modalities
+    )
+    if geometry is None:
+        return parsed
+    engine_inputs = hooks.omni_sizefix_stage0_prompt(
+        engine_inputs=parsed.get("engine_inputs"), geometry=geometry, request=request
+    )
+    if engine_inputs is None:  # no stage-0 prompt to size: all places or none
+        return parsed
+    shape = pipelines.plan().shape
+    repaired = dict(parsed, engine_inputs=engine_inputs)
+    original_prompt = hooks.omni_sizefix_original_prompt(
+        original_prompt=parsed.get("original_prompt"), geometry=geometry, shape=shape
+    )
+    if original_prompt is not None:
+        repaired["original_prompt"] = original_prompt
+    sampling_params = hooks.omni_sizefix_sampling_params(
+        sampling_params=parsed.get("sampling_params_list"), geometry=geometry, request=request
+    )
+    if sampling_params is not None:
+        repaired["sampling_params_list"] = sampling_params
+    if logger.isEnabledFor(logging.DEBUG):
+        snapped = geometry.requested if geometry.snapped else None
+        logger.debug(
+            "omni-sizefix: %s request sized %dx%d (WxH)%s, stage-1 shape %s",
+            geometry.kind, geometry.width, geometry.height,
+            f", snapped from {snapped[1]}x{snapped[0]}" if snapped else "",
+            shape.value if shape else "none",
+        )  # fmt: skip
+    return repaired
+
+
+def repair_original_prompt(prompt: Any, height: Any, width: Any, plan: Plan) -> Any:
+    """A ``build_original_prompt`` result with the host's size in ``plan.shape``; unchanged
+    when it cannot be, or when ``plan`` does not size every kind the host builds one for
+    (image and video: GLM-Image), since the kind is not known there."""
+    if not (plan.writes("image") and plan.writes("video")) or plan.shape is None:
+        return prompt
+    if not (type(height) is int and type(width) is int and isinstance(prompt, dict)):
+        return prompt
+    if height <= 0 or width <= 0:
+        return prompt
+    repaired = get_plugin_manager().hook.omni_sizefix_original_prompt(
+        original_prompt=prompt, geometry=TargetGeometry(height, width, None), shape=plan.shape
+    )
+    return prompt if repaired is None else repaired
+
+
+# --- the default hooks ----------------------------------------------------------------------
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_target_geometry(
+    request: dict, parsed: dict, output_modalities: list
+) -> TargetGeometry | None:
+    """The host's height/width of an image or video request, checked by GLM-Image's size
+    policy; None where this worker's model reads no size (``Plan.writes``). A malformed
+    ``size`` is rejected for every model."""
+    kind = sizing.request_kind(output_modalities)
+    if kind is None:
+        return None
+    plan = pipelines.plan()
+    sampling = parsed.get("sampling_params_list")
+    if isinstance(sampling, dict) and "height" in sampling and "width" in sampling:
+        if kind == "image":
+            sizing.check_size_format(request)  # the host turned a malformed size into 1024
+        if not plan.writes(kind):
+            return None
+        height = sizing.as_dimension(sampling["height"], "height")
+        width = sizing.as_dimension(sampling["width"], "width")
+    elif kind == "image" and plan.is_glm:
+        height, width = sizing.size_from_request(request)  # checks the size's format itself
+    else:
+        if kind == "image":
+            sizing.check_size_format(request)
+        return None
+    if plan.size_policy and kind == "image":  # GLM-Image's policy: its images
+        target = sizing.apply(height, width)  # reject, snap (logged) or off
+        return TargetGeometry(target[0], target[1], kind, (height, width))
+    return TargetGeometry(height, width, kind, (height, width))
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, request: dict) -> Any:
+    """Add ``mm_processor_kwargs`` (and image ``modalities``) to the stage-0 prompt.
+
+    Keys already present are kept, except a ``target_h``/``target_w`` equal to the client's
+    size when the size policy snapped it. A model whose stage 0 takes no size keeps the
+    host's prompt.
+    """
+    if not pipelines.plan().stage0:
+        return engine_inputs
+    if isinstance(engine_inputs, str):
+        prompt: dict = {"prompt": engine_inputs}
+        for source in (request, request.get("extra_body"), request.get("nvext")):
+            if isinstance(source, dict) and source.get("negative_prompt") is not None:
+                prompt["negative_prompt"] = source["negative_prompt"]
+                break
+        if request.get("multi_modal_data"):
+            prompt["multi_modal_data"] = request["multi_modal_data"]
+    elif isinstance(engine_inputs, dict):
+        prompt = dict(engine_inputs)
+    else:
+        return None
+    if geometry.kind == "image" and "modalities" not in prompt:
+        prompt["modalities"] = ["image"]
+    existing = prompt.get("mm_processor_kwargs")
+    kwargs = dict(existing) if isinstance(existing, dict) else {}
+    asked = geometry.requested or (geometry.height, geometry.width)
+    for key, value, client in (
+        ("target_h", geometry.height, asked[0]),
+        ("target_w", geometry.width, asked[1]),
+    ):
+        if key not in kwargs or (geometry.snapped and kwargs[key] == client):
+            kwargs[key] = value
+    prompt["mm_processor_kwargs"] = kwargs
+    return prompt
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_original_prompt(
+    original_prompt: dict | None, geometry: TargetGeometry, shape: Shape | None
+) -> dict | None:
+    """Write the size where this worker's stage-1 processor reads it (``shape``; None: it
+    reads none, the prompt stays as the host built it)."""
+    if shape is None:
+        return None
+    prompt = dict(original_prompt) if isinstance(original_prompt, dict) else {}
+    if shape is not Shape.MM_KWARGS:  # top-level or both
+        prompt["height"] = geometry.height
+        prompt["width"] = geometry.width
+    if shape is not Shape.TOP_LEVEL:  # mm-kwargs or both
+        existing = prompt.get("mm_processor_kwargs")
+        existing = existing if isinstance(existing, dict) else {}
+        prompt["mm_processor_kwargs"] = {**existing, **geometry.mm_processor_kwargs()}
+    return prompt
+
+
+@hookimpl(trylast=True)
+def omni_sizefix_sampling_params(
+    sampling_params: dict | None, geometry: TargetGeometry, request: dict
+) -> dict | None:
+    """Set height/width; build ai-dynamo >= 1.2's overrides for a chat image request."""
+    overrides = dict(sampling_params) if isinstance(sampling_params, dict) else {}
+    if not isinstance(sampling_params, dict):  # a chat: extra_body and nvext, but the size
+        for source in (request.get("extra_body"), request.get("nvext")):
+            if isinstance(source, dict):
+                overrides.update(
+                    (key, value)
+                    for key, value in source.items()
+                    if key not in _SIZE_KEYS and value is not None
+                )
+    overrides["height"] = geometry.height
+    overrides["width"] = geometry.width
+    return overrides
