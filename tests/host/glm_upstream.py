@@ -259,3 +259,21 @@ def dit_expectation(height: int, width: int, multiple: int) -> DiTExpectation:
     expected_len = (dit_h // multiple) * (dit_w // multiple)
     renders = (dit_h, dit_w) if prior_len == expected_len else None
     return DiTExpectation(renders, prior_len, expected_len)
+
+
+def verdict(result: Any, height: int, width: int) -> str:
+    """``ok`` when ``result`` is one DiT input of (height, width) with the prior upstream's
+    rules give for ``ar_output`` (GLM-Image's own code and glm_rules; nothing of the package)."""
+    if isinstance(result, list):
+        if len(result) != 1:
+            return f"{len(result)} DiT inputs"
+        result = result[0]
+    if not isinstance(result, dict):
+        return f"no DiT input ({result!r})"
+    if (result.get("height"), result.get("width")) != (height, width):
+        return f"wrong size {result.get('width')}x{result.get('height')}"
+    prior = result.get("extra", {}).get("prior_token_ids")
+    prior = [int(v) for v in prior.flatten().tolist()] if prior is not None else None
+    if prior != expected_prior(height, width):
+        return f"wrong prior ({len(prior or [])} tokens)"
+    return "ok"

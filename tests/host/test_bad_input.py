@@ -26,7 +26,7 @@ from conftest import DynamoHost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omni_sizefix.runtime.patches import parse
+from omni_sizefix.runtime import patches
 from omni_sizefix.runtime.sizing import SizeRejected
 
 BATCH = 10
@@ -206,7 +206,7 @@ class Checker:
     def __init__(self, host: DynamoHost) -> None:
         self.host = host
         self.patched = host.stage_worker.parse_omni_request
-        self.original = getattr(self.patched, parse.SENTINEL)
+        self.original = getattr(self.patched, patches.SENTINEL)
         self.loop = asyncio.new_event_loop()
         self.outcomes: Counter[str] = Counter()
 
@@ -316,13 +316,13 @@ def test_generated_requests_never_crash_and_carry_one_size(
     monkeypatch.setenv("OMNI_SIZEFIX_SIZE_POLICY", "reject")
     monkeypatch.delenv("OMNI_SIZEFIX_SHAPE", raising=False)
     internal_failures: list[str] = []
-    real_warn_once = parse.warn_once
+    real_warn_once = patches.warn_once
 
     def spy(key: str, message: str, *args: Any) -> None:  # any call is a swallowed plugin error
         internal_failures.append(message % args)
         real_warn_once(key, message, *args)
 
-    monkeypatch.setattr(parse, "warn_once", spy)
+    monkeypatch.setattr(patches, "warn_once", spy)
     checker = Checker(patched)
 
     @settings(

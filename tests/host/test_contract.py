@@ -53,6 +53,7 @@ out = {
 try:   # the acceptance run: real parse, router models and upstream ar2diffusion
     from omegaconf import OmegaConf
     from omni_sizefix.tools.simulation import dryrun
+    from omni_sizefix.runtime import sizing
     from omni_sizefix.tools import stage_configs
     path, configs = stage_configs.load_for_installed_host()
     if stage_configs.file_schema(path) == "legacy":   # deploy configs run upstream's already

@@ -73,7 +73,7 @@ def test_the_parse_patch_writing_is_needed_exactly_where_the_index_says(
     request = image_request(HEIGHT, WIDTH) if kind == "image" else chat_request()
     parsed = kill_switch.parse(request, ["image"])
     defects = host_defects(parsed)
-    entry = removal("dynamo_omni_utils")
+    entry = removal("parse#1")
     if needed_here(entry):
         assert defects, f"REMOVALS says {entry.describe()} needs it, but the host alone is right"
     else:

@@ -55,20 +55,7 @@ ar_output = glm_upstream.ar_output
 call_upstream = glm_upstream.call
 
 
-def direct_verdict(result: Any, height: int, width: int) -> str:
-    if isinstance(result, list):
-        if len(result) != 1:
-            return f"{len(result)} DiT inputs"
-        result = result[0]
-    if not isinstance(result, dict):
-        return f"no DiT input ({result!r})"
-    if (result.get("height"), result.get("width")) != (height, width):
-        return f"wrong size {result.get('width')}x{result.get('height')}"
-    prior = result.get("extra", {}).get("prior_token_ids")
-    prior = [int(v) for v in prior.flatten().tolist()] if prior is not None else None
-    if prior != glm_upstream.expected_prior(height, width):
-        return f"wrong prior ({len(prior or [])} tokens)"
-    return "ok"
+direct_verdict = glm_upstream.verdict
 
 
 def prompt_in_shape(shape: str, height: int, width: int) -> dict:

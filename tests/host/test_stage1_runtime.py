@@ -439,11 +439,11 @@ def test_without_dynamo_the_probe_finds_what_the_table_says(tmp_path: Path) -> N
     assert found.defects == expect.defects
     height, width = stage1.PROBE_SIZE
     prompt = {"prompt": "", "height": height, "width": width}
-    output = stage_worker._probe_output(height, width, cumulative=True)
-    upstream_verdict = stage1.dit_verdict(
-        stage_worker.call_upstream(upstream, output, dict(prompt)), height, width
+    output = glm_upstream.ar_output(height, width)
+    upstream_verdict = glm_upstream.verdict(
+        glm_upstream.call([output], dict(prompt), processor=upstream), height, width
     )
     assert (upstream_verdict == "ok") == (not expect.defects), upstream_verdict
     package = stage1.ar2diffusion([output], prompt)
-    assert stage1.dit_verdict(package, height, width) == "ok"
+    assert glm_upstream.verdict(package, height, width) == "ok"
     assert int(configs[0].default_sampling_params.max_tokens) == 1281  # vLLM-Omni's legacy budget

@@ -6,7 +6,7 @@ Two limits apply before the plugin's size policy does:
   string gets HTTP 400 ``unknown variant``, measured; see ``omni_sizefix.tools.smoke``);
 - stage 0's ``max_tokens`` in the stage config the workers load caps the size whose
   scaffold fits (vLLM-Omni's legacy GLM-Image config: 1281 tokens, up to 1024x1024); with
-  the plugin a larger size is rejected up front (``patches/dynamo_stage_budget.py``).
+  the plugin a larger size is rejected up front (``patches/stage_worker.py``).
 """
 
 from __future__ import annotations
