@@ -34,7 +34,7 @@ DEFAULT_PLUGIN = __name__
 _SIZE_KEYS = frozenset({"height", "width", "size"})
 
 _pm: pluggy.PluginManager | None = None
-_lock = threading.Lock()
+_lock = threading.RLock()  # an entry point may use the manager while it loads
 
 
 # --- the plugin manager ---------------------------------------------------------------------
