@@ -19,13 +19,15 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from omni_sizefix.runtime import settings
+from omni_sizefix.runtime import patches, settings
 from omni_sizefix.runtime.patches import warn_once
 
 logger = logging.getLogger("omni_sizefix")
 
 UTILS_MODULE = "dynamo.vllm.omni.utils"
 STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
+#: vLLM-Omni's offline entrypoint (``patches.offline``).
+OMNI_MODULE = "vllm_omni.entrypoints.omni"
 
 _lock = threading.RLock()
 _registered = False
@@ -101,28 +103,11 @@ def remove_hooks() -> None:
 # --- the entry point ------------------------------------------------------------------------
 
 
-def adopt_vllm_format() -> bool:
-    """Send the ``omni_sizefix`` logger's records through vLLM's handlers (so they read like
-    the worker's lines) when vLLM's logging is set up and the logger has no handler of its
-    own; vLLM is never imported here. True when adopted."""
-    if logger.handlers or "vllm.logger" not in sys.modules:
-        return False
-    vllm_logger = logging.getLogger("vllm")
-    if not vllm_logger.handlers:
-        return False
-    for handler in vllm_logger.handlers:
-        logger.addHandler(handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(vllm_logger.getEffectiveLevel())
-    logger.propagate = False
-    return True
-
-
 def register() -> None:
     """Plugin entry point: arrange for Dynamo's omni modules to be patched."""
     global _registered, _announced_disabled
     try:
-        adopt_vllm_format()
+        patches.adopt_vllm_format()
         with _lock:
             if settings.disabled():
                 if not _announced_disabled:
@@ -135,10 +120,20 @@ def register() -> None:
             if not _registered:
                 _registered = True
                 when_imported((UTILS_MODULE, STAGE_WORKER_MODULE), _on_import)
+                when_imported((OMNI_MODULE,), _on_offline_import)
+            if OMNI_MODULE in sys.modules:
+                _on_offline_import(sys.modules[OMNI_MODULE])
             if UTILS_MODULE in sys.modules:
                 patch()
     except Exception as exc:  # the host's plugin loader must never see our errors
         logger.warning("omni-sizefix: not activated: %s: %s", type(exc).__name__, exc)
+
+
+def _on_offline_import(module: ModuleType) -> None:
+    """vLLM-Omni's offline ``Omni.generate`` (``patches.offline``; never raises)."""
+    from omni_sizefix.runtime.patches import offline
+
+    offline.activate(module)
 
 
 def _on_import(module: ModuleType) -> None:
@@ -241,9 +236,11 @@ def unpatch() -> bool:
         for name in ("parse", "stage_worker"):
             module = sys.modules.get(f"omni_sizefix.runtime.patches.{name}")
             restored = bool(module is not None and module.remove()) or restored
+        offline = sys.modules.get("omni_sizefix.runtime.patches.offline")
+        offline_restored = bool(offline is not None and offline.deactivate())
         pipelines = sys.modules.get("omni_sizefix.runtime.pipelines")
         if pipelines is not None:
             pipelines.forget()
         if restored:
             logger.info("omni-sizefix: unpatched; Dynamo's original functions are back")
-        return restored
+        return restored or offline_restored

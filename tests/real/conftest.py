@@ -53,6 +53,12 @@ def require_engines() -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def cpu_engines_here() -> None:
+    """Fails (in a ``-cpu`` cell) or skips when the real CPU engines cannot run here."""
+    require_engines()
+
+
 class _Topologies:
     """Starts topologies on demand, one at a time; stops the previous one first."""
 

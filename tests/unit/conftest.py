@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import omni_sizefix
-from omni_sizefix.runtime import activation, hooks, patches
+from omni_sizefix.runtime import hooks, patches
 from omni_sizefix.tools import host_profile
 
 FAKE_UTILS = '''
@@ -80,10 +80,10 @@ def fresh_plugin_manager(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(autouse=True)
 def plain_logging(monkeypatch: pytest.MonkeyPatch):
     """Records reach pytest's caplog: vLLM's handlers are not adopted in unit tests
-    (they would be in a host cell, where vLLM is importable; see activation.adopt_vllm_format)."""
+    (they would be in a host cell, where vLLM is importable; see patches.adopt_vllm_format)."""
     logger = logging.getLogger("omni_sizefix")
     saved = (list(logger.handlers), logger.propagate, logger.level)
-    monkeypatch.setattr(activation, "adopt_vllm_format", lambda: False)
+    monkeypatch.setattr(patches, "adopt_vllm_format", lambda: False)
     logger.handlers.clear()
     logger.propagate = True
     yield

@@ -180,3 +180,24 @@ def test_stage0_prompts_reads_requests_without_an_id() -> None:
     assert cpu_engines.stage0_prompts(line) == [
         {"request": "", "num_prompt_tokens": 26, "last_ids": [16771, 16384]}
     ]
+
+
+@pytest.mark.parametrize(
+    ("size_in", "mm_kwargs", "top_level", "dit"),
+    [
+        ("all", {"target_h": 512, "target_w": 768}, None, (512, 768)),
+        ("dit", None, None, (512, 768)),
+        ("prompt", None, (512, 768), (None, None)),
+    ],
+)
+def test_offline_request_puts_the_size_where_asked(size_in, mm_kwargs, top_level, dit) -> None:
+    from types import SimpleNamespace
+
+    defaults = [SimpleNamespace(max_tokens=1), SimpleNamespace(height=None, width=None)]
+    request, params = cpu_engines.offline_request("a", 768, 512, size_in, defaults)
+    assert request.get("mm_processor_kwargs") == mm_kwargs
+    assert (request.get("height"), request.get("width")) == (top_level or (None, None))
+    assert (params[-1].height, params[-1].width) == dit
+    assert defaults[-1].height is None  # the stage defaults are copied, not changed
+    with pytest.raises(ValueError, match="size_in"):
+        cpu_engines.offline_request("a", 768, 512, "nowhere", defaults)

@@ -5,6 +5,8 @@
 * ``stage_worker``: ``dynamo.vllm.omni.stage_worker.OmniStageWorker.__init__`` and
   ``_load_processor`` (the worker's model and budget, the engine's request id, which stage-1
   processor runs).
+* ``offline``: ``vllm_omni.entrypoints.omni.Omni.generate``, vLLM-Omni's offline entry (the
+  size GLM-Image's stage 0 needs).
 * ``stage1``: the stage-1 processors themselves (calling conventions, where the size is read,
   GLM-Image's prior, the token field, other models' and ``(source_outputs, ctx)`` processors).
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -68,6 +71,9 @@ REMOVALS: tuple[Removal, ...] = (
             "ai-dynamo 1.4 dispatches `prompt`, 1.2 restores cumulative_token_ids; vLLM-Omni "
             "0.20.0rc1 reads mm_processor_kwargs and the scaffold's preview grid; "
             "MammothModa2 <= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch"),
+    Removal("offline#1", ({"vllm-omni": "<0.33"},),
+            "none yet: vllm-project/vllm-omni#7952 is open; no release up to 0.32.0rc1 attaches "
+            "mm_processor_kwargs in Omni.generate (#3189 fixed the serving path only)"),
     Removal("stage1#1", ({"ai-dynamo": "<1.4"},),
             "ai-dynamo 1.4.0 accepts `prompt` (_accepts_source_outputs_processor)"),
     Removal("stage1#2", ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<=0.20.0rc1"}),
@@ -177,3 +183,20 @@ class Replacement:
                 setattr(owner, self.name, self.original)
             self.original = None
             return True
+
+
+def adopt_vllm_format() -> bool:
+    """Send the ``omni_sizefix`` logger's records through vLLM's handlers (so they read like
+    the worker's lines) when vLLM's logging is set up and the logger has no handler of its
+    own; vLLM is never imported here. True when adopted."""
+    if logger.handlers or "vllm.logger" not in sys.modules:
+        return False
+    vllm_logger = logging.getLogger("vllm")
+    if not vllm_logger.handlers:
+        return False
+    for handler in vllm_logger.handlers:
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(vllm_logger.getEffectiveLevel())
+    logger.propagate = False
+    return True

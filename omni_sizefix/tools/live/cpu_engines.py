@@ -21,7 +21,8 @@ GLM-Image file), ``"shipped"`` keeps the package's. ``ENV`` is the environment t
 need (a small CPU KV cache).
 
 ``python -m omni_sizefix.tools.live.cpu_engines config|offline|live ...``: print a config; run
-vLLM-Omni's offline ``Omni(...).generate`` once per size; or start the four Dynamo processes
+vLLM-Omni's offline ``Omni(...).generate`` once per size (``--size-in``: where the size goes,
+``SIZE_IN``); or start the four Dynamo processes
 with these engines (``topology.Topology(engines="cpu")``) and POST one image request per size.
 Each run prints requested -> returned per size as JSON lines and stops what it started.
 """
@@ -169,7 +170,33 @@ def write_cpu_stage_config(
     return out
 
 
-def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict[str, Any]]:
+#: Where ``offline`` puts the size: ``all`` the prompt's ``mm_processor_kwargs`` and the DiT's
+#: sampling params (what GLM-Image's offline example does); ``dit`` only the DiT's sampling
+#: params; ``prompt`` only the prompt's top-level ``height``/``width``. The last two are the
+#: calls of vllm-project/vllm-omni#7952 (no ``mm_processor_kwargs``).
+SIZE_IN = ("all", "dit", "prompt")
+
+
+def offline_request(
+    prompt: str, width: int, height: int, size_in: str, defaults: list[Any]
+) -> tuple[dict[str, Any], list[Any]]:
+    """(the prompt, a copy of the stage defaults) with the size where ``size_in`` says."""
+    if size_in not in SIZE_IN:
+        raise ValueError(f"size_in must be one of {', '.join(SIZE_IN)}, not {size_in!r}")
+    request: dict[str, Any] = {"prompt": prompt, "modalities": ["image"]}
+    params = [copy.deepcopy(p) for p in defaults]
+    if size_in == "all":
+        request["mm_processor_kwargs"] = {"target_h": height, "target_w": width}
+    if size_in == "prompt":
+        request.update(height=height, width=width)
+    else:
+        params[-1].height, params[-1].width = height, width
+    return request, params
+
+
+def offline(
+    model: str, sizes: list[str], config: str, prompt: str, size_in: str = "all"
+) -> list[dict[str, Any]]:
     """vLLM-Omni's offline ``Omni(...).generate`` per size; one result dict per size."""
     for key, value in ENV.items():
         os.environ.setdefault(key, value)
@@ -183,14 +210,9 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
         for size in sizes:
             width, height = sizing.parse_size(size)
             began = time.monotonic()
-            request = {
-                "prompt": prompt,
-                "modalities": ["image"],
-                "mm_processor_kwargs": {"target_h": height, "target_w": width},
-            }
-            params = omni.default_sampling_params_list
-            params = [copy.deepcopy(p) for p in params]
-            params[-1].height, params[-1].width = height, width
+            request, params = offline_request(
+                prompt, width, height, size_in, list(omni.default_sampling_params_list)
+            )
             outputs = list(omni.generate(request, params))
             images = [
                 img
@@ -203,6 +225,7 @@ def offline(model: str, sizes: list[str], config: str, prompt: str) -> list[dict
                 {
                     "requested": size,
                     "returned": got,
+                    "size_in": size_in,
                     "seconds": round(time.monotonic() - began, 2),
                     "startup_s": round(startup, 1),
                 }
@@ -294,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--size", nargs="+", default=["768x512"], metavar="WxH")
     run.add_argument("--steps", type=int, default=DIT_STEPS)
     run.add_argument("--prompt", default="a red apple")
+    run.add_argument(
+        "--size-in", choices=SIZE_IN, default="all", help="where the size goes (see SIZE_IN)"
+    )
     net = sub.add_parser("live", help="the four Dynamo processes with these engines")
     net.add_argument("--size", nargs="+", default=["768x1344", "1344x768", "512x512"])
     net.add_argument("--disable-plugin", action="store_true", help="OMNI_SIZEFIX_DISABLE=1")
@@ -321,8 +347,13 @@ def main(argv: list[str] | None = None) -> int:
 
             model = str(model_folder.build(Path(tmp) / "glm-image", "random"))
         sizes = list(HOLDS) + [s for s in args.size if s not in HOLDS]
-        config = write_cpu_stage_config(Path(tmp) / "cpu.yaml", sizes=sizes, steps=args.steps)
-        results = offline(model, args.size, str(config), args.prompt)
+        config = write_cpu_stage_config(
+            Path(tmp) / "cpu.yaml",
+            sizes=sizes,
+            steps=args.steps,
+            stage0_engine=release_stage0_engine(),
+        )
+        results = offline(model, args.size, str(config), args.prompt, args.size_in)
     for result in results:
         print(json.dumps(result))
     return 0 if all(r["returned"] == r["requested"] for r in results) else 1
