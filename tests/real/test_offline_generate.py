@@ -105,9 +105,9 @@ def grid_text(size: str) -> str:
 
 
 def test_offline_size_from_dit_params_comes_back(with_plugin: OfflineRun) -> None:
-    assert "omni-sizefix: patched vllm_omni.entrypoints.omni.Omni.generate" in with_plugin.log
     assert with_plugin.returned() == {size: size for size in SIZES}, with_plugin.log[-3000:]
     assert with_plugin.returncode == 0
+    assert "omni-sizefix: patched vllm_omni.entrypoints.omni.Omni.generate" in with_plugin.log
 
 
 def test_offline_ar_engine_received_the_scaffold(with_plugin: OfflineRun) -> None:
