@@ -31,7 +31,7 @@ from omni_sizefix.tools.simulation import dryrun
 SIZES = [(512, 512), (768, 1024), (1024, 768), (1024, 1024), (768, 1152), (2048, 2048)]
 # (height, width); requests say "WIDTHxHEIGHT" (1152x768 is 768 high, 1152 wide).
 INVALID = [(700, 1000), (500, 500), (1024, 1000), (4096, 4096)]
-#: sha256 of ``vllm_omni/model_executor/stage_input_processors/stage1.py`` in the vLLM-Omni
+#: sha256 of ``vllm_omni/model_executor/stage_input_processors/glm_image.py`` in the vLLM-Omni
 #: 0.18.0 wheel. 0.16.0 ships the same bytes: the omni-0.16 and omni-0.18 cells both check it.
 LEGACY_PROCESSOR_SHA256 = "0d40f02e44771450c3213f70b115f701fcdd0fd0e1b2664c8c3d107389283254"
 

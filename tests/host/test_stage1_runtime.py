@@ -62,13 +62,13 @@ class Expect:
 #: ai-dynamo 1.3.1's stage_worker.py has 1.2.1's check (_accepts_source_outputs_processor, :652:
 #: params[:2] == ["source_outputs", "original_prompt"], else TypeError :332) and restores
 #: cumulative_token_ids (_prepare_connector_payload :578, _ensure_cumulative_token_ids :383);
-#: vLLM-Omni 0.22.0's ar2diffusion(source_outputs, prompt, ...) (stage1.py:214) returns a
+#: vLLM-Omni 0.22.0's ar2diffusion(source_outputs, prompt, ...) (glm_image.py:214) returns a
 #: list, 0.24.0's (:215) a dict, both read mm_processor_kwargs first (:251 / :254): the
 #: dispatch TypeError is the only defect. ai-dynamo 1.6.1 and 1.7.0.dev20261026 (stage_worker.py
 #: byte-identical) accept "prompt" (:844-850) and restore the field (:459); vLLM-Omni 0.30.0 and
-#: 0.32.0rc1 ship 0.24.0's stage1.py byte for byte: right without the plugin. vLLM-Omni
-#: 0.16.0's stage1.py is 0.18.0's byte for byte (stage list, top-level height/width default
-#: 1024 :182-183, preview token_h // 2 :59-60; legacy stage1.yaml max_tokens 1281).
+#: 0.32.0rc1 ship 0.24.0's glm_image.py byte for byte: right without the plugin. vLLM-Omni
+#: 0.16.0's glm_image.py is 0.18.0's byte for byte (stage list, top-level height/width default
+#: 1024 :182-183, preview token_h // 2 :59-60; legacy glm_image.yaml max_tokens 1281).
 PAIRS: dict[tuple[str | None, str], Expect] = {
     ("1.1.1", "0.20.0rc1"): Expect(
         ("token-field",), "AttributeError", PACKAGE, needs_real_connector=True
@@ -112,8 +112,8 @@ def own_config_file(folder: Path) -> Path:
     import vllm_omni
 
     root = Path(vllm_omni.__file__).parent
-    legacy = root / "model_executor" / "stage_configs" / "stage1.yaml"
-    deploy = root / "deploy" / "stage1.yaml"
+    legacy = root / "model_executor" / "stage_configs" / "glm_image.yaml"
+    deploy = root / "deploy" / "glm_image.yaml"
     readable = stage_configs.host_loader().schemas
     if legacy.is_file() and stage_configs.LEGACY in readable:
         return legacy
@@ -122,7 +122,7 @@ def own_config_file(folder: Path) -> Path:
     data = yaml.safe_load(stage_configs.config_path(schema="legacy").read_text())
     data["stage_args"][0]["default_sampling_params"]["max_tokens"] = 1281
     data["stage_args"][1]["custom_process_input_func"] = UPSTREAM_PROCESSOR
-    path = folder / "stage1.yaml"
+    path = folder / "glm_image.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -412,7 +412,7 @@ def test_doctor_on_a_config_the_workers_cannot_start_with(doctor: Any, tmp_path:
     else:
         data = yaml.safe_load(stage_configs.config_path(schema="legacy").read_text())
         data["stage_args"][1]["custom_process_input_func"] = "omni_sizefix_missing.ar2diffusion"
-        path = tmp_path / "stage1.yaml"
+        path = tmp_path / "glm_image.yaml"
         path.write_text(yaml.safe_dump(data))
     code, report = doctor(path)
     assert code == 1, report["findings"]  # a problem found
