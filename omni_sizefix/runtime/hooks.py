@@ -64,8 +64,11 @@ def _load_third_party(pm: pluggy.PluginManager) -> None:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, built on first call."""
+    """The process-wide plugin manager, built on first call (no lock once built: every
+    request asks for it)."""
     global _pm
+    if _pm is not None:
+        return _pm
     with _lock:
         if _pm is None:
             pm = pluggy.PluginManager(PROJECT_NAME)

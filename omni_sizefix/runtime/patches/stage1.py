@@ -395,9 +395,8 @@ def dit_size(result: Any) -> tuple[Any, Any] | None:
         return found.get("height"), found.get("width")
     info = found.get("additional_information")
     if isinstance(info, dict) and "image_height" in info:  # MammothModa2 <= 0.28
-        height, width = info.get("image_height"), info.get("image_width")
-        first = lambda v: v[0] if isinstance(v, list) and v else v  # noqa: E731
-        return first(height), first(width)
+        sides = info.get("image_height"), info.get("image_width")
+        return tuple(v[0] if isinstance(v, list) and v else v for v in sides)  # type: ignore[return-value]
     return None
 
 
