@@ -1,23 +1,20 @@
 """Which AR->DiT model this worker serves, and where its stage-1 processor reads the size.
 
-Each model vLLM-Omni ships hands the size from stage 0 to the DiT its own way; the plugin
-writes it only where that model's processor reads it (never GLM-Image's ``target_h`` for
-another model). A worker learns its model from its stage config (``record``, called by
-``patches.stage_worker``): stage 0's ``model_arch``, a later stage's
-``custom_process_input_func``, or GLM-Image's EOS as stop token. Where the processor reads
-the size is found by calling the installed one on a synthetic AR output with the size in one
-place at a time (``probe_reads``), never from version numbers. Without a stage config
-GLM-Image is assumed. ``OMNI_SIZEFIX_SHAPE`` overrides the probed shape.
+A worker learns its model from its stage config (``record``, called by
+``patches.stage_worker``): a stage's ``custom_process_input_func``, stage 0's ``model_arch``
+or GLM-Image's EOS as stop token; without one GLM-Image is assumed. Where the processor reads
+the size is probed by calling the installed one on a synthetic AR output with the size in one
+place at a time (``probe_reads``), never read from version numbers; the plugin writes it only
+there (``OMNI_SIZEFIX_SHAPE`` overrides).
 
-==============  ======================================  ===========================================
-model           stage-1 processor (vLLM-Omni 0.16-0.32)  size read from (probed)
-==============  ======================================  ===========================================
-GLM-Image       ``glm_image.ar2diffusion``              top level (<= 0.18), ``mm_processor_kwargs``
-HunyuanImage-3  ``hunyuan_image3.ar2diffusion`` (0.20+)  top level (an AR ratio token wins, 0.24+)
-MammothModa2    ``mammoth_moda2.ar2dit``/``ar2diffusion``  ``additional_information`` (<= 0.22),
-                                                        then ``mm_processor_kwargs``
-BAGEL, Ming     none / ``thinker2image(gen)``           nothing: requests pass through
-==============  ======================================  ===========================================
+==============  ========================================  =================================
+model           stage-1 processor (vLLM-Omni 0.16-0.32)   size read from (probed)
+==============  ========================================  =================================
+GLM-Image       ``glm_image.ar2diffusion``                top level (<= 0.18), mm kwargs
+HunyuanImage-3  ``hunyuan_image3.ar2diffusion`` (0.20+)   top level
+MammothModa2    ``mammoth_moda2.ar2dit``/``ar2diffusion``  additional info (<= 0.22), mm kwargs
+BAGEL, Ming     none / ``thinker2image(gen)``             nothing: requests pass through
+==============  ========================================  =================================
 """
 
 from __future__ import annotations
@@ -132,22 +129,28 @@ def by_arch(arch: str | None) -> Pipeline | None:
     return next((p for p in KNOWN if arch and arch.startswith(p.stage0_archs)), None)
 
 
+#: Where a stage config names its ``model_arch`` (vLLM-Omni 0.31 adds the last two).
+ARCH_HOLDERS = ("engine_args", "model_config", "stage_pipeline_config")
+
+
 def identify(stage_config: Any) -> tuple[Pipeline | None, str]:
     """(pipeline or None when unknown, what named it) for one stage's config entry."""
     func_path = config_value(stage_config, "custom_process_input_func")
-    arch = config_value(config_value(stage_config, "engine_args"), "model_arch")
     found = by_processor(str(func_path) if func_path else None)
     if found is not None:
         return found, f"custom_process_input_func {func_path}"
-    found = by_arch(str(arch) if arch else None)
-    if found is not None:
-        return found, f"model_arch {arch}"
+    holders = (config_value(stage_config, holder) for holder in ARCH_HOLDERS)
+    archs = [str(arch) for holder in holders if (arch := config_value(holder, "model_arch"))]
+    for arch in archs:
+        if (found := by_arch(arch)) is not None:
+            return found, f"model_arch {arch}"
     try:
         sampling = config_value(stage_config, "default_sampling_params")
         if sizing.EOS_TOKEN_ID in list(config_value(sampling, "stop_token_ids") or ()):
             return GLM_IMAGE, f"stop token {sizing.EOS_TOKEN_ID} (GLM-Image's EOS)"
     except Exception:  # an odd config: the model stays unknown
         pass
+    arch = archs[0] if archs else None
     return None, f"model_arch {arch!r}, custom_process_input_func {func_path!r}"
 
 

@@ -32,6 +32,9 @@ def _forget():
             "MammothModa2",
         ),
         ({"default_sampling_params": {"stop_token_ids": [16385]}}, "GLM-Image"),
+        # vLLM-Omni 0.31 names the architecture in these (its offline Omni's stage configs)
+        ({"model_config": {"model_arch": "GlmImageForConditionalGeneration"}}, "GLM-Image"),
+        ({"stage_pipeline_config": {"model_arch": "HunyuanImage3ForCausalMM"}}, "HunyuanImage-3"),
     ],
 )
 def test_identify(config: dict, name: str) -> None:

@@ -1,27 +1,23 @@
 """Patch: GLM-Image prompts of vLLM-Omni's offline ``Omni.generate`` get the size at stage 0.
 
 Target
-    ``vllm_omni.entrypoints.omni.Omni.generate(self, prompts, sampling_params_list=None, *,
-    py_generator=False, use_tqdm=True)`` (vLLM-Omni 0.16 to 0.32.0rc1; sync), patched when
-    that module is imported. vLLM-Omni's own serving path already attaches
-    ``mm_processor_kwargs`` (vllm-project/vllm-omni#3189) and is not touched.
+    ``vllm_omni.entrypoints.omni.Omni.generate(self, prompts, sampling_params_list=None, ...)``
+    (vLLM-Omni 0.16 to 0.32.0rc1; sync), patched when that module is imported. vLLM-Omni's
+    serving path attaches ``mm_processor_kwargs`` itself (vllm-project/vllm-omni#3189).
 How
-    Only for an ``Omni`` whose stage configs name GLM-Image, each text prompt (a ``str``, or a
+    Only for an ``Omni`` whose stage configs name GLM-Image: a text prompt (a ``str``, or a
     dict with a ``prompt`` string) without ``target_h``/``target_w`` gets a copy with them in
     ``mm_processor_kwargs`` (and top-level ``height``/``width`` where the installed
-    ``ar2diffusion`` reads only those, probed). The size is the prompt's top-level
-    ``height``/``width``, else the last stage's sampling params' (the stage defaults when none
-    are passed); nothing the caller set is overwritten. A size GLM-Image cannot render exactly
-    is passed on unchanged with one WARNING naming the nearest valid sizes (offline there is
-    no client to answer; ``OMNI_SIZEFIX_SIZE_POLICY=off`` sizes it anyway). A failure in the
-    wrapper logs one WARNING and calls the host with the caller's arguments; the kill switch
-    is read per call too. The numbered fix:
+    ``ar2diffusion`` reads only those, probed), taken from its own top-level size, else from
+    the last stage's sampling params (the stage defaults when none are passed). Nothing the
+    caller set is overwritten. A size GLM-Image cannot render exactly is passed on unchanged
+    with one WARNING (``OMNI_SIZEFIX_SIZE_POLICY=off`` sizes it anyway). A failure in the
+    wrapper logs one WARNING and calls the host with the caller's arguments. The fix:
 
-1. Vllm-project/vllm-omni#7952 (open): a GLM-Image text prompt whose size is only in the DiT
+1. vllm-project/vllm-omni#7952 (open): a GLM-Image text prompt sized only in the DiT's
    sampling params reaches the AR engine without its generation scaffold (11 prompt tokens
-   for "a red apple" instead of 26, seen with the real engines on CPU) and the image comes
-   back 1024x1024 (``tests/real/test_offline_generate.py``). Removable: when the oldest
-   supported vLLM-Omni attaches ``mm_processor_kwargs`` in ``Omni.generate`` itself.
+   for "a red apple" instead of 26 with the real engines on CPU) and the image comes back
+   1024x1024 (``tests/real/test_offline_generate.py``).
 """
 
 from __future__ import annotations
@@ -35,27 +31,20 @@ from types import ModuleType
 from typing import Any
 
 from omni_sizefix.runtime import patches, pipelines, settings, sizing
-from omni_sizefix.runtime.patches import (
-    Replacement,
-    marked,
-    warn_failed,
-    warn_once,
-)
-from omni_sizefix.runtime.settings import SUPPORTED_HOSTS, Shape, SizePolicy, __version__
-from omni_sizefix.runtime.sizing import positive_int
+from omni_sizefix.runtime.patches import Replacement, marked, warn_failed, warn_once
+from omni_sizefix.runtime.settings import Shape, SizePolicy
 
 logger = logging.getLogger("omni_sizefix")
 
-#: ``Omni``: vLLM-Omni's offline entrypoint (``Omni(...).generate``).
 OMNI_MODULE = "vllm_omni.entrypoints.omni"
-
-CLASS = "Omni"
-TARGET = f"{CLASS}.generate"
+TARGET = "Omni.generate"
 #: The leading parameters ``Omni.generate`` has in every release 0.16-0.32.0rc1.
 EXPECTED_PARAMETERS = ("self", "prompts", "sampling_params_list")
 HOST = "vllm-omni"
 
 _target = Replacement("generate", f"{OMNI_MODULE}.{TARGET}")
+#: The patch's INFO line, until a handler can show it.
+_pending: list[tuple[str, tuple[Any, ...]]] = []
 
 
 # --- what a prompt gets ---------------------------------------------------------------------
@@ -63,8 +52,8 @@ _target = Replacement("generate", f"{OMNI_MODULE}.{TARGET}")
 
 def _pair(source: Any) -> tuple[int, int] | None:
     """(height, width) when ``source`` (a dict or an object) has both as positive ints."""
-    height = positive_int(pipelines.config_value(source, "height"))
-    width = positive_int(pipelines.config_value(source, "width"))
+    height = sizing.positive_int(pipelines.config_value(source, "height"))
+    width = sizing.positive_int(pipelines.config_value(source, "width"))
     return (height, width) if height and width else None
 
 
@@ -78,36 +67,6 @@ def dit_size(omni: Any, sampling_params_list: Any) -> tuple[int, int] | None:
     return _pair(params) if params is not None else None
 
 
-def _has_target(mm_kwargs: Mapping) -> bool:
-    return "target_h" in mm_kwargs or "target_w" in mm_kwargs
-
-
-def sized_prompt(prompt: Any, fallback: tuple[int, int] | None, top_level: bool) -> Any:
-    """A copy of one text prompt with ``mm_processor_kwargs`` targets (``prompt`` itself when it
-    has them already, names no size, is not a text prompt or asks a size GLM-Image cannot
-    render exactly)."""
-    if isinstance(prompt, str):
-        base: dict[str, Any] = {"prompt": prompt}
-    elif isinstance(prompt, Mapping) and isinstance(prompt.get("prompt"), str):
-        base = dict(prompt)
-    else:
-        return prompt
-    mm_kwargs = base.get("mm_processor_kwargs")
-    if mm_kwargs is not None and (not isinstance(mm_kwargs, Mapping) or _has_target(mm_kwargs)):
-        return prompt
-    size = _pair(base) or fallback
-    if size is None:
-        return prompt
-    height, width = size
-    if not renderable(height, width):
-        return prompt
-    base["mm_processor_kwargs"] = {**(mm_kwargs or {}), "target_h": height, "target_w": width}
-    if top_level:
-        base.setdefault("height", height)
-        base.setdefault("width", width)
-    return base
-
-
 def renderable(height: int, width: int) -> bool:
     """True when GLM-Image renders the size exactly (or the size policy is ``off``); else one
     WARNING per process naming the nearest valid sizes."""
@@ -115,68 +74,69 @@ def renderable(height: int, width: int) -> bool:
         return True
     if sizing.is_valid_side(height) and sizing.is_valid_side(width):
         return True
-    warn_once(
-        "offline-size",
-        "omni-sizefix: offline %s: %s The prompt is passed to vLLM-Omni unchanged.",
-        TARGET,
-        sizing.rejection_message(height, width),
-    )
+    warn_once("offline-size",
+              "omni-sizefix: offline %s: %s The prompt is passed to vLLM-Omni unchanged.",
+              TARGET, sizing.rejection_message(height, width))  # fmt: skip
     return False
 
 
+def sized_prompt(prompt: Any, fallback: tuple[int, int] | None, top_level: bool) -> Any:
+    """A copy of one text prompt with ``mm_processor_kwargs`` targets; ``prompt`` itself when
+    it has them already, names no size, is not a text prompt or its size is not renderable."""
+    if isinstance(prompt, str):
+        base: dict[str, Any] = {"prompt": prompt}
+    elif isinstance(prompt, Mapping) and isinstance(prompt.get("prompt"), str):
+        base = dict(prompt)
+    else:
+        return prompt
+    mm_kwargs = base.get("mm_processor_kwargs")
+    if mm_kwargs is not None and (
+        not isinstance(mm_kwargs, Mapping) or "target_h" in mm_kwargs or "target_w" in mm_kwargs
+    ):
+        return prompt
+    size = _pair(base) or fallback
+    if size is None or not renderable(*size):
+        return prompt
+    height, width = size
+    base["mm_processor_kwargs"] = {**(mm_kwargs or {}), "target_h": height, "target_w": width}
+    if top_level:
+        base.setdefault("height", height)
+        base.setdefault("width", width)
+    return base
+
+
 def sized_prompts(prompts: Any, fallback: tuple[int, int] | None, top_level: bool) -> Any:
-    """``prompts`` (one prompt or a sequence of them) with each text prompt sized; the very
-    same object when nothing changed."""
+    """``prompts`` (one or a sequence) with each text prompt sized; the same object when
+    nothing changed."""
     if isinstance(prompts, (str, Mapping)) or not isinstance(prompts, Sequence):
         return sized_prompt(prompts, fallback, top_level)
     new = [sized_prompt(prompt, fallback, top_level) for prompt in prompts]
     return new if any(a is not b for a, b in zip(new, prompts, strict=True)) else prompts
 
 
-# --- which Omni ----------------------------------------------------------------------------
-
-
-def _archs(stage_config: Any) -> list[str]:
-    """Where a stage config names its ``model_arch`` (vLLM-Omni 0.31: ``model_config`` and
-    ``stage_pipeline_config``; earlier: ``engine_args``, read by ``pipelines.identify``)."""
-    found = []
-    for holder in ("model_config", "stage_pipeline_config"):
-        arch = pipelines.config_value(pipelines.config_value(stage_config, holder), "model_arch")
-        if arch:
-            found.append(str(arch))
-    return found
-
-
 def serves_glm_image(omni: Any) -> bool:
     """True when the stage configs of ``omni`` name GLM-Image."""
     configs = getattr(omni, "stage_configs", None) or ()
-    for stage_config in configs:
-        if pipelines.identify(stage_config)[0] is pipelines.GLM_IMAGE:
-            return True
-        if any(pipelines.by_arch(arch) is pipelines.GLM_IMAGE for arch in _archs(stage_config)):
-            return True
-    return False
+    return any(pipelines.identify(config)[0] is pipelines.GLM_IMAGE for config in configs)
 
 
 @functools.lru_cache(maxsize=1)
 def writes_top_level() -> bool:
     """True when the installed GLM-Image ``ar2diffusion`` reads the top-level size (probed)."""
-    shape = pipelines.build_plan(pipelines.GLM_IMAGE).shape
-    return shape in (Shape.TOP_LEVEL, Shape.BOTH)
+    return pipelines.build_plan(pipelines.GLM_IMAGE).shape in (Shape.TOP_LEVEL, Shape.BOTH)
 
 
-# --- the wrapper ---------------------------------------------------------------------------
+# --- the wrapper ----------------------------------------------------------------------------
 
 
 def wrap(original: Any) -> Any:
-    """``Omni.generate`` that sizes GLM-Image's text prompts first (see the module doc)."""
+    """``Omni.generate`` that sizes GLM-Image's text prompts first (module doc)."""
 
     @functools.wraps(original)
     def generate(self, prompts, sampling_params_list=None, *args, **kwargs):
         asked = prompts
         try:
-            if _pending:
-                announce()
+            announce()
             if not settings.disabled() and serves_glm_image(self):
                 fallback = dit_size(self, sampling_params_list)
                 prompts = sized_prompts(prompts, fallback, writes_top_level())
@@ -189,37 +149,31 @@ def wrap(original: Any) -> Any:
     return marked(generate, original)
 
 
-def signature_problem(module: ModuleType) -> str | None:
-    """None when ``Omni.generate`` takes ``(self, prompts, sampling_params_list, ...)`` and is
-    sync; else what was expected and found."""
-    cls = getattr(module, CLASS, None)
-    function = vars(cls).get("generate") if isinstance(cls, type) else None
-    if not callable(function):
-        return f"{OMNI_MODULE}.{TARGET}: not found"
-    names = tuple(inspect.signature(function).parameters)
-    if names[: len(EXPECTED_PARAMETERS)] != EXPECTED_PARAMETERS or not (
-        inspect.isfunction(function)
-        and not inspect.iscoroutinefunction(function)
-        and not inspect.isasyncgenfunction(function)
-    ):
-        kind = "async" if inspect.iscoroutinefunction(function) else "sync"
-        return (
-            f"{OMNI_MODULE}.{TARGET}: expected sync ({', '.join(EXPECTED_PARAMETERS)}, ...), "
-            f"found {kind} ({', '.join(names)})"
-        )
-    return None
-
-
 def _owner(module: ModuleType | None) -> type | None:
-    cls = getattr(module, CLASS, None)
+    cls = getattr(module, "Omni", None)
     return cls if isinstance(cls, type) else None
 
 
-def apply(module: ModuleType) -> bool:
-    """Wrap ``module.Omni.generate`` (idempotent); True when newly wrapped.
+def signature_problem(module: ModuleType) -> str | None:
+    """None when ``Omni.generate`` is sync and takes ``(self, prompts, sampling_params_list,
+    ...)``; else what was expected and found."""
+    function = vars(_owner(module) or object).get("generate")
+    if not callable(function):
+        return f"{OMNI_MODULE}.{TARGET}: not found"
+    names = tuple(inspect.signature(function).parameters)
+    if names[: len(EXPECTED_PARAMETERS)] == EXPECTED_PARAMETERS and inspect.isfunction(function):
+        if not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)):
+            return None
+    kind = "async" if inspect.iscoroutinefunction(function) else "sync"
+    return (
+        f"{OMNI_MODULE}.{TARGET}: expected sync ({', '.join(EXPECTED_PARAMETERS)}, ...), "
+        f"found {kind} ({', '.join(names)})"
+    )
 
-    Raises LookupError (nothing replaced) when the target is not the expected one.
-    """
+
+def apply(module: ModuleType) -> bool:
+    """Wrap ``module.Omni.generate`` (idempotent); True when newly wrapped. Raises LookupError
+    (nothing replaced) when the target is not the expected one."""
     return _target.apply(_owner(module), wrap, lambda: signature_problem(module))
 
 
@@ -229,20 +183,15 @@ def remove() -> bool:
 
 
 def is_patched() -> bool:
-    """True while ``Omni.generate`` is wrapped."""
     return _target.original is not None
 
 
-# --- activation (called by ``runtime.activation``) ---------------------------------------------
-
-#: The INFO line of the patch, until a handler can show it.
-_pending: list[tuple[str, tuple[Any, ...]]] = []
+# --- activation (called by ``runtime.activation``) ------------------------------------------
 
 
 def announce() -> None:
-    """Log the pending INFO line once something shows it: vLLM >= 0.31 sets up its logging
-    only when the engine is built, after the plugin loader patched ``Omni.generate`` in the
-    offline main process; until then the line waits (the wrapper calls this first)."""
+    """Log the pending INFO line once a handler shows it: vLLM >= 0.31 sets up its logging
+    only when the engine is built, after ``Omni.generate`` was patched."""
     if not _pending:
         return
     patches.adopt_vllm_format()
@@ -253,31 +202,29 @@ def announce() -> None:
 
 
 def activate(module: ModuleType) -> bool:
-    """Patch ``module`` (``vllm_omni.entrypoints.omni``) unless the kill switch is set or the
-    installed vLLM-Omni is outside the supported range; log one INFO line when newly patched,
-    one WARNING when it steps aside. Never raises; True when patched now or before."""
+    """Patch ``module`` unless the kill switch is set or vLLM-Omni is outside the supported
+    range; one INFO line when newly patched, one WARNING when stepping aside. Never raises;
+    True when patched now or before."""
     try:
         if settings.disabled():
             return False
         initializing = getattr(getattr(module, "__spec__", None), "_initializing", False)
-        if initializing and not hasattr(module, CLASS):
+        if initializing and not hasattr(module, "Omni"):
             return False  # register() ran from inside its import: Omni is not defined yet
         version = settings.installed_version(HOST)
         if not settings.is_supported(HOST, version):
             warn_once("offline-unsupported",
                       "omni-sizefix: offline %s not patched: %s %s is outside the supported "
                       "range %s", TARGET, HOST, version or "(version unknown)",
-                      SUPPORTED_HOSTS[HOST])  # fmt: skip
+                      settings.SUPPORTED_HOSTS[HOST])  # fmt: skip
             return False
         if apply(module):
-            _pending.append(
-                (
-                    "omni-sizefix: patched %s.%s: offline GLM-Image prompts without "
-                    "mm_processor_kwargs get target_h/target_w from the requested size; "
-                    "vllm-omni %s; omni-sizefix %s",
-                    (OMNI_MODULE, TARGET, version, __version__),
-                )
-            )
+            _pending.append((
+                "omni-sizefix: patched %s.%s: offline GLM-Image prompts without "
+                "mm_processor_kwargs get target_h/target_w from the requested size; "
+                "vllm-omni %s; omni-sizefix %s",
+                (OMNI_MODULE, TARGET, version, settings.__version__),
+            ))  # fmt: skip
             announce()
         return True
     except LookupError as exc:

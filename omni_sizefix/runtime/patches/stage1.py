@@ -1,45 +1,33 @@
-"""Patch: stage 1 (AR -> DiT) processors that every supported release pair runs right.
+"""Patch: stage-1 (AR -> DiT) processors that every supported release pair runs right.
 
 Target
     The stage-1 processor a Dynamo stage worker runs: vLLM-Omni's GLM-Image ``ar2diffusion``
-    (``vllm_omni.model_executor.stage_input_processors.glm_image``), other models'
-    processors, and ``(source_outputs, ctx)`` processors. ``patches.stage_worker`` decides,
-    by probing, which runs; the legacy stage config names :data:`PROCESSOR` directly.
+    (``stage_input_processors.glm_image``), other models' processors and ``(source_outputs,
+    ctx)`` processors; ``patches.stage_worker`` decides by probing which one runs.
 How
-    Every request still goes to vLLM-Omni's own function; only its arguments are fixed.
-    The caller's convention is read from the argument types at call time, upstream's from
-    its parameter names. The numbered fixes (``REMOVALS``: ``stage1#N``):
+    Every request still goes to vLLM-Omni's own function; only its arguments are fixed. The
+    caller's convention is read from the argument types, upstream's from its parameter names.
+    The numbered fixes (``REMOVALS``: ``stage1#N``):
 
-1. Dispatch by name: ai-dynamo 1.2/1.3 call a source-outputs processor only when its second
-   parameter is ``original_prompt``; vLLM-Omni >= 0.20.0 names it ``prompt`` (``TypeError``).
-   The package's processors take ``(source_outputs, original_prompt,
-   requires_multimodal_data, streaming_context)``. Removable: ai-dynamo 1.4.0 accepts
-   ``prompt`` (``_accepts_source_outputs_processor``).
-2. Calling convention: ai-dynamo 1.1 (and vLLM-Omni <= 0.20.0rc1) call ``(stage_list,
-   engine_input_source, [prompt], requires_mm)``; later ones ``(source_outputs, prompt,
-   requires_mm[, streaming_context])``. Upstream is called in its own. Removable: ai-dynamo
-   1.2 and vLLM-Omni 0.20.0 call with source outputs.
-3. Where the size is read: vLLM-Omni <= 0.18 reads only top-level ``height``/``width``;
-   ai-dynamo 1.2+ send only ``mm_processor_kwargs``. The size is resolved as vLLM-Omni
-   >= 0.20.0rc1 does (``mm_processor_kwargs``, top level, 1024) and written in both shapes on
-   a copy. Removable: vLLM-Omni 0.20.0rc1 reads ``mm_processor_kwargs`` (vllm-omni#3034).
-4. Preview grid: vLLM-Omni <= 0.18's ``_parse_generated_tokens`` assumes a ``h//2 x w//2``
-   preview grid, not the scaffold's ``int(sqrt(H/W)*16) x int(sqrt(W/H)*16)``; probed once
-   (``prior_is_right``), the target grid is then cut out at the scaffold's offset for
-   text-to-image. Removable: fixed in vLLM-Omni 0.20.0rc1.
+1. Dispatch by name: ai-dynamo 1.2/1.3 call a processor only when its second parameter is
+   ``original_prompt``; vLLM-Omni >= 0.20.0 names it ``prompt`` (``TypeError``).
+2. Calling convention: ai-dynamo 1.1 and vLLM-Omni <= 0.20.0rc1 call ``(stage_list,
+   engine_input_source, [prompt], requires_mm)``, later ones ``(source_outputs, prompt,
+   requires_mm[, streaming_context])``. Upstream is called in its own.
+3. Where the size is read: vLLM-Omni <= 0.18 reads only top-level ``height``/``width``,
+   ai-dynamo 1.2+ sends only ``mm_processor_kwargs``. The size is resolved as vLLM-Omni
+   0.20 does (``mm_processor_kwargs``, top level, 1024) and written in both on a copy.
+4. Preview grid: vLLM-Omni <= 0.18 assumes a ``h//2 x w//2`` preview grid, not the
+   scaffold's; where the probe finds the prior wrong, text-to-image's target grid is cut at
+   the scaffold's offset.
 5. Token field: vLLM-Omni >= 0.20.0rc1 reads ``cumulative_token_ids``, which ai-dynamo 1.1
-   does not restore after the shared-memory connector; a read-only view adds it. Removable:
-   ai-dynamo 1.2 restores it (``_ensure_cumulative_token_ids``).
-6. Return type: vLLM-Omni >= 0.24 returns ``dict | None``; a stage-list caller (ai-dynamo 1.1)
-   gets ``[dict]``, and a ``ValueError`` instead of ``None``. Removable: ai-dynamo 1.2 unwraps
-   upstream's own return value.
-7. Other models (HunyuanImage-3, MammothModa2): ``adapt`` gives their processor fixes 1, 2 and
-   5, with the size also where the probe found it read. Removable: ai-dynamo 1.4 dispatches
-   ``prompt``; MammothModa2 <= 0.28 names it ``prompts``, which ai-dynamo 1.4/1.5 do not.
-8. ``(source_outputs, ctx)`` processors (vLLM-Omni's refactor, RFC vllm-project/vllm-omni#4872,
-   PR #6801): no ai-dynamo release up to 1.7.0.dev dispatches them; ``legacy`` builds the
-   context (vLLM-Omni's ``OrchestratorInputContext`` when installed). Removable: once every
-   supported ai-dynamo dispatches them.
+   does not restore after the connector; a read-only view adds it.
+6. Return type: vLLM-Omni >= 0.24 returns ``dict | None``; a stage-list caller (ai-dynamo
+   1.1) gets ``[dict]``, and a ``ValueError`` instead of ``None``.
+7. Other models (HunyuanImage-3, MammothModa2): ``adapt`` gives their processors fixes 1, 2
+   and 5, with the size also where the probe found it read.
+8. ``(source_outputs, ctx)`` processors (vllm-project/vllm-omni#4872, #6801), which no
+   ai-dynamo release dispatches: ``legacy`` builds the context.
 
 Importing this module imports no host code; vLLM-Omni is imported on the first call.
 """
@@ -58,22 +46,18 @@ from omni_sizefix.runtime import settings, sizing
 
 logger = logging.getLogger("omni_sizefix")
 
-#: vLLM-Omni's GLM-Image processors module and its ``ar2diffusion``.
 GLM_IMAGE_PROCESSORS = "vllm_omni.model_executor.stage_input_processors.glm_image"
 GLM_IMAGE_PROCESSOR = f"{GLM_IMAGE_PROCESSORS}.ar2diffusion"
-#: The stable name of the package's GLM-Image processor (what the legacy config names).
+#: The package's GLM-Image processor (what the legacy stage config names).
 PROCESSOR = "omni_sizefix.processors.glm_image.ar2diffusion"
 STAGE_LIST = "stage_list"
 SOURCE_OUTPUTS = "source_outputs"
-#: The places a prompt carries the size.
 TOP_LEVEL = settings.Shape.TOP_LEVEL.value
 MM_KWARGS = settings.Shape.MM_KWARGS.value
 BOTH = settings.Shape.BOTH.value
 DEFAULT_SIDE = 1024
-PROBE_REQUEST_ID = "omni-sizefix-probe"
 #: (height, width) of the GLM-Image probe: non-square, so both preview-grid rules differ.
 PROBE_SIZE = (768, 1024)
-PREVIEW_TOKEN_ID = 1
 #: Target-grid tokens of a synthetic output are numbered from here (traceable in the prior).
 TARGET_TOKEN_BASE = 1000
 
@@ -83,8 +67,7 @@ TARGET_TOKEN_BASE = 1000
 
 @dataclass
 class SyntheticCompletion:
-    """Synthetic stand-in for vLLM's ``CompletionOutput`` with vLLM-Omni's
-    ``cumulative_token_ids``."""
+    """Stands for vLLM's ``CompletionOutput`` with vLLM-Omni's ``cumulative_token_ids``."""
 
     token_ids: list[int]
     cumulative_token_ids: list[int]
@@ -96,7 +79,7 @@ class SyntheticCompletion:
 
 @dataclass
 class SyntheticAROutput:
-    """Synthetic stand-in for the AR stage's ``RequestOutput``."""
+    """Stands for the AR stage's ``RequestOutput``."""
 
     request_id: str
     outputs: list[SyntheticCompletion]
@@ -108,13 +91,13 @@ class SyntheticAROutput:
 def ar_output(
     tokens: Iterable[int],
     *,
-    request_id: str = PROBE_REQUEST_ID,
+    request_id: str = "omni-sizefix-probe",
     prompt_token_ids: Iterable[int] = (),
     multimodal_output: Any = None,
     cumulative: bool = True,
 ) -> SyntheticAROutput:
-    """A synthetic AR output whose one completion emitted ``tokens`` (``cumulative`` False: no
-    ``cumulative_token_ids`` attribute, as ai-dynamo 1.1's connector delivers it)."""
+    """A synthetic AR output of one completion (``cumulative`` False: no
+    ``cumulative_token_ids``, as ai-dynamo 1.1's connector delivers it)."""
     ids = list(tokens)
     completion = SyntheticCompletion(ids, list(ids), multimodal_output=multimodal_output)
     if not cumulative:
@@ -123,8 +106,8 @@ def ar_output(
 
 
 def t2i_tokens(grids: sizing.Grids) -> list[int]:
-    """A GLM-Image text-to-image AR output laid out as the scaffold asks: preview, target, EOS."""
-    preview = [PREVIEW_TOKEN_ID] * (grids.preview[0] * grids.preview[1])
+    """GLM-Image text-to-image tokens in the scaffold's layout: preview, target, EOS."""
+    preview = [1] * (grids.preview[0] * grids.preview[1])
     target = [TARGET_TOKEN_BASE + i for i in range(grids.target[0] * grids.target[1])]
     return [*preview, *target, sizing.EOS_TOKEN_ID]
 
@@ -144,53 +127,42 @@ def expected_prior(height: int, width: int) -> list[int]:
     ]
 
 
-# --- views ----------------------------------------------------------------------------------
+# --- views and calling conventions ----------------------------------------------------------
 
 
-class CompletionView:
-    """Read-only view of a completion with ``token_ids`` and ``cumulative_token_ids`` set to
-    ``token_ids`` (default: the completion's own); the original is kept."""
+class View:
+    """A read-only view of ``wrapped`` with some attributes replaced; the original is kept."""
 
-    def __init__(self, completion: Any, token_ids: list[int] | None = None) -> None:
-        self._completion = completion
-        self.token_ids = self.cumulative_token_ids = (
-            list(completion.token_ids) if token_ids is None else token_ids
-        )
+    def __init__(self, wrapped: Any, **replaced: Any) -> None:
+        self._wrapped = wrapped
+        vars(self).update(replaced)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._completion, name)
+        return getattr(self._wrapped, name)
 
 
-class OutputView:
-    """Read-only view of an AR request output with other completions; the original is kept."""
-
-    def __init__(self, output: Any, completions: list) -> None:
-        self._output = output
-        self.outputs = completions
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._output, name)
+def with_tokens(completion: Any, token_ids: list[int]) -> View:
+    """A view of ``completion`` whose ``token_ids`` and ``cumulative_token_ids`` are these."""
+    return View(completion, token_ids=token_ids, cumulative_token_ids=token_ids)
 
 
 def bridged(output: Any) -> Any:
-    """``output``, or a view whose completions have ``cumulative_token_ids`` (fix 5)."""
-    completions = getattr(output, "outputs", None)
-    if not completions or all(hasattr(c, "cumulative_token_ids") for c in completions):
+    """``output``, or a view whose completions all have ``cumulative_token_ids`` (fix 5)."""
+    completions = getattr(output, "outputs", None) or []
+    lacking = [
+        hasattr(c, "token_ids") and not hasattr(c, "cumulative_token_ids") for c in completions
+    ]
+    if not any(lacking):
         return output
     views = [
-        CompletionView(c)
-        if hasattr(c, "token_ids") and not hasattr(c, "cumulative_token_ids")
-        else c
-        for c in completions
+        with_tokens(c, list(c.token_ids)) if lack else c
+        for c, lack in zip(completions, lacking, strict=True)
     ]
-    return OutputView(output, views)
-
-
-# --- calling conventions --------------------------------------------------------------------
+    return View(output, outputs=views)
 
 
 class Stage:
-    """The ``stage_list`` item shape (``engine_outputs``) of stage-list-era callers."""
+    """The ``stage_list`` item shape (``engine_outputs``) of stage-list callers."""
 
     def __init__(self, engine_outputs: list) -> None:
         self.engine_outputs = engine_outputs
@@ -218,7 +190,6 @@ def is_ctx(function: Any) -> bool:
 
 
 def is_sequence(value: Any) -> bool:
-    """A sequence that is not a string."""
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
@@ -232,13 +203,12 @@ class CallerArguments(NamedTuple):
     requires_mm: Any
     #: None in the stage-list form.
     streaming_context: Any
-    #: The caller used the stage-list form.
     stage_list: bool
 
 
 def caller_convention(first: Any, second: Any) -> str:
-    """How a caller called a processor, from its first two arguments: the items of a stage
-    list carry ``engine_outputs``, and ``engine_input_source`` is a list of stage ids."""
+    """How a processor was called: a stage list's items carry ``engine_outputs``, and
+    ``engine_input_source`` is a list of stage ids."""
     if is_sequence(first) and first and hasattr(first[0], "engine_outputs"):
         return STAGE_LIST
     if is_sequence(second) and second and all(type(i) is int for i in second):
@@ -258,18 +228,10 @@ def stage_list_outputs(stage_list: Sequence[Any], engine_input_source: Sequence[
     return list(stage_list[source].engine_outputs)
 
 
-def caller_arguments(first: Any, second: Any, third: Any, fourth: Any) -> CallerArguments:
-    """A processor's four positional arguments read in the caller's convention."""
-    if caller_convention(first, second) == STAGE_LIST:
-        return CallerArguments(stage_list_outputs(first, second), third, fourth, None, True)
-    return CallerArguments(list(first or []), second, third, fourth, False)
-
-
 def stage1_processor(body: Callable[[CallerArguments], Any]) -> Callable[..., Any]:
-    """``body`` as a processor with exactly the four parameters every supported Dynamo
-    dispatches (fix 1); a stage-list caller's four arguments come in the same positions.
-    Not ``functools.wraps``: ``__wrapped__`` would make ``inspect.signature`` report
-    ``body``'s."""
+    """``body`` behind the four parameters every supported Dynamo dispatches (fix 1); a
+    stage-list caller's arguments come in the same positions. Not ``functools.wraps``:
+    ``inspect.signature`` would report ``body``'s."""
 
     def processor(
         source_outputs: Any,
@@ -277,9 +239,18 @@ def stage1_processor(body: Callable[[CallerArguments], Any]) -> Callable[..., An
         requires_multimodal_data: Any = False,
         streaming_context: Any = None,
     ) -> Any:
+        if caller_convention(source_outputs, original_prompt) == STAGE_LIST:
+            outputs = stage_list_outputs(source_outputs, original_prompt)
+            return body(
+                CallerArguments(outputs, requires_multimodal_data, streaming_context, None, True)
+            )
         return body(
-            caller_arguments(
-                source_outputs, original_prompt, requires_multimodal_data, streaming_context
+            CallerArguments(
+                list(source_outputs or []),
+                original_prompt,
+                requires_multimodal_data,
+                streaming_context,
+                False,
             )
         )
 
@@ -290,8 +261,7 @@ def stage1_processor(body: Callable[[CallerArguments], Any]) -> Callable[..., An
 
 @dataclass(frozen=True)
 class Context:
-    """Stand-in for vLLM-Omni's ``OrchestratorInputContext`` (same fields) where the installed
-    vLLM-Omni has none."""
+    """vLLM-Omni's ``OrchestratorInputContext`` fields, where the installed one has none."""
 
     prompt: Any | None = None
     requires_multimodal_data: bool = False
@@ -321,8 +291,7 @@ def call(
     *,
     convention: str | None = None,
 ) -> Any:
-    """Call a stage-1 processor on ``outputs`` in its own convention (``convention``: known
-    already), as vLLM-Omni's orchestrator does."""
+    """Call a stage-1 processor in its own convention, as vLLM-Omni's orchestrator does."""
     if is_ctx(function):
         return function(outputs, context(prompt, requires_mm))
     if (convention or convention_of(function)) == STAGE_LIST:
@@ -334,7 +303,7 @@ def call(
 
 
 def as_dict(prompt: Any) -> dict:
-    """A prompt as a dict, converted the way upstream converts it (``{}`` if it cannot)."""
+    """A prompt as a dict, converted as upstream converts it (``{}`` if it cannot be)."""
     if isinstance(prompt, Mapping):
         return dict(prompt)
     if hasattr(prompt, "_asdict"):
@@ -343,26 +312,24 @@ def as_dict(prompt: Any) -> dict:
 
 
 def read_size(prompt: Mapping) -> tuple[int | None, int | None]:
-    """(height, width) as vLLM-Omni >= 0.20.0rc1 reads them: ``mm_processor_kwargs``
-    ``target_h``/``target_w``, then top-level ``height``/``width`` (None: neither)."""
+    """(height, width) as vLLM-Omni >= 0.20.0rc1 reads them: ``mm_processor_kwargs``, then
+    top-level ``height``/``width`` (None: neither)."""
     kwargs = prompt.get("mm_processor_kwargs")
     kwargs = kwargs if isinstance(kwargs, Mapping) else {}
-    height = sizing.positive_int(kwargs.get("target_h")) or sizing.positive_int(
-        prompt.get("height")
-    )
-    width = sizing.positive_int(kwargs.get("target_w")) or sizing.positive_int(prompt.get("width"))
+    side = sizing.positive_int
+    height = side(kwargs.get("target_h")) or side(prompt.get("height"))
+    width = side(kwargs.get("target_w")) or side(prompt.get("width"))
     return height, width
 
 
 def requested_size(prompt: Mapping) -> tuple[int, int]:
-    """``read_size``, each side missing being 1024 (vLLM-Omni's default)."""
+    """``read_size``, a missing side being vLLM-Omni's default 1024."""
     height, width = read_size(prompt)
     return height or DEFAULT_SIDE, width or DEFAULT_SIDE
 
 
 def write_size(prompt: Any, height: int, width: int, shape: str) -> dict:
-    """A copy of ``prompt`` with (height, width) in ``shape`` (top-level, mm-kwargs, both),
-    replacing what was there."""
+    """A copy of ``prompt`` with the size in ``shape`` (top-level, mm-kwargs, both)."""
     data = as_dict(prompt)
     if shape != MM_KWARGS:
         data.update(height=height, width=width)
@@ -423,7 +390,7 @@ def dit_verdict(result: Any, height: int, width: int) -> str:
 
 
 def upstream_verdict(function: Any, shape: str = MM_KWARGS) -> str:
-    """What ``function`` makes of a non-square request with the size in ``shape``."""
+    """What ``function`` makes of a ``PROBE_SIZE`` request with the size in ``shape``."""
     height, width = PROBE_SIZE
     try:
         result = call(function, [glm_output(height, width)], probe_prompt(shape, height, width))
@@ -432,7 +399,7 @@ def upstream_verdict(function: Any, shape: str = MM_KWARGS) -> str:
     return dit_verdict(result, height, width)
 
 
-# --- GLM-Image's processor ------------------------------------------------------------------
+# --- GLM-Image's processor (fixes 1-6) ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -447,30 +414,24 @@ class Upstream:
     scaffold_grid: bool
 
 
-def prior_is_right(function: Any) -> bool:
-    """True when upstream hands the DiT the target grid of a non-square request (the size in
-    every place it reads, so only the prior can be wrong). A probe that raises says nothing:
-    the prior is left to upstream, with one WARNING."""
-    verdict = upstream_verdict(function, BOTH)
+@functools.lru_cache(maxsize=1)
+def upstream() -> Upstream:
+    """Import and probe vLLM-Omni's GLM-Image ``ar2diffusion`` (once per process). A probe
+    that raises says nothing of the prior: it is left to upstream, with one WARNING."""
+    function = importlib.import_module(GLM_IMAGE_PROCESSORS).ar2diffusion
+    convention = convention_of(function)
+    verdict = upstream_verdict(function, BOTH)  # the size everywhere: only the prior can fail
     if verdict.startswith("raised"):
         logger.warning(
             "omni-sizefix: could not probe vLLM-Omni's GLM-Image ar2diffusion (%s); its prior "
             "is taken as it slices it",
             verdict,
         )
-    return "prior" not in verdict
-
-
-@functools.lru_cache(maxsize=1)
-def upstream() -> Upstream:
-    """Import and describe vLLM-Omni's GLM-Image ``ar2diffusion`` (once per process)."""
-    function = importlib.import_module(GLM_IMAGE_PROCESSORS).ar2diffusion
-    convention = convention_of(function)
     found = Upstream(
         function,
         convention,
         convention == SOURCE_OUTPUTS and len(positional_names(function)) >= 4,
-        prior_is_right(function),
+        "prior" not in verdict,
     )
     logger.info(
         "omni-sizefix: GLM-Image stage 1 delegates to vLLM-Omni %s ar2diffusion (%s form)%s",
@@ -538,10 +499,8 @@ def prepared_output(ar_output: Any, prompt: Mapping, *, scaffold_grid: bool) -> 
         realigned = target_tokens(tokens, *requested_size(prompt))
     if realigned is None and not needs_field:
         return ar_output
-    view = CompletionView(
-        completion, realigned if realigned is not None else sizing.as_ints(tokens)
-    )
-    return OutputView(ar_output, [view, *list(outputs)[1:]])
+    view = with_tokens(completion, sizing.as_ints(tokens) if realigned is None else realigned)
+    return View(ar_output, outputs=[view, *list(outputs)[1:]])
 
 
 def sized_prompt(prompt: Any) -> dict:
@@ -579,13 +538,18 @@ def ar2diffusion(arguments: CallerArguments) -> Any:
     return [result]
 
 
-# --- adapters for other processors (fixes 7 and 8) ------------------------------------------
+# --- other models' processors (fix 7) and (source_outputs, ctx) ones (fix 8) ----------------
 
 
 def _named_after(adapted: Callable[..., Any], upstream: Callable[..., Any], what: str) -> None:
     adapted.__name__ = adapted.__qualname__ = getattr(upstream, "__name__", "processor")
     adapted.__doc__ = f"omni-sizefix {what} around {adapted.__name__}"
     adapted.__omni_sizefix_upstream__ = upstream  # type: ignore[attr-defined]
+
+
+def _first(prompt: Any) -> Any:
+    """A stage-list caller's ``[original_prompt]`` as the prompt."""
+    return prompt[0] if isinstance(prompt, list) and prompt else prompt
 
 
 def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., Any]:
@@ -597,18 +561,15 @@ def adapt(upstream: Callable[..., Any], reads: frozenset[str]) -> Callable[..., 
     def sized(prompt: Any) -> Any:
         if prompt is None or shape is None:
             return prompt
-        data = as_dict(prompt) if not isinstance(prompt, Mapping) else prompt
+        data = prompt if isinstance(prompt, Mapping) else as_dict(prompt)
         height, width = read_size(data) if data else (None, None)
-        if not (height and width):
-            return prompt
-        return write_size(data, height, width, shape)
+        return write_size(data, height, width, shape) if height and width else prompt
 
     @stage1_processor
     def processor(arguments: CallerArguments) -> Any:
         outputs, prompt, requires, _, stage_list = arguments
-        if stage_list:  # ai-dynamo 1.1: [original_prompt]
-            prompt = prompt[0] if isinstance(prompt, list) and prompt else prompt
-            requires = bool(requires)
+        if stage_list:
+            prompt, requires = _first(prompt), bool(requires)
         prompt = [sized(p) for p in prompt] if isinstance(prompt, list) else sized(prompt)
         outputs = [bridged(o) for o in outputs]
         return call(upstream, outputs, prompt, requires, convention=convention)
@@ -624,8 +585,7 @@ def legacy(processor: Callable[..., Any]) -> Callable[..., Any]:
     @stage1_processor
     def adapted(arguments: CallerArguments) -> Any:
         outputs, prompt, requires, streaming, stage_list = arguments
-        if stage_list:  # the stage-list form passes [original_prompt]
-            prompt = prompt[0] if isinstance(prompt, list) and prompt else prompt
+        prompt = _first(prompt) if stage_list else prompt
         return processor(outputs, context(prompt, requires, streaming))
 
     _named_after(adapted, processor, "(source_outputs, ctx) adapter")

@@ -1,30 +1,28 @@
-"""Patch: a Dynamo stage worker learns its model, its budget, and runs a stage 1 that works.
+"""Patch: a Dynamo stage worker learns its model and budget, and runs a stage 1 that works.
 
 Target
-    ``dynamo.vllm.omni.stage_worker.OmniStageWorker.__init__`` (given the worker's
-    ``stage_config`` and ``stage_id``) and ``_load_processor(func_path)``, the module function
-    every ai-dynamo 1.1-1.7 calls from that ``__init__`` to turn a config's
-    ``custom_process_input_func`` into the stage-1 processor.
+    ``dynamo.vllm.omni.stage_worker.OmniStageWorker.__init__`` (given ``stage_config`` and
+    ``stage_id``) and ``_load_processor(func_path)``, which every ai-dynamo 1.1-1.7 calls from
+    that ``__init__`` to load a config's ``custom_process_input_func``.
 How
-    Both are wrapped; each wrapper calls the host first, a failure of the plugin logs one
-    WARNING and leaves the worker as the host built it, and both signatures are checked before
-    anything is replaced. What is wrong on this host is probed once per process on synthetic
-    inputs (``profile``), never read from version numbers. The numbered fixes:
+    Both wrappers call the host first; a failure of the plugin logs one WARNING and leaves the
+    worker as the host built it; both signatures are checked before anything is replaced.
+    What is wrong on this host is probed once per process on synthetic inputs (``profile``),
+    never read from version numbers. The numbered fixes:
 
-1. Model and budget: every worker hands its stage config to ``pipelines.record`` (so the
-   parse patch writes the size only where its model reads it); a stage-0 GLM-Image worker's
-   ``max_tokens`` becomes the size policy's budget (vLLM-Omni's legacy config: 1281 tokens,
-   enough for 1024x1024 only; larger priors would be cut silently).
+1. Model and budget: the stage config goes to ``pipelines.record`` (the parse patch writes
+   the size only where the model reads it); a stage-0 GLM-Image worker's ``max_tokens``
+   becomes the size policy's budget (vLLM-Omni's legacy config: 1281 tokens, 1024x1024 only;
+   larger priors would be cut silently).
 2. Request id (ai-dynamo 1.1): ``self.engine.generate(prompt, request_id, ...)`` hands the id
-   as vLLM-Omni's ``sampling_params``: every request runs as ``""`` and a second one in
-   flight kills the AR engine core (``duplicate request id``, seen with the real engines).
-   Where both sides are so (read from the host's source and the engine's signature), the
-   worker's engine gets an instance-level ``generate`` that passes it as ``request_id=``.
-3. Which stage-1 processor: where this host runs vLLM-Omni's GLM-Image ``ar2diffusion``
-   wrong (``profile``: dispatch refused, ``cumulative_token_ids`` not restored, wrong size or
-   prior), ``stage1.ar2diffusion`` runs instead; HunyuanImage-3's and MammothModa2's
-   processors go behind ``stage1.adapt`` where this host cannot dispatch them, and
-   ``(source_outputs, ctx)`` processors behind ``stage1.legacy``. Elsewhere the host's own.
+   as vLLM-Omni's ``sampling_params``: every request runs as ``""`` and a second one in flight
+   kills the AR engine core (``duplicate request id``). Where the host's source and the
+   engine's signature say so, the engine gets an instance ``generate`` passing ``request_id=``.
+3. Which stage-1 processor: where this host runs vLLM-Omni's GLM-Image ``ar2diffusion`` wrong
+   (dispatch refused, ``cumulative_token_ids`` not restored, wrong size or prior),
+   ``stage1.ar2diffusion`` runs instead; other models' processors go behind ``stage1.adapt``
+   where this host cannot dispatch them, ``(source_outputs, ctx)`` ones behind
+   ``stage1.legacy``. Elsewhere the host's own runs.
 """
 
 from __future__ import annotations
@@ -66,27 +64,20 @@ _load = Replacement(LOAD, f"{STAGE_WORKER_MODULE}.{LOAD}")
 # --- fix 1: model and budget ----------------------------------------------------------------
 
 
-def stage0_budget(stage_config: Any) -> int | None:
-    """Stage-0 ``max_tokens`` of a GLM-Image stage config (None: not GLM-Image or not set)."""
-    if pipelines.identify(stage_config)[0] is not pipelines.GLM_IMAGE:
-        return None
-    sampling = pipelines.config_value(stage_config, "default_sampling_params")
-    max_tokens = pipelines.config_value(sampling, "max_tokens")
-    return max_tokens if type(max_tokens) is int else None
-
-
 def record_budget(stage_config: Any, stage_id: Any) -> None:
-    """Hand a stage-0 GLM-Image worker's budget to the size policy (logged once)."""
-    budget = stage0_budget(stage_config) if stage_id == 0 else None
-    if budget is None or budget == sizing.budget():
+    """Make a stage-0 GLM-Image worker's ``max_tokens`` the size policy's budget (logged)."""
+    if stage_id != 0 or pipelines.identify(stage_config)[0] is not pipelines.GLM_IMAGE:
+        return
+    sampling = pipelines.config_value(stage_config, "default_sampling_params")
+    budget = pipelines.config_value(sampling, "max_tokens")
+    if type(budget) is not int or budget == sizing.budget():
         return
     sizing.set_budget(budget)
     side = sizing.largest_square_side(budget)
-    largest = sizing.MAX_SIDE
     logger.info(
         "omni-sizefix: stage-0 max_tokens %d holds GLM-Image sizes up to %s; larger requests "
         "are rejected (a config holding %dx%d: `%s`)",
-        budget, f"{side}x{side}" if side else "none", largest, largest,
+        budget, f"{side}x{side}" if side else "none", sizing.MAX_SIDE, sizing.MAX_SIDE,
         sizing.RAISE_BUDGET_COMMAND,
     )  # fmt: skip
 
@@ -103,23 +94,12 @@ def host_passes_id_positionally(worker_class: type) -> bool:
         return False
     for node in ast.walk(tree):
         func = node.func if isinstance(node, ast.Call) else None
-        if not (isinstance(func, ast.Attribute) and func.attr == "generate"):
-            continue
-        if not (isinstance(func.value, ast.Attribute) and func.value.attr == "engine"):
-            continue
-        args = node.args  # type: ignore[union-attr]
-        if len(args) >= 2 and isinstance(args[1], ast.Name) and args[1].id == "request_id":
-            return True
+        if isinstance(func, ast.Attribute) and func.attr == "generate":
+            owner, args = func.value, node.args  # type: ignore[union-attr]
+            if isinstance(owner, ast.Attribute) and owner.attr == "engine" and len(args) >= 2:
+                if isinstance(args[1], ast.Name) and args[1].id == "request_id":
+                    return True
     return False
-
-
-def engine_takes_sampling_params_second(generate: Any) -> bool:
-    """True when ``generate(prompt, sampling_params, ..., request_id=...)`` is the signature."""
-    try:
-        names = list(inspect.signature(generate).parameters)
-    except (TypeError, ValueError):
-        return False
-    return len(names) >= 2 and names[1] == "sampling_params" and "request_id" in names
 
 
 def bind_request_id(worker: Any) -> bool:
@@ -130,7 +110,11 @@ def bind_request_id(worker: Any) -> bool:
         return False
     if not host_passes_id_positionally(type(worker)):
         return False
-    if not engine_takes_sampling_params_second(generate):
+    try:  # the engine takes generate(prompt, sampling_params, ..., request_id=...)
+        names = list(inspect.signature(generate).parameters)
+    except (TypeError, ValueError):
+        return False
+    if len(names) < 2 or names[1] != "sampling_params" or "request_id" not in names:
         return False
 
     @functools.wraps(generate)
@@ -141,17 +125,17 @@ def bind_request_id(worker: Any) -> bool:
 
     fixed.__omni_sizefix_request_id__ = True  # type: ignore[attr-defined]
     engine.generate = fixed
-    _announce_request_id()
+    if not _announced:
+        _announced.append(True)
+        logger.info(
+            "omni-sizefix: patched OmniStageWorker.generate -> engine.generate(prompt, "
+            "request_id, ...): the stage engine gets each request's own id (the host passes "
+            "it where the engine expects sampling params)"
+        )
     return True
 
 
-@functools.lru_cache(maxsize=1)
-def _announce_request_id() -> None:
-    logger.info(
-        "omni-sizefix: patched OmniStageWorker.generate -> engine.generate(prompt, request_id, "
-        "...): the stage engine gets each request's own id (the host passes it where the "
-        "engine expects sampling params)"
-    )
+_announced: list[bool] = []
 
 
 def wrap_init(original: Callable) -> Callable:
@@ -187,7 +171,7 @@ def wrap_init(original: Callable) -> Callable:
 
 
 class _Recorder:
-    """A callable carrying another function's signature; records how it was called."""
+    """A callable with another function's signature; records how it was called."""
 
     def __init__(self, function: Any) -> None:
         self.__signature__ = inspect.signature(function)
@@ -199,9 +183,9 @@ class _Recorder:
 
 
 def host_call(stage_worker: Any, function: Any) -> str | None:
-    """How this host's stage worker calls a processor with ``function``'s signature (None: it
-    refuses to): its own ``OmniStageWorker._process_stage_inputs`` run on a recorder. Hosts
-    without that method (ai-dynamo 1.1) call every processor in the stage-list form."""
+    """How this host's ``OmniStageWorker._process_stage_inputs`` calls a processor with
+    ``function``'s signature (None: it refuses to). Without that method (ai-dynamo 1.1) every
+    processor is called in the stage-list form."""
     dispatch = getattr(stage_worker.OmniStageWorker, "_process_stage_inputs", None)
     if dispatch is None:
         return stage1.STAGE_LIST
@@ -224,12 +208,10 @@ def host_call(stage_worker: Any, function: Any) -> str | None:
 def host_bridges_cumulative(stage_worker: Any) -> bool:
     """True when the host adds ``cumulative_token_ids`` back to fetched AR outputs."""
     ensure = getattr(stage_worker, "_ensure_cumulative_token_ids", None)
-    if not callable(ensure):
-        return False
     completion = SimpleNamespace(token_ids=[1, 2, 3])
     try:
-        ensure(SimpleNamespace(outputs=[completion]))
-    except Exception:
+        ensure(SimpleNamespace(outputs=[completion]))  # type: ignore[misc]
+    except Exception:  # missing (ai-dynamo 1.1) or failing
         return False
     return list(getattr(completion, "cumulative_token_ids", None) or []) == [1, 2, 3]
 
@@ -251,11 +233,7 @@ class Stage1Profile:
 
     #: How the host calls upstream's signature (``stage_list``/``source_outputs``; None: refuses).
     host_call: str | None
-    upstream_convention: str
-    upstream_reads_cumulative: bool
     host_bridges_cumulative: bool
-    #: What upstream made of the probe sized in ``mm_processor_kwargs``: ``ok`` or what is wrong.
-    upstream_verdict: str
     #: This host dispatches the package's processor.
     package_dispatchable: bool
     #: Short keys of what is wrong (``dispatch``, ``token-field``, ``size``, ``prior``).
@@ -274,31 +252,43 @@ def build_profile(stage_worker: Any, upstream: Any, package_processor: Any) -> S
     convention = stage1.convention_of(upstream)
     host = host_call(stage_worker, upstream) if stage_worker is not None else convention
     package = host_call(stage_worker, package_processor) if stage_worker is not None else convention
-    cumulative = reads_cumulative(upstream)
     bridged = host_bridges_cumulative(stage_worker) if stage_worker is not None else True
     verdict = stage1.upstream_verdict(upstream, stage1.MM_KWARGS)
     # The size in both places isolates the prior from where the size is read.
     both = verdict if verdict == "ok" else stage1.upstream_verdict(upstream, stage1.BOTH)
     probe = f"vLLM-Omni's ar2diffusion on a {stage1.PROBE_SIZE[1]}x{stage1.PROBE_SIZE[0]} request"
     found: list[tuple[str, str]] = []
-    if host != convention:
-        found.append(("dispatch",
-                      f"this Dynamo's stage-1 dispatch rejects vLLM-Omni's ar2diffusion "
-                      f"({convention} parameters): TypeError on every request" if host is None
-                      else f"this Dynamo calls vLLM-Omni's ar2diffusion ({convention} "
-                      f"parameters) in the {host} form"))  # fmt: skip
-    if cumulative and not bridged:
-        found.append(("token-field",
-                      "vLLM-Omni's ar2diffusion reads cumulative_token_ids, which this Dynamo "
-                      "does not restore after the connector"))  # fmt: skip
+    if host is None:
+        found.append(
+            (
+                "dispatch",
+                f"this Dynamo's stage-1 dispatch rejects vLLM-Omni's "
+                f"ar2diffusion ({convention} parameters): TypeError on every request",
+            )
+        )
+    elif host != convention:
+        found.append(
+            (
+                "dispatch",
+                f"this Dynamo calls vLLM-Omni's ar2diffusion ({convention} "
+                f"parameters) in the {host} form",
+            )
+        )
+    if not bridged and reads_cumulative(upstream):
+        found.append(
+            (
+                "token-field",
+                "vLLM-Omni's ar2diffusion reads cumulative_token_ids, "
+                "which this Dynamo does not restore after the connector",
+            )
+        )
     if verdict.startswith(("wrong size", "raised", "no DiT", "0 DiT")) and verdict != both:
         found.append(("size", f"{probe} sized only in mm_processor_kwargs: {verdict}"))
     if both != "ok":
         key = "prior" if "prior" in both else "size"
         found.append((key, f"{probe} sized in mm_processor_kwargs and at top level: {both}"))
     return Stage1Profile(
-        host, convention, cumulative, bridged, verdict, package is not None,
-        tuple(k for k, _ in found), tuple(r for _, r in found),
+        host, bridged, package is not None, tuple(k for k, _ in found), tuple(r for _, r in found)
     )  # fmt: skip
 
 
@@ -324,15 +314,16 @@ def choose(upstream: Callable) -> Callable:
                 "dispatches it and it renders the requested size"
             )
             return upstream
+        reasons = "; ".join(found.reasons)
         if not found.package_dispatchable:
             warn_once("undispatchable",
                       "omni-sizefix: stage 1 would need omni-sizefix's GLM-Image processor "
                       "(%s), but this Dynamo cannot dispatch it either; stage 1 runs "
-                      "vLLM-Omni's own", "; ".join(found.reasons))  # fmt: skip
+                      "vLLM-Omni's own", reasons)  # fmt: skip
             return upstream
         logger.info(
             "omni-sizefix: stage 1 runs %s in place of vLLM-Omni's GLM-Image ar2diffusion: %s",
-            stage1.PROCESSOR, "; ".join(found.reasons),
+            stage1.PROCESSOR, reasons,
         )  # fmt: skip
         return stage1.ar2diffusion
     except Exception as exc:
@@ -343,8 +334,8 @@ def choose(upstream: Callable) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def choose_other(func_path: str, processor: Callable) -> Callable:
-    """Another model's size-carrying processor: the host's own where this Dynamo dispatches it
-    and restores ``cumulative_token_ids``, else ``stage1.adapt`` around it."""
+    """Another model's processor: the host's own where this Dynamo dispatches it and restores
+    ``cumulative_token_ids``, else ``stage1.adapt`` around it."""
     pipeline = pipelines.by_processor(func_path)
     stage_worker = sys.modules.get(STAGE_WORKER_MODULE)
     if pipeline in (None, pipelines.GLM_IMAGE, *pipelines.NO_SIZE) or stage_worker is None:
@@ -387,12 +378,6 @@ def choose_ctx(func_path: str, processor: Callable) -> Callable:
     return adapted
 
 
-def is_upstream_glm_image(processor: Any) -> bool:
-    """True when ``processor`` is vLLM-Omni's own GLM-Image ``ar2diffusion``."""
-    module = sys.modules.get(stage1.GLM_IMAGE_PROCESSORS)
-    return module is not None and processor is getattr(module, "ar2diffusion", None)
-
-
 def wrap_load(original: Callable) -> Callable:
     """A wrapper of ``_load_processor`` that swaps in a processor this host runs right."""
 
@@ -404,7 +389,8 @@ def wrap_load(original: Callable) -> Callable:
                 return processor
             if stage1.is_ctx(processor):
                 return choose_ctx(str(func_path), processor)
-            if is_upstream_glm_image(processor):
+            glm = sys.modules.get(stage1.GLM_IMAGE_PROCESSORS)
+            if glm is not None and processor is getattr(glm, "ar2diffusion", None):
                 return choose(processor)
             return choose_other(str(func_path), processor)
         except Exception as exc:  # never take the worker down
