@@ -546,12 +546,12 @@ def _three_stage(parsed: Any) -> dict:
     return {"stage2_size": [getattr(params, "height", None), getattr(params, "width", None)]}
 
 
-def run_child(name: str, order: str, sources: Sources, real_parse: Callable) -> dict:
+def run_child(name: str, order: str, sources: Sources, real_parse: Callable, scratch: str) -> dict:
     """One scenario in a freshly forked process; returns what the test asserts on."""
     scenario = SCENARIOS[name]
     collected = _Collected()
     logging.getLogger("omni_sizefix").addHandler(collected)
-    folder = tempfile.mkdtemp(prefix="omni-sizefix-drift-")
+    folder = tempfile.mkdtemp(dir=scratch)  # removed with ``scratch`` by the parent
     for filename, text in scenario.edit(sources).items():
         Path(folder, filename).write_text(text, encoding="utf-8")
     package = sys.modules[PACKAGE]
@@ -654,13 +654,16 @@ def main() -> None:
         sources[module_name.rsplit(".", 1)[1] + ".py"] = Path(module.__file__).read_text("utf-8")
     assert "omni_sizefix" not in sys.modules, "the plugin must not be loaded before the fork"
     real_parse = sys.modules[UTILS].parse_omni_request
-    results = {
-        name: {
-            order: in_fork(lambda n=name, o=order: run_child(n, o, sources, real_parse))
-            for order in ORDERS
+    with tempfile.TemporaryDirectory(prefix="omni-sizefix-drift-") as scratch:
+        results = {
+            name: {
+                order: in_fork(
+                    lambda n=name, o=order: run_child(n, o, sources, real_parse, scratch)
+                )
+                for order in ORDERS
+            }
+            for name in SCENARIOS
         }
-        for name in SCENARIOS
-    }
     print(json.dumps(results, default=repr))
 
 
