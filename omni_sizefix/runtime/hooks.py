@@ -39,24 +39,21 @@ _lock = threading.RLock()  # an entry point may use the manager while it loads
 def _load_third_party(pm: pluggy.PluginManager) -> None:
     allowed = settings.allowed_plugins()
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if allowed is not None and entry_point.name not in allowed:
-            logger.info(
-                "omni-sizefix: hook plugin %r skipped (%s)", entry_point.name, settings.PLUGINS_VAR
-            )
+        name, value = entry_point.name, entry_point.value
+        if allowed is not None and name not in allowed:
+            logger.info("omni-sizefix: hook plugin %r skipped (%s)", name, settings.PLUGINS_VAR)
             continue
-        if pm.get_plugin(entry_point.name) is not None:
+        if pm.get_plugin(name) is not None:
             continue
         try:
-            pm.register(entry_point.load(), name=entry_point.name)
+            pm.register(entry_point.load(), name=name)
         except Exception as exc:  # a broken third-party plugin must not stop the worker
             logger.warning(
                 "omni-sizefix: hook plugin %r (%s) not loaded: %s: %s",
-                entry_point.name, entry_point.value, type(exc).__name__, exc,
+                name, value, type(exc).__name__, exc,
             )  # fmt: skip
             continue
-        logger.info(
-            "omni-sizefix: hook plugin %r loaded from %s", entry_point.name, entry_point.value
-        )
+        logger.info("omni-sizefix: hook plugin %r loaded from %s", name, value)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

@@ -251,8 +251,7 @@ def tokens_needed(height: int, width: int) -> int:
 def largest_square_side(max_tokens: int) -> int | None:
     """The largest valid side S such that SxS fits ``max_tokens`` (None: not even the smallest)."""
     sides = range(MIN_SIDE, MAX_SIDE + 1, FACTOR)
-    fitting = [s for s in sides if tokens_needed(s, s) <= max_tokens]
-    return fitting[-1] if fitting else None
+    return max((s for s in sides if tokens_needed(s, s) <= max_tokens), default=None)
 
 
 def set_budget(max_tokens: int | None) -> None:
