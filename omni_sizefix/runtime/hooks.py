@@ -1,11 +1,10 @@
-"""The hooks: the plugin manager, the default hook implementations and applying them.
+"""The hooks: the plugin manager, applying the hooks and their default implementations.
 
-The plugin manager holds this module's default implementations (``trylast``, so a
-third-party one is asked first) and the plugins of the ``omni_sizefix`` entry-point group;
-it is built once per process when Dynamo is patched. ``repair_request`` asks the four hooks
-for one parsed request, for every model (one the package does not know too): the default
-hooks write only where this worker's plan (``pipelines.plan()``) says its model reads the
-size. Requests are JSON-shaped: containers are checked with ``isinstance(value, dict)``.
+The plugin manager (built once per process when Dynamo is patched) holds this module's
+defaults (``trylast``: a third-party plugin of the ``omni_sizefix`` entry-point group is asked
+first). ``repair_request`` asks the hooks for every model (one the package does not know too);
+the defaults write the size only where this worker's plan (``pipelines.plan()``) says its model
+reads it. Requests are JSON-shaped: containers are checked with ``isinstance(value, dict)``.
 """
 
 from __future__ import annotations
@@ -37,35 +36,28 @@ _pm: pluggy.PluginManager | None = None
 _lock = threading.RLock()  # an entry point may use the manager while it loads
 
 
-# --- the plugin manager ---------------------------------------------------------------------
-
-
 def _load_third_party(pm: pluggy.PluginManager) -> None:
     allowed = settings.allowed_plugins()
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if allowed is not None and entry_point.name not in allowed:
-            logger.info(
-                "omni-sizefix: hook plugin %r skipped (%s)", entry_point.name, settings.PLUGINS_VAR
-            )
+        name, value = entry_point.name, entry_point.value
+        if allowed is not None and name not in allowed:
+            logger.info("omni-sizefix: hook plugin %r skipped (%s)", name, settings.PLUGINS_VAR)
             continue
-        if pm.get_plugin(entry_point.name) is not None:
+        if pm.get_plugin(name) is not None:
             continue
         try:
-            pm.register(entry_point.load(), name=entry_point.name)
+            pm.register(entry_point.load(), name=name)
         except Exception as exc:  # a broken third-party plugin must not stop the worker
             logger.warning(
                 "omni-sizefix: hook plugin %r (%s) not loaded: %s: %s",
-                entry_point.name, entry_point.value, type(exc).__name__, exc,
+                name, value, type(exc).__name__, exc,
             )  # fmt: skip
             continue
-        logger.info(
-            "omni-sizefix: hook plugin %r loaded from %s", entry_point.name, entry_point.value
-        )
+        logger.info("omni-sizefix: hook plugin %r loaded from %s", name, value)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, built on first call (no lock once built: every
-    request asks for it)."""
+    """The process-wide plugin manager (no lock once built: every request asks for it)."""
     global _pm
     if _pm is not None:
         return _pm
@@ -92,14 +84,11 @@ def reset_plugin_manager() -> None:
         _pm = None
 
 
-# --- applying the hooks ---------------------------------------------------------------------
-
-
 def repair_request(
     request: dict, output_modalities: list, parsed: Any, kind: Kind | None = None
 ) -> Any:
-    """``parsed`` with the target geometry in every place the stages read it, for a request
-    of ``kind`` (None: classified here); ``parsed`` itself when the hooks leave it unsized."""
+    """``parsed`` with the hooks' geometry wherever the stages read it (``kind`` None: classified
+    here); ``parsed`` itself when the hooks leave it unsized."""
     if kind is None:
         kind = sizing.request_kind(output_modalities or ())
     if kind is None or not isinstance(parsed, dict):
@@ -130,25 +119,20 @@ def repair_request(
     if sampling_params is not None:
         repaired["sampling_params_list"] = sampling_params
     if logger.isEnabledFor(logging.DEBUG):
-        snapped = geometry.requested if geometry.snapped else None
-        logger.debug(
-            "omni-sizefix: %s request sized %dx%d (WxH)%s, stage-1 shape %s",
-            geometry.kind, geometry.width, geometry.height,
-            f", snapped from {snapped[1]}x{snapped[0]}" if snapped else "",
-            shape.value if shape else "none",
-        )  # fmt: skip
+        asked = geometry.requested or (0, 0)
+        snapped = f", snapped from {asked[1]}x{asked[0]}" if geometry.snapped else ""
+        where = shape.value if shape else "none"
+        message = "omni-sizefix: %s request sized %dx%d (WxH)%s, stage-1 shape %s"
+        logger.debug(message, geometry.kind, geometry.width, geometry.height, snapped, where)
     return repaired
 
 
 def repair_original_prompt(prompt: Any, height: Any, width: Any, plan: Plan) -> Any:
-    """A ``build_original_prompt`` result with the host's size in ``plan.shape``; unchanged
-    when it cannot be, or when ``plan`` does not size every kind the host builds one for
-    (image and video: GLM-Image), since the kind is not known there."""
-    if not (plan.writes("image") and plan.writes("video")) or plan.shape is None:
-        return prompt
-    if not (type(height) is int and type(width) is int and isinstance(prompt, dict)):
-        return prompt
-    if height <= 0 or width <= 0:
+    """A ``build_original_prompt`` result with the host's size in ``plan.shape``; unchanged when
+    it cannot be, or unless ``plan`` sizes both kinds (the kind is unknown there: GLM-Image)."""
+    writes = plan.writes("image") and plan.writes("video") and plan.shape is not None
+    sides = type(height) is int and type(width) is int and height > 0 and width > 0
+    if not (writes and sides and isinstance(prompt, dict)):
         return prompt
     repaired = get_plugin_manager().hook.omni_sizefix_original_prompt(
         original_prompt=prompt, geometry=TargetGeometry(height, width, None), shape=plan.shape
@@ -156,48 +140,38 @@ def repair_original_prompt(prompt: Any, height: Any, width: Any, plan: Plan) -> 
     return prompt if repaired is None else repaired
 
 
-# --- the default hooks ----------------------------------------------------------------------
-
-
 @hookimpl(trylast=True)
 def omni_sizefix_target_geometry(
     request: dict, parsed: dict, output_modalities: list
 ) -> TargetGeometry | None:
-    """The host's height/width of an image or video request, checked by GLM-Image's size
-    policy; None where this worker's model reads no size (``Plan.writes``). A malformed
-    ``size`` is rejected for every model."""
+    """The host's size of an image or video request, GLM-Image's policy applied; None where
+    this worker's model reads none. A malformed ``size`` is rejected for every model."""
     kind = sizing.request_kind(output_modalities)
     if kind is None:
         return None
     plan = pipelines.plan()
+    if kind == "image":
+        sizing.check_size_format(request)  # the host turned a malformed size into 1024x1024
     sampling = parsed.get("sampling_params_list")
     if isinstance(sampling, dict) and "height" in sampling and "width" in sampling:
-        if kind == "image":
-            sizing.check_size_format(request)  # the host turned a malformed size into 1024
         if not plan.writes(kind):
             return None
         height = sizing.as_dimension(sampling["height"], "height")
         width = sizing.as_dimension(sampling["width"], "width")
     elif kind == "image" and plan.is_glm:
-        height, width = sizing.size_from_request(request)  # checks the size's format itself
+        height, width = sizing.size_from_request(request)
     else:
-        if kind == "image":
-            sizing.check_size_format(request)
         return None
+    target = (height, width)
     if plan.size_policy and kind == "image":  # GLM-Image's policy: its images
         target = sizing.apply(height, width)  # reject, snap (logged) or off
-        return TargetGeometry(target[0], target[1], kind, (height, width))
-    return TargetGeometry(height, width, kind, (height, width))
+    return TargetGeometry(*target, kind, (height, width))
 
 
 @hookimpl(trylast=True)
 def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, request: dict) -> Any:
-    """Add ``mm_processor_kwargs`` (and image ``modalities``) to the stage-0 prompt.
-
-    Keys already present are kept, except a ``target_h``/``target_w`` equal to the client's
-    size when the size policy snapped it. A model whose stage 0 takes no size keeps the
-    host's prompt.
-    """
+    """The stage-0 prompt with ``mm_processor_kwargs`` (and image ``modalities``); keys present
+    are kept, except a ``target_h``/``target_w`` equal to the client's size when snapped."""
     if not pipelines.plan().stage0:
         return engine_inputs
     if isinstance(engine_inputs, str):
@@ -217,10 +191,7 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
     existing = prompt.get("mm_processor_kwargs")
     kwargs = dict(existing) if isinstance(existing, dict) else {}
     asked = geometry.requested or (geometry.height, geometry.width)
-    for key, value, client in (
-        ("target_h", geometry.height, asked[0]),
-        ("target_w", geometry.width, asked[1]),
-    ):
+    for (key, value), client in zip(geometry.mm_processor_kwargs().items(), asked, strict=True):
         if key not in kwargs or (geometry.snapped and kwargs[key] == client):
             kwargs[key] = value
     prompt["mm_processor_kwargs"] = kwargs
@@ -231,8 +202,7 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
 def omni_sizefix_original_prompt(
     original_prompt: dict | None, geometry: TargetGeometry, shape: Shape | None
 ) -> dict | None:
-    """Write the size where this worker's stage-1 processor reads it (``shape``; None: it
-    reads none, the prompt stays as the host built it)."""
+    """The prompt with the size where this worker's stage-1 processor reads it (``shape``)."""
     if shape is None:
         return None
     prompt = dict(original_prompt) if isinstance(original_prompt, dict) else {}

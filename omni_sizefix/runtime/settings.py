@@ -1,8 +1,8 @@
 """The plugin's settings (environment variables, each in the README) and its supported hosts.
 
-Every setting is read here and validated once at start-up (``problems()``): an unknown
-value gives one WARNING naming the valid values and the default that applies instead, never
-a silently disabled fix.
+Every setting is read here and validated once at start-up (``problems()``): an unknown value
+gives one WARNING naming the valid values and the default that applies, never a silently
+disabled fix.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from importlib import metadata
+from typing import TypeVar
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -51,45 +52,39 @@ class SizePolicy(str, Enum):
 
 DEFAULT_SIZE_POLICY = SizePolicy.REJECT
 
+_E = TypeVar("_E", Shape, SizePolicy)
+
+
+def _read_choice(var: str, enum: type[_E], auto: bool) -> _E | None:
+    """The member of ``enum`` set in ``var``; None when unset or empty (or ``auto`` where
+    ``auto`` is allowed). Raises ValueError naming the valid values."""
+    raw = os.environ.get(var, "").strip().lower()
+    if not raw or (auto and raw == "auto"):
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        valid = ", ".join(member.value for member in enum)
+        raise ValueError(f"{var}={raw!r} is not one of {'auto, ' if auto else ''}{valid}") from None
+
 
 def disabled() -> bool:
     """True when the kill switch ``OMNI_SIZEFIX_DISABLE`` is set to 1/true/yes/on."""
     return os.environ.get(DISABLE_VAR, "").strip().lower() in _TRUE
 
 
-def _valid(enum: type[Enum]) -> str:
-    return ", ".join(member.value for member in enum)
-
-
 def shape_override() -> Shape | None:
-    """The shape forced by ``OMNI_SIZEFIX_SHAPE``, or None for ``auto``/unset.
-
-    Raises ValueError for a value that is not one of auto|top-level|mm-kwargs|both.
-    """
-    raw = os.environ.get(SHAPE_VAR, "auto").strip().lower()
-    if raw in ("", "auto"):
-        return None
-    try:
-        return Shape(raw)
-    except ValueError:
-        raise ValueError(f"{SHAPE_VAR}={raw!r} is not one of auto, {_valid(Shape)}") from None
+    """The shape forced by ``OMNI_SIZEFIX_SHAPE`` (None: auto); ValueError for an unknown one."""
+    return _read_choice(SHAPE_VAR, Shape, auto=True)
 
 
 def checked_size_policy() -> SizePolicy:
-    """The size policy from ``OMNI_SIZEFIX_SIZE_POLICY`` (default ``reject``).
-
-    Raises ValueError for a value that is not one of reject|snap|off.
-    """
-    raw = os.environ.get(SIZE_POLICY_VAR, "").strip().lower() or DEFAULT_SIZE_POLICY.value
-    try:
-        return SizePolicy(raw)
-    except ValueError:
-        raise ValueError(f"{SIZE_POLICY_VAR}={raw!r} is not one of {_valid(SizePolicy)}") from None
+    """``OMNI_SIZEFIX_SIZE_POLICY`` (default reject); ValueError for an unknown value."""
+    return _read_choice(SIZE_POLICY_VAR, SizePolicy, auto=False) or DEFAULT_SIZE_POLICY
 
 
 def size_policy() -> SizePolicy:
-    """The size policy in force; the default ``reject`` for an unknown value (a typo never
-    turns the size checks off)."""
+    """The size policy in force: the default for an unknown value (a typo never turns it off)."""
     try:
         return checked_size_policy()
     except ValueError:
@@ -97,8 +92,8 @@ def size_policy() -> SizePolicy:
 
 
 def problems() -> list[str]:
-    """One message per setting with a value the plugin does not know, naming the valid
-    values and what applies instead (logged once at start-up by ``activation.patch``)."""
+    """One message per setting with an unknown value, naming the valid values and what
+    applies instead (logged once at start-up by ``activation.patch``)."""
     found = []
     try:
         shape_override()
@@ -120,16 +115,11 @@ def problems() -> list[str]:
 def allowed_plugins() -> set[str] | None:
     """Names of third-party hook plugins allowed by ``OMNI_SIZEFIX_PLUGINS`` (None: all)."""
     raw = os.environ.get(PLUGINS_VAR)
-    if raw is None:
-        return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
-
-
-# --- the host -------------------------------------------------------------------------------
+    return None if raw is None else {name.strip() for name in raw.split(",") if name.strip()}
 
 
 def installed_version(dist: str) -> str | None:
-    """The installed version string of ``dist``, or None when it is not installed."""
+    """The installed version of ``dist``, or None when it is not installed."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -147,9 +137,9 @@ def is_supported(dist: str, version: str | None) -> bool:
 
 def unsupported_hosts() -> list[str]:
     """One sentence per installed host distribution outside the supported range."""
-    problems = []
+    found = []
     for dist, spec in SUPPORTED_HOSTS.items():
         version = installed_version(dist)
         if version is not None and not is_supported(dist, version):
-            problems.append(f"{dist} {version} is outside the supported range {spec}")
-    return problems
+            found.append(f"{dist} {version} is outside the supported range {spec}")
+    return found

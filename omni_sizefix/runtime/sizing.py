@@ -1,12 +1,11 @@
 """Sizes: a request's size as the hosts parse it, GLM-Image's token grids and its size policy.
 
-GLM-Image's processor scaffold floors each side to a multiple of 32 (one AR prior token per
-32x32 pixels) while the host hands the client's number unchanged to the DiT, so a size renders
-exactly only when both sides are multiples of ``FACTOR`` within ``MIN_SIDE``..``MAX_SIDE``
-(2048: stage-0 ``max_tokens`` 4353 of the shipped configs and upstream's deploy config; 256:
-below it an extreme aspect ratio's preview grid collapses to one row). A stage-0 worker's
-``max_tokens`` becomes the **budget** (``set_budget``): a size whose scaffold does not fit is
-rejected up front. Sizes are written ``WIDTHxHEIGHT`` in messages, as clients send them.
+A size renders exactly on GLM-Image only when both sides are multiples of ``FACTOR`` (one AR
+prior token per 32x32 px: the scaffold floors each side, the DiT gets the client's number)
+within ``MIN_SIDE``..``MAX_SIDE`` (2048: stage-0 ``max_tokens`` 4353 of the shipped configs and
+upstream's deploy config; 256: below it an extreme aspect ratio's preview grid collapses to one
+row). A stage-0 worker's ``max_tokens`` is the **budget** (``set_budget``): a size whose
+scaffold does not fit is rejected up front. Messages write sizes ``WIDTHxHEIGHT``.
 """
 
 from __future__ import annotations
@@ -36,11 +35,8 @@ RAISE_BUDGET_COMMAND = "omni-sizefix stage-config glm_image"
 
 
 class TargetGeometry(NamedTuple):
-    """Height and width (pixels) one request must be rendered at, shared by every hook.
-
-    ``kind`` is None where the caller cannot tell (``build_original_prompt``); ``requested``
-    is the size the host parsed, which differs only when the size policy snapped it.
-    """
+    """Height and width (pixels) one request is rendered at, shared by every hook. ``kind`` is
+    None where the caller cannot tell; ``requested`` is the host's size (differs when snapped)."""
 
     height: int
     width: int
@@ -53,14 +49,12 @@ class TargetGeometry(NamedTuple):
         return self.requested is not None and self.requested != (self.height, self.width)
 
     def mm_processor_kwargs(self) -> dict[str, int]:
-        """The ``mm_processor_kwargs`` form of this geometry."""
         return {"target_h": self.height, "target_w": self.width}
 
 
 def request_kind(output_modalities: Iterable[str]) -> Kind | None:
-    """``image``, ``video`` or None (text, chat, audio) for a worker's output modalities, as
-    Dynamo's ``parse_request_type`` classifies them (its first modality; ai-dynamo >= 1.2 sizes
-    a chat as an image when any modality is ``image``). Raises TypeError for non-names."""
+    """``image``, ``video`` or None for a worker's output modalities, as Dynamo classifies them
+    (its first; ai-dynamo >= 1.2: ``image`` if any is). TypeError for a non-name."""
     names = []
     for modality in output_modalities:
         if not isinstance(modality, str):
@@ -73,18 +67,12 @@ def request_kind(output_modalities: Iterable[str]) -> Kind | None:
     return "image" if "image" in names else None
 
 
-# --- errors ---------------------------------------------------------------------------------
-
-_host_class: type | None = None
+_host_class: type[SizeRejected] | None = None
 
 
 class SizeRejected(ValueError):
     """A requested size the size policy refuses; the only error the plugin raises on purpose.
-
-    Built in a Dynamo process, it is also Dynamo's ``InvalidArgument`` (HTTP 400 with the
-    message on ai-dynamo 1.6; a plain ``ValueError`` elsewhere). Pickles as a rebuild in the
-    receiving process.
-    """
+    In a Dynamo process also Dynamo's ``InvalidArgument`` (HTTP 400 on ai-dynamo 1.6)."""
 
     def __new__(cls, *args: object, **kwargs: object) -> SizeRejected:
         if cls is SizeRejected:
@@ -92,38 +80,27 @@ class SizeRejected(ValueError):
         return super().__new__(cls, *args, **kwargs)
 
     def __reduce__(self) -> tuple:
-        return (_rebuild, self.args)
+        return (SizeRejected, self.args)  # rebuilt as the receiving process's class
 
 
-def _rebuild(*args: object) -> SizeRejected:
-    return SizeRejected(*args)
-
-
-def dynamo_invalid_argument() -> type[BaseException] | None:
-    """Dynamo's ``InvalidArgument`` when Dynamo's runtime is loaded in this process, else None
-    (Dynamo is never imported otherwise)."""
+def host_rejection_class() -> type[SizeRejected]:
+    """``SizeRejected``, or (cached) a subclass that is also Dynamo's ``InvalidArgument`` once
+    Dynamo's runtime is loaded in this process; Dynamo is never imported otherwise."""
+    global _host_class
+    if _host_class is not None:
+        return _host_class
     module = sys.modules.get("dynamo.llm.exceptions")
     if module is None and "dynamo._core" in sys.modules:
         try:
             module = importlib.import_module("dynamo.llm.exceptions")
         except Exception:  # an older or changed release: a plain ValueError then
-            return None
-    found = getattr(module, "InvalidArgument", None)
-    return found if isinstance(found, type) and issubclass(found, BaseException) else None
-
-
-def host_rejection_class() -> type[SizeRejected]:
-    """``SizeRejected``, or a subclass that is also Dynamo's ``InvalidArgument`` (cached)."""
-    global _host_class
-    if _host_class is not None:
-        return _host_class
-    invalid = dynamo_invalid_argument()
-    if invalid is None:
+            return SizeRejected
+    invalid = getattr(module, "InvalidArgument", None)
+    if not (isinstance(invalid, type) and issubclass(invalid, BaseException)):
         return SizeRejected  # not cached: Dynamo may be loaded later in this process
     both: type[SizeRejected] = SizeRejected
     try:
-        doc = SizeRejected.__doc__
-        candidate = type("SizeRejected", (SizeRejected, invalid), {"__doc__": doc})
+        candidate = type("SizeRejected", (SizeRejected, invalid), {"__doc__": both.__doc__})
         probe = candidate("probe")
         if isinstance(probe, invalid) and str(probe) == "probe":
             both = candidate
@@ -133,13 +110,9 @@ def host_rejection_class() -> type[SizeRejected]:
     return both
 
 
-# --- a request's size -----------------------------------------------------------------------
-
-
 def parse_size(value: object) -> tuple[int, int]:
-    """(width, height) from ``WIDTHxHEIGHT``: a lowercase ``x`` between two positive integers
-    (``int()`` of each side, the hosts' rule). Raises ValueError a client can act on otherwise.
-    The one size parser of the CLI and the runtime."""
+    """(width, height) from ``WIDTHxHEIGHT`` (``int()`` of each side, as the hosts do): the one
+    size parser of the CLI and the runtime. Raises ValueError a client can act on."""
     if not isinstance(value, str):
         raise ValueError(f"size {value!r} is not a string like 1024x768")
     try:
@@ -156,8 +129,8 @@ def parse_size(value: object) -> tuple[int, int]:
 
 
 def positive_int(value: object) -> int | None:
-    """One side as vLLM-Omni's processors read it (``int()``), when a positive integer; None
-    otherwise (a bool is not a side). The one side validator."""
+    """One side as vLLM-Omni's processors read it (``int()``) when positive, else None (a bool
+    is not a side)."""
     if isinstance(value, bool):
         return None
     try:
@@ -168,10 +141,8 @@ def positive_int(value: object) -> int | None:
 
 
 def as_dimension(value: Any, name: str) -> int:
-    """One requested side as a positive int (int, integral float, decimal string), or raise
+    """A requested side (int, integral float, decimal string) as a positive int, else
     SizeRejected."""
-    if type(value) is int and value > 0:  # what the hosts parse
-        return value
     number = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -193,12 +164,10 @@ def _height_width(size: Any) -> tuple[int, int] | None:
 
 
 def check_size_format(request: Any) -> None:
-    """Raise SizeRejected when the request's ``size`` is not ``WIDTHxHEIGHT``.
+    """Raise SizeRejected when the ``size`` the host reads (``size``, else ``extra_body.size``)
+    is not ``WIDTHxHEIGHT``: every Dynamo release silently renders 1024x1024 instead.
 
-    Every Dynamo release turns a malformed ``size`` (``abcxdef``, ``512``, ``512X512``) into
-    1024x1024 with only a log line. Checked where the host reads it (``size``, else
-    ``extra_body.size``) unless explicit ``width`` and ``height`` replace it; empty and
-    ``auto`` mean the default size.
+    Empty and ``auto`` mean the default size; explicit ``width`` and ``height`` replace it.
     """
     if type(request) is not dict:
         return
@@ -213,29 +182,27 @@ def check_size_format(request: Any) -> None:
     for source in (request, extra_body, request.get("nvext")):
         if isinstance(source, dict) and None not in (source.get("width"), source.get("height")):
             return
-    raise SizeRejected(malformed_message(size))
+    raise SizeRejected(
+        f"size {size!r} is not WIDTHxHEIGHT: width and height must be integers joined by a "
+        f"lowercase 'x', e.g. 1024x768 (multiples of {FACTOR} between {MIN_SIDE} and "
+        f"{MAX_SIDE} for GLM-Image)."
+    )
 
 
 def size_from_request(request: dict) -> tuple[int, int]:
-    """(height, width) of a chat image request, resolved as ai-dynamo >= 1.2 does: ``size`` |
-    ``extra_body.size`` | 1024x1024, then ``width``/``height`` from ``extra_body``, then from
-    the request. Only the values that win are checked."""
+    """(height, width) of a chat image request as ai-dynamo >= 1.2 resolves it: ``size`` |
+    ``extra_body.size`` | 1024x1024, then ``width``/``height`` from ``extra_body``, then the
+    request. Only the sides that win are checked: ``check_size_format`` the request first."""
     extra_body = request.get("extra_body")
     extra_body = extra_body if isinstance(extra_body, dict) else {}
     size = request.get("size") or extra_body.get("size")
-    parsed = _height_width(size) if size else None
-    if parsed is None and size:
-        check_size_format(request)  # raises unless "auto" or explicit sides replace it
-    height, width = parsed or DEFAULT_IMAGE_SIZE
+    height, width = _height_width(size) or DEFAULT_IMAGE_SIZE
     for source in (extra_body, request):
         if source.get("width") is not None:
             width = source["width"]
         if source.get("height") is not None:
             height = source["height"]
     return as_dimension(height, "height"), as_dimension(width, "width")
-
-
-# --- GLM-Image's grids ----------------------------------------------------------------------
 
 
 class Grids(NamedTuple):
@@ -251,9 +218,8 @@ class Grids(NamedTuple):
 
 
 def grids_for(height: int, width: int) -> Grids:
-    """The grids GLM-Image's scaffold requests (transformers' ``GlmImageProcessor``): target
-    (H/32, W/32), preview ``int(sqrt(th/tw)*16) x int(sqrt(tw/th)*16)``. Raises ValueError for
-    a side under ``FACTOR`` px (size policy ``off`` lets one through)."""
+    """The grids of GLM-Image's scaffold (transformers' ``GlmImageProcessor``). Raises
+    ValueError for a side under ``FACTOR`` px (size policy ``off`` lets one through)."""
     rows, cols = height // FACTOR, width // FACTOR
     if rows < 1 or cols < 1:
         raise ValueError(
@@ -273,8 +239,6 @@ def as_ints(token_ids: Any) -> list[int]:
     return [int(v) for v in token_ids]
 
 
-# --- the size policy and the stage-0 budget -------------------------------------------------
-
 #: Stage-0 ``max_tokens`` of this deployment (None: not known, only MAX_SIDE applies).
 _budget: int | None = None
 
@@ -287,8 +251,7 @@ def tokens_needed(height: int, width: int) -> int:
 def largest_square_side(max_tokens: int) -> int | None:
     """The largest valid side S such that SxS fits ``max_tokens`` (None: not even the smallest)."""
     sides = range(MIN_SIDE, MAX_SIDE + 1, FACTOR)
-    fitting = [s for s in sides if tokens_needed(s, s) <= max_tokens]
-    return fitting[-1] if fitting else None
+    return max((s for s in sides if tokens_needed(s, s) <= max_tokens), default=None)
 
 
 def set_budget(max_tokens: int | None) -> None:
@@ -298,7 +261,6 @@ def set_budget(max_tokens: int | None) -> None:
 
 
 def budget() -> int | None:
-    """The stage-0 ``max_tokens`` sizes are checked against (None: none known)."""
     return _budget
 
 
@@ -310,12 +272,6 @@ def fits(height: int, width: int, limit: int | None) -> bool:
 def is_valid_side(value: int) -> bool:
     """True when one side renders exactly."""
     return MIN_SIDE <= value <= MAX_SIDE and value % FACTOR == 0
-
-
-def renders_as_asked(height: int, width: int, limit: int | None) -> bool:
-    """True when every policy renders the size unchanged: valid sides whose scaffold fits
-    ``limit`` (a stage-0 ``max_tokens``; None: no limit)."""
-    return is_valid_side(height) and is_valid_side(width) and fits(height, width, limit)
 
 
 def snap_side(value: int) -> int:
@@ -358,23 +314,14 @@ def rejection_message(height: int, width: int) -> str:
     )
 
 
-def malformed_message(size: object) -> str:
-    """The message for a ``size`` that is not ``WIDTHxHEIGHT`` (hosts silently use 1024x1024)."""
-    return (
-        f"size {size!r} is not WIDTHxHEIGHT: width and height must be integers joined by a "
-        f"lowercase 'x', e.g. 1024x768 (multiples of {FACTOR} between {MIN_SIDE} and "
-        f"{MAX_SIDE} for GLM-Image)."
-    )
-
-
 def apply(height: int, width: int, policy: SizePolicy | None = None) -> tuple[int, int]:
-    """The size to render for a requested (height, width) under ``policy`` (default: the
-    setting): ``reject`` raises SizeRejected for an invalid size, ``snap`` moves each side to
-    the nearest valid value (logged), ``off`` returns the request unchanged."""
+    """The size to render for a requested one under ``policy`` (default: the setting):
+    ``reject`` raises SizeRejected, ``snap`` moves each side to the nearest valid one."""
     policy = policy or settings.size_policy()
-    if policy is SizePolicy.OFF or renders_as_asked(height, width, _budget):
+    valid = is_valid_side(height) and is_valid_side(width)
+    if policy is SizePolicy.OFF or (valid and fits(height, width, _budget)):
         return height, width
-    if (is_valid_side(height) and is_valid_side(width)) or policy is SizePolicy.SNAP:
+    if valid or policy is SizePolicy.SNAP:
         snapped = snap_side(height), snap_side(width)
         if not fits(*snapped, _budget):
             raise SizeRejected(over_budget_message(*snapped, _budget or 0))
