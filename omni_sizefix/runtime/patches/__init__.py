@@ -108,11 +108,9 @@ def describe(function: Any) -> str:
 
 def warn_once(key: str, message: str, *args: Any) -> None:
     """Log one WARNING per ``key`` and process; later occurrences go to DEBUG."""
-    if key in _warned:
-        logger.debug(message, *args)
-        return
+    log = logger.debug if key in _warned else logger.warning
     _warned.add(key)
-    logger.warning(message, *args)
+    log(message, *args)
 
 
 def warn_failed(key: str, exc: Exception, failed: str, instead: str = "") -> None:
@@ -143,8 +141,7 @@ class Replacement:
                 return False
             if hasattr(current, SENTINEL):
                 raise LookupError(f"{self.where} is already wrapped elsewhere")
-            found = problem()
-            if found:
+            if found := problem():
                 raise LookupError(found)
             self.original = current
             setattr(owner, self.name, wrap(current))
