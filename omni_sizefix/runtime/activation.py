@@ -1,11 +1,9 @@
 """``register()`` (the entry point), ``patch()``, ``unpatch()`` and ``is_patched()``.
 
-``register()`` is called by vLLM-Omni's and vLLM's general-plugin loaders, possibly many
-times and in many processes. It is cheap, idempotent, imports no host module and never
-raises: Dynamo is patched now if it is already imported, otherwise right after its import
-(a small post-import hook on ``sys.meta_path``). The plugin never changes the host's own
-import errors: when Dynamo does not import (e.g. its vLLM/vLLM-Omni version check raises
-``OmniVersionMismatchError``), ``patch()`` steps aside with one WARNING naming that error.
+``register()``, called by vLLM-Omni's and vLLM's plugin loaders (maybe often, in many processes),
+is cheap, idempotent, imports no host module and never raises: Dynamo is patched now if imported,
+else right after its import (a post-import hook). The host's own import errors (e.g.
+``OmniVersionMismatchError``) stay unchanged: ``patch()`` steps aside with one WARNING.
 """
 
 from __future__ import annotations
@@ -26,11 +24,9 @@ logger = logging.getLogger("omni_sizefix")
 
 UTILS_MODULE = "dynamo.vllm.omni.utils"
 STAGE_WORKER_MODULE = "dynamo.vllm.omni.stage_worker"
-#: vLLM-Omni's offline entrypoint (``patches.offline``).
-OMNI_MODULE = "vllm_omni.entrypoints.omni"
+OMNI_MODULE = "vllm_omni.entrypoints.omni"  # vLLM-Omni's offline entrypoint (patches.offline)
 
 _lock = threading.RLock()
-_registered = False
 _announced_disabled = False
 
 
@@ -59,10 +55,10 @@ class _LoaderProxy(importlib.abc.Loader):
 
 
 class PostImportFinder(importlib.abc.MetaPathFinder):
-    """A meta-path finder that only wraps the loaders of the watched module names."""
+    """A meta-path finder that wraps only the loaders of the watched module names."""
 
-    def __init__(self) -> None:
-        self.callbacks: dict[str, Callable[[ModuleType], None]] = {}
+    def __init__(self, callbacks: dict[str, Callable[[ModuleType], None]]) -> None:
+        self.callbacks = callbacks
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
         callback = self.callbacks.get(fullname)
@@ -79,25 +75,8 @@ class PostImportFinder(importlib.abc.MetaPathFinder):
         return None
 
 
-def _finder() -> PostImportFinder | None:
-    return next((f for f in sys.meta_path if isinstance(f, PostImportFinder)), None)
-
-
-def when_imported(names: Sequence[str], callback: Callable[[ModuleType], None]) -> None:
-    """Call ``callback(module)`` after each of ``names`` is imported from now on."""
-    finder = _finder()
-    if finder is None:
-        finder = PostImportFinder()
-        sys.meta_path.insert(0, finder)
-    for name in names:
-        finder.callbacks[name] = callback
-
-
-def remove_hooks() -> None:
-    """Stop watching imports (leaves no finder behind)."""
-    finder = _finder()
-    if finder is not None:
-        sys.meta_path.remove(finder)
+#: The hook ``register()`` installs and ``unpatch()`` removes.
+_finder: PostImportFinder | None = None
 
 
 # --- the entry point ------------------------------------------------------------------------
@@ -105,7 +84,7 @@ def remove_hooks() -> None:
 
 def register() -> None:
     """Plugin entry point: arrange for Dynamo's omni modules to be patched."""
-    global _registered, _announced_disabled
+    global _finder, _announced_disabled
     try:
         patches.adopt_vllm_format()
         with _lock:
@@ -117,10 +96,12 @@ def register() -> None:
                         settings.DISABLE_VAR,
                     )
                 return
-            if not _registered:
-                _registered = True
-                when_imported((UTILS_MODULE, STAGE_WORKER_MODULE), _on_import)
-                when_imported((OMNI_MODULE,), _on_offline_import)
+            if _finder is None:
+                _finder = PostImportFinder(
+                    {UTILS_MODULE: _on_import, STAGE_WORKER_MODULE: _on_import,
+                     OMNI_MODULE: _on_offline_import}
+                )  # fmt: skip
+                sys.meta_path.insert(0, _finder)
             if OMNI_MODULE in sys.modules:
                 _on_offline_import(sys.modules[OMNI_MODULE])
             if UTILS_MODULE in sys.modules:
@@ -137,15 +118,14 @@ def _on_offline_import(module: ModuleType) -> None:
 
 
 def _on_import(module: ModuleType) -> None:
+    """Patch on Dynamo's import; a stage worker imported after that is patched on its own."""
     try:
         if module.__name__ == UTILS_MODULE or not is_patched():
             patch()
             return
         from omni_sizefix.runtime.patches import parse
 
-        done = parse.rebind_new_aliases()
-        if module.__name__ == STAGE_WORKER_MODULE:
-            done += _patch_stage_worker(module)
+        done = parse.rebind_new_aliases() + _patch_stage_worker(module)
         if done:
             logger.info("omni-sizefix: patched %s", ", ".join(done))
     except Exception as exc:
@@ -153,8 +133,7 @@ def _on_import(module: ModuleType) -> None:
 
 
 def _patch_stage_worker(module: ModuleType | None) -> list[str]:
-    """Wrap the stage worker's targets once it is fully imported (a partially imported module
-    is skipped until its own import hook runs)."""
+    """Wrap the stage worker's targets once it is fully imported (else its own hook does)."""
     from omni_sizefix.runtime.patches import stage_worker
 
     if module is None or not hasattr(module, "OmniStageWorker"):
@@ -169,11 +148,8 @@ def is_patched() -> bool:
 
 
 def patch() -> bool:
-    """Patch Dynamo now (importing it if needed); True when the wrappers are in place.
-
-    Steps aside with one WARNING, returning False, when the kill switch is set, the host is
-    outside the supported range, Dynamo does not import, or a target's signature changed.
-    """
+    """Patch Dynamo now (importing it if needed); True when the wrappers are in place. False,
+    with one WARNING: kill switch, unsupported host, Dynamo does not import, signature changed."""
     from omni_sizefix.runtime import hooks
     from omni_sizefix.runtime.patches import parse
 
@@ -181,13 +157,11 @@ def patch() -> bool:
         if settings.disabled():
             return False
         was_patched = parse.is_patched()
-        if not was_patched:
-            problems = settings.unsupported_hosts()
-            if problems:
-                warn_once("unsupported",
-                          "omni-sizefix: stepping aside, host not supported: %s. The host runs "
-                          "unpatched; see `omni-sizefix doctor`.", "; ".join(problems))  # fmt: skip
-                return False
+        if not was_patched and (problems := settings.unsupported_hosts()):
+            warn_once("unsupported",
+                      "omni-sizefix: stepping aside, host not supported: %s. The host runs "
+                      "unpatched; see `omni-sizefix doctor`.", "; ".join(problems))  # fmt: skip
+            return False
         for problem in settings.problems():
             warn_once(problem, "omni-sizefix: %s", problem)
         try:
@@ -228,10 +202,11 @@ def patch() -> bool:
 
 def unpatch() -> bool:
     """Restore the original host functions and stop watching imports; True if restored."""
-    global _registered
+    global _finder
     with _lock:
-        remove_hooks()
-        _registered = False
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+        _finder = None
         restored = False
         for name in ("parse", "stage_worker"):
             module = sys.modules.get(f"omni_sizefix.runtime.patches.{name}")

@@ -1,20 +1,10 @@
 """The patches of host code, one module per target, and when each numbered fix can go.
 
-* ``parse``: ``dynamo.vllm.omni.utils.parse_omni_request`` and ``build_original_prompt``
-  (writing the size, size checks, new upstream parameters).
-* ``stage_worker``: ``dynamo.vllm.omni.stage_worker.OmniStageWorker.__init__`` and
-  ``_load_processor`` (the worker's model and budget, the engine's request id, which stage-1
-  processor runs).
-* ``offline``: ``vllm_omni.entrypoints.omni.Omni.generate``, vLLM-Omni's offline entry (the
-  size GLM-Image's stage 0 needs).
-* ``stage1``: the stage-1 processors themselves (calling conventions, where the size is read,
-  GLM-Image's prior, the token field, other models' and ``(source_outputs, ctx)`` processors).
-
-Each module's docstring numbers its fixes; ``REMOVALS`` says, per fix (``module#N``), which
-releases need it. ``tests/unit/test_removal_tripwires.py`` fails, naming what to delete, once
-the declared supported range (``settings.SUPPORTED_HOSTS``) admits none of them. Below the
-index: what every patch shares (the wrapper sentinel, signature text, one WARNING per failure,
-replacing one attribute).
+``parse`` (Dynamo's request parsing), ``stage_worker`` (Dynamo's stage worker), ``offline``
+(vLLM-Omni's ``Omni.generate``) and ``stage1`` (the stage-1 processors) number their fixes in
+their docstrings. ``REMOVALS`` says, per fix (``module#N``), which releases need it;
+``tests/unit/test_removal_tripwires.py`` fails, naming what to delete, once the supported range
+(``settings.SUPPORTED_HOSTS``) admits none of them. Below: what every patch shares.
 """
 
 from __future__ import annotations
@@ -32,13 +22,12 @@ logger = logging.getLogger("omni_sizefix")
 
 @dataclass(frozen=True)
 class Removal:
-    """When one numbered fix of a patch module (``module#N``) can be deleted."""
+    """When fix ``patch`` (``module#N``) can go: it is needed while the supported range admits
+    one of the ``needed_by`` sets (distribution -> PEP 440 specifier, all together); ``upstream``
+    says what upstream did (or has not done yet) that makes it unnecessary."""
 
     patch: str
-    #: The releases that need it: each mapping is one set (distribution -> PEP 440 specifier,
-    #: all together); the fix is needed while the supported range admits any one set.
     needed_by: tuple[Mapping[str, str], ...]
-    #: What upstream did (or has not done yet) that makes it unnecessary.
     upstream: str
 
     def describe(self) -> str:
@@ -52,28 +41,21 @@ class Removal:
 _ALWAYS = ({"ai-dynamo": "<1.8"},)
 REMOVALS: tuple[Removal, ...] = (
     Removal("parse#1", ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<0.20.0rc1"}),
-            "ai-dynamo 1.2 writes the stage-0 kwargs and the size as mm_processor_kwargs, "
-            "which vLLM-Omni 0.20.0rc1 reads (ai-dynamo/dynamo#8679); checked per cell by "
-            "tests/host/test_removals_match_host.py"),
+            "ai-dynamo 1.2 writes mm_processor_kwargs (dynamo#8679), read by vLLM-Omni 0.20.0rc1"),
     Removal("parse#2", _ALWAYS,
-            "none yet: every release up to 1.7 turns a malformed size into 1024x1024 and "
-            "renders sizes that are not multiples of 32 inexactly (ai-dynamo/dynamo#8679)"),
-    Removal("parse#3", _ALWAYS,
-            "none yet: the new parse_omni_request parameters are on ai-dynamo's main branch "
-            "only; once the oldest supported release has them they join SUPPORTED_SIGNATURES"),
+            "none yet (dynamo#8679): up to 1.7 a malformed size is 1024x1024, non-multiples of 32 "
+            "render inexactly"),
+    Removal("parse#3", _ALWAYS, "none yet: the new parameters are on ai-dynamo's main branch"),
     Removal("stage_worker#1", _ALWAYS,
-            "none yet: no release tells the plugin the worker's model, and none adjusts "
-            "stage-0 max_tokens per request; any config below 4353 tokens needs the budget"),
+            "none yet: no release names the worker's model or fits stage-0 max_tokens per request"),
     Removal("stage_worker#2", ({"ai-dynamo": "<1.2"},),
             "ai-dynamo 1.2 calls engine.generate(prompt, request_id=request_id, ...)"),
     Removal("stage_worker#3", ({"ai-dynamo": "<1.4"}, {"vllm-omni": "<=0.20.0rc1"},
                                {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"}),
-            "ai-dynamo 1.4 dispatches `prompt`, 1.2 restores cumulative_token_ids; vLLM-Omni "
-            "0.20.0rc1 reads mm_processor_kwargs and the scaffold's preview grid; "
-            "MammothModa2 <= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch"),
+            "ai-dynamo 1.4 dispatches `prompt` (1.4/1.5 not MammothModa2 <= 0.28's `prompts`), 1.2 "
+            "restores cumulative_token_ids; vLLM-Omni 0.20.0rc1 reads mm_processor_kwargs"),
     Removal("offline#1", ({"vllm-omni": "<0.33"},),
-            "none yet: vllm-project/vllm-omni#7952 is open; no release up to 0.32.0rc1 attaches "
-            "mm_processor_kwargs in Omni.generate (#3189 fixed the serving path only)"),
+            "none yet: vllm-project/vllm-omni#7952 is open (#3189 fixed the serving path only)"),
     Removal("stage1#1", ({"ai-dynamo": "<1.4"},),
             "ai-dynamo 1.4.0 accepts `prompt` (_accepts_source_outputs_processor)"),
     Removal("stage1#2", ({"ai-dynamo": "<1.2"}, {"vllm-omni": "<=0.20.0rc1"}),
@@ -82,16 +64,14 @@ REMOVALS: tuple[Removal, ...] = (
             "vLLM-Omni 0.20.0rc1 reads mm_processor_kwargs (vllm-project/vllm-omni#3034)"),
     Removal("stage1#4", ({"vllm-omni": "<0.20.0rc1"},),
             "vLLM-Omni 0.20.0rc1 slices the prior at the scaffold's preview grid"),
-    Removal("stage1#5", ({"ai-dynamo": "<1.2"},),
-            "ai-dynamo 1.2 restores cumulative_token_ids (_ensure_cumulative_token_ids)"),
+    Removal("stage1#5", ({"ai-dynamo": "<1.2"},), "ai-dynamo 1.2 restores cumulative_token_ids"),
     Removal("stage1#6", ({"ai-dynamo": "<1.2", "vllm-omni": ">=0.24"},),
             "ai-dynamo 1.2 calls with source outputs and unwraps upstream's own return value"),
     Removal("stage1#7", ({"ai-dynamo": "<1.4"}, {"ai-dynamo": "<1.6", "vllm-omni": "<0.29"}),
-            "ai-dynamo 1.4 dispatches `prompt` and restores cumulative_token_ids; MammothModa2 "
-            "<= 0.28 names it `prompts`, which ai-dynamo 1.4/1.5 do not dispatch"),
+            "ai-dynamo 1.4 dispatches `prompt`, restores cumulative_token_ids (1.4/1.5 not "
+            "MammothModa2 <= 0.28's `prompts`)"),
     Removal("stage1#8", _ALWAYS,
-            "none yet: no ai-dynamo release up to 1.7.0.dev dispatches (source_outputs, ctx) "
-            "processors (vllm-project/vllm-omni#4872, #6801)"),
+            "none yet: up to 1.7 nothing dispatches (source_outputs, ctx) (vllm-omni#4872, #6801)"),
 )  # fmt: skip
 
 
@@ -103,7 +83,7 @@ _warned: set[str] = set()
 
 
 def marked(wrapper: Callable, original: Callable) -> Callable:
-    """``wrapper``, marked as the wrapper of ``original`` (``SENTINEL``)."""
+    """``wrapper``, marked (``SENTINEL``) as the wrapper of ``original``."""
     setattr(wrapper, SENTINEL, original)
     return wrapper
 
@@ -128,11 +108,9 @@ def describe(function: Any) -> str:
 
 def warn_once(key: str, message: str, *args: Any) -> None:
     """Log one WARNING per ``key`` and process; later occurrences go to DEBUG."""
-    if key in _warned:
-        logger.debug(message, *args)
-        return
+    log = logger.debug if key in _warned else logger.warning
     _warned.add(key)
-    logger.warning(message, *args)
+    log(message, *args)
 
 
 def warn_failed(key: str, exc: Exception, failed: str, instead: str = "") -> None:
@@ -143,31 +121,27 @@ def warn_failed(key: str, exc: Exception, failed: str, instead: str = "") -> Non
 
 
 class Replacement:
-    """One attribute (``name``) of a host module or class, replaced by a wrapper: idempotent,
+    """One attribute ``name`` of a host module or class, replaced by a wrapper: idempotent,
     the target checked first, and ``remove`` puts back the very object it replaced."""
 
     def __init__(self, name: str, where: str) -> None:
         self.name = name
-        #: The target as messages name it.
-        self.where = where
-        #: The host's own object while it is replaced.
-        self.original: Callable | None = None
+        self.where = where  # as messages name it
+        self.original: Callable | None = None  # the host's own object while replaced
         self._lock = threading.RLock()
 
     def apply(
         self, owner: Any, wrap: Callable[[Callable], Callable], problem: Callable[[], str | None]
     ) -> bool:
-        """Replace the attribute of ``owner`` by ``wrap(original)``; True when newly replaced.
-        Raises LookupError (nothing replaced) when another wrapper is there already or
-        ``problem()`` names one."""
+        """Replace ``owner``'s attribute by ``wrap(original)``; True when newly replaced. Raises
+        LookupError (nothing replaced) when another wrapper is there or ``problem()`` names one."""
         with self._lock:
             current = vars(owner).get(self.name) if owner is not None else None
             if self.original is not None and getattr(current, SENTINEL, None) is self.original:
                 return False
             if hasattr(current, SENTINEL):
                 raise LookupError(f"{self.where} is already wrapped elsewhere")
-            found = problem()
-            if found:
+            if found := problem():
                 raise LookupError(found)
             self.original = current
             setattr(owner, self.name, wrap(current))
@@ -186,9 +160,8 @@ class Replacement:
 
 
 def adopt_vllm_format() -> bool:
-    """Send the ``omni_sizefix`` logger's records through vLLM's handlers (so they read like
-    the worker's lines) when vLLM's logging is set up and the logger has no handler of its
-    own; vLLM is never imported here. True when adopted."""
+    """Route the ``omni_sizefix`` logger through vLLM's handlers when vLLM's logging is set up
+    and the logger has none of its own (vLLM is never imported here); True when adopted."""
     if logger.handlers or "vllm.logger" not in sys.modules:
         return False
     vllm_logger = logging.getLogger("vllm")

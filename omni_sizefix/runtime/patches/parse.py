@@ -2,29 +2,23 @@
 
 Target
     ``dynamo.vllm.omni.utils.parse_omni_request`` (sync on ai-dynamo 1.1, a coroutine function
-    from 1.2) and ``build_original_prompt``; every ``dynamo.*`` module that imported them by
-    name (``stage_worker`` does) is rebound too.
+    from 1.2) and ``build_original_prompt``, also where other ``dynamo.*`` modules (the stage
+    worker) imported them by name.
 Why
-    ai-dynamo 1.1 builds the stage-0 prompt without ``mm_processor_kwargs`` (vLLM-Omni never
-    runs GLM-Image's multimodal processor: no scaffold, the DiT denoises garbage) and an
-    ``original_prompt`` without the size (stage 1 falls back to 1024x1024); ai-dynamo 1.2+
-    writes the size only as ``mm_processor_kwargs``, which vLLM-Omni < 0.20.0rc1 does not read.
+    ai-dynamo 1.1 gives stage 0 no ``mm_processor_kwargs`` (GLM-Image's DiT denoises garbage)
+    and ``original_prompt`` no size (stage 1 falls back to 1024x1024); 1.2+ writes the size
+    only as ``mm_processor_kwargs``, which vLLM-Omni < 0.20.0rc1 does not read.
 How
-    Both wrappers keep the target's kind and signature (``__wrapped__``) and call it first.
-    The parse wrapper asks the hooks (``hooks.repair_request``) to shape the stage-0 prompt,
-    the ``original_prompt`` and the sampling params; the build wrapper writes the size it is
-    given into the prompt in the shape this worker's stage-1 processor reads. A failure in
-    the plugin returns the host's result with one WARNING; only ``SizeRejected`` reaches the
-    caller. Signatures are checked before anything is replaced. The numbered fixes:
+    Wrappers of the target's kind and signature call it first, then the hooks write the size
+    where this worker reads it; signatures are checked before anything is replaced. A plugin
+    failure serves the host's result with one WARNING; only ``SizeRejected`` reaches the caller.
 
-1. Writing the size (stage-0 ``mm_processor_kwargs``, the ``original_prompt``, the sampling
-   params). Upstream: ai-dynamo/dynamo#8679; ai-dynamo 1.2 with vLLM-Omni 0.20.0 writes it.
+1. Writing the size (stage-0 ``mm_processor_kwargs``, ``original_prompt``, sampling params).
+   Upstream: ai-dynamo/dynamo#8679; ai-dynamo 1.2 with vLLM-Omni 0.20.0 writes it.
 2. Size checks: a malformed ``size`` is refused (every release makes it 1024x1024), and sizes
    GLM-Image cannot render exactly are refused or snapped (``OMNI_SIZEFIX_SIZE_POLICY``).
-3. New optional parameters of upstream's main branch (``renderer``, ``model_config``,
-   ``default_sampling_params``, ``chat_preprocessor``, ``engine``,
-   ``input_preprocessor_getter``; ``tokenizer_getter`` kept or dropped) are accepted and
-   passed through untouched; any other change steps aside with one WARNING.
+3. New optional parameters of upstream's main branch (``KNOWN_OPTIONAL``) are passed through;
+   any other signature change steps aside with one WARNING.
 """
 
 from __future__ import annotations
@@ -47,8 +41,7 @@ logger = logging.getLogger("omni_sizefix")
 UTILS_MODULE = "dynamo.vllm.omni.utils"
 PARSE = "parse_omni_request"
 BUILD = "build_original_prompt"
-#: One WARNING per process for a failure inside the wrappers (a hook that raises fails in
-#: both: the host's parse calls ``build_original_prompt``).
+#: One WARNING per process for a failure in the wrappers (the host's parse calls the build).
 HOOK_FAILED = "hook-failed"
 
 #: Parameter names each target may have, mapped to whether it must be a coroutine function.
@@ -66,7 +59,6 @@ KNOWN_OPTIONAL = frozenset(
 )  # fmt: skip
 
 _originals: dict[str, Callable] = {}
-_rebound: list[tuple[str, str]] = []
 _lock = threading.RLock()
 
 
@@ -79,25 +71,21 @@ def accepts_new_parameters(function: Any) -> bool:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
         return False
-    leading = tuple(p.name for p in parameters[:3])
-    extra = parameters[3:]
     return (
-        leading == ("request", "output_modalities", "default_video_fps")
-        and bool(extra)
+        [p.name for p in parameters[:3]] == ["request", "output_modalities", "default_video_fps"]
+        and len(parameters) > 3
         and all(
             p.name in KNOWN_OPTIONAL
-            and p.default is not inspect.Parameter.empty
+            and p.default is not p.empty
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            for p in extra
+            for p in parameters[3:]
         )
     )
 
 
 def expected_signatures(name: str) -> list[str]:
     """The signatures this patch takes for target ``name``, as messages write them."""
-    return [
-        signature_text(params, is_async) for params, is_async in SUPPORTED_SIGNATURES[name].items()
-    ]
+    return [signature_text(p, is_async) for p, is_async in SUPPORTED_SIGNATURES[name].items()]
 
 
 def signature_problem(name: str, function: Any) -> str | None:
@@ -109,7 +97,17 @@ def signature_problem(name: str, function: Any) -> str | None:
     return f"{UTILS_MODULE}.{name}: expected {' or '.join(expected)}, found {found}"
 
 
-def _repaired(request: Any, output_modalities: Any, parsed: Any, kind: Any) -> Any:
+def _sized(request: Any, output_modalities: Any, parsed: Any) -> Any:
+    """The host's ``parsed`` as the hooks repair it (untouched for a request without a size);
+    of the plugin's errors only ``SizeRejected`` is raised."""
+    try:
+        kind = sizing.request_kind(output_modalities)
+    except Exception as exc:  # never let the plugin take a request down
+        warn_failed("classify-failed", exc, "could not classify a request",
+                    "serving it as the host parses it")  # fmt: skip
+        return parsed
+    if kind is None:
+        return parsed
     try:
         return hooks.repair_request(request, output_modalities, parsed, kind)
     except SizeRejected as exc:
@@ -125,35 +123,21 @@ def _repaired(request: Any, output_modalities: Any, parsed: Any, kind: Any) -> A
         return parsed
 
 
-def _kind(output_modalities: Any) -> Any:
-    """The request's kind (None: no size, the host's result is returned untouched)."""
-    try:
-        return sizing.request_kind(output_modalities)
-    except Exception as exc:  # never let the plugin take a request down
-        warn_failed("classify-failed", exc, "could not classify a request",
-                    "serving it as the host parses it")  # fmt: skip
-        return None
-
-
 def wrap_parse(original: Callable) -> Callable:
     """A wrapper of ``parse_omni_request`` of the same kind (sync or async)."""
     if inspect.iscoroutinefunction(original):
 
-        @functools.wraps(original)
         async def parse_omni_request(request, output_modalities, *args, **kwargs):
             parsed = await original(request, output_modalities, *args, **kwargs)
-            kind = _kind(output_modalities)
-            return parsed if kind is None else _repaired(request, output_modalities, parsed, kind)
+            return _sized(request, output_modalities, parsed)
 
     else:
 
-        @functools.wraps(original)
         def parse_omni_request(request, output_modalities, *args, **kwargs):
             parsed = original(request, output_modalities, *args, **kwargs)
-            kind = _kind(output_modalities)
-            return parsed if kind is None else _repaired(request, output_modalities, parsed, kind)
+            return _sized(request, output_modalities, parsed)
 
-    return marked(parse_omni_request, original)
+    return marked(functools.wraps(original)(parse_omni_request), original)
 
 
 def wrap_build(original: Callable) -> Callable:
@@ -177,16 +161,18 @@ def is_patched() -> bool:
     return bool(_originals)
 
 
+def _dynamo_modules() -> list[tuple[str, ModuleType]]:
+    found = list(sys.modules.items())
+    return [(n, m) for n, m in found if n.startswith("dynamo.") and isinstance(m, ModuleType)]
+
+
 def _rebind_aliases(utils: ModuleType) -> list[str]:
     """Rebind ``dynamo.*`` modules' own names of the originals to the wrappers; what was new."""
     done = []
-    for module_name, module in list(sys.modules.items()):
-        if not module_name.startswith("dynamo.") or module_name == UTILS_MODULE:
-            continue
+    for module_name, module in _dynamo_modules():
         for name, original in _originals.items():
-            if isinstance(module, ModuleType) and module.__dict__.get(name) is original:
+            if module_name != UTILS_MODULE and module.__dict__.get(name) is original:
                 setattr(module, name, getattr(utils, name))
-                _rebound.append((module_name, name))
                 done.append(f"{module_name}.{name}")
     return done
 
@@ -223,13 +209,9 @@ def remove() -> bool:
     with _lock:
         if not is_patched():
             return False
-        for module_name, module in list(sys.modules.items()):
-            if not module_name.startswith("dynamo.") or not isinstance(module, ModuleType):
-                continue
+        for _, module in _dynamo_modules():
             for name, original in _originals.items():
-                wrapped = module.__dict__.get(name)
-                if getattr(wrapped, SENTINEL, None) is original:
+                if getattr(module.__dict__.get(name), SENTINEL, None) is original:
                     setattr(module, name, original)
         _originals.clear()
-        _rebound.clear()
         return True
