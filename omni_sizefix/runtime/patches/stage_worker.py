@@ -64,13 +64,19 @@ _load = Replacement(LOAD, f"{STAGE_WORKER_MODULE}.{LOAD}")
 # --- fix 1: model and budget ----------------------------------------------------------------
 
 
+def stage0_budget(stage_config: Any) -> int | None:
+    """Stage-0 ``max_tokens`` of a GLM-Image stage config (None: not GLM-Image or not set)."""
+    if pipelines.identify(stage_config)[0] is not pipelines.GLM_IMAGE:
+        return None
+    sampling = pipelines.config_value(stage_config, "default_sampling_params")
+    max_tokens = pipelines.config_value(sampling, "max_tokens")
+    return max_tokens if type(max_tokens) is int else None
+
+
 def record_budget(stage_config: Any, stage_id: Any) -> None:
     """Make a stage-0 GLM-Image worker's ``max_tokens`` the size policy's budget (logged)."""
-    if stage_id != 0 or pipelines.identify(stage_config)[0] is not pipelines.GLM_IMAGE:
-        return
-    sampling = pipelines.config_value(stage_config, "default_sampling_params")
-    budget = pipelines.config_value(sampling, "max_tokens")
-    if type(budget) is not int or budget == sizing.budget():
+    budget = stage0_budget(stage_config) if stage_id == 0 else None
+    if budget is None or budget == sizing.budget():
         return
     sizing.set_budget(budget)
     side = sizing.largest_square_side(budget)
@@ -378,6 +384,12 @@ def choose_ctx(func_path: str, processor: Callable) -> Callable:
     return adapted
 
 
+def is_upstream_glm_image(processor: Any) -> bool:
+    """True when ``processor`` is vLLM-Omni's own GLM-Image ``ar2diffusion``."""
+    module = sys.modules.get(stage1.GLM_IMAGE_PROCESSORS)
+    return module is not None and processor is getattr(module, "ar2diffusion", None)
+
+
 def wrap_load(original: Callable) -> Callable:
     """A wrapper of ``_load_processor`` that swaps in a processor this host runs right."""
 
@@ -389,8 +401,7 @@ def wrap_load(original: Callable) -> Callable:
                 return processor
             if stage1.is_ctx(processor):
                 return choose_ctx(str(func_path), processor)
-            glm = sys.modules.get(stage1.GLM_IMAGE_PROCESSORS)
-            if glm is not None and processor is getattr(glm, "ar2diffusion", None):
+            if is_upstream_glm_image(processor):
                 return choose(processor)
             return choose_other(str(func_path), processor)
         except Exception as exc:  # never take the worker down
