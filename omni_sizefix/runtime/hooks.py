@@ -191,7 +191,10 @@ def omni_sizefix_stage0_prompt(engine_inputs: Any, geometry: TargetGeometry, req
     existing = prompt.get("mm_processor_kwargs")
     kwargs = dict(existing) if isinstance(existing, dict) else {}
     asked = geometry.requested or (geometry.height, geometry.width)
-    for (key, value), client in zip(geometry.mm_processor_kwargs().items(), asked, strict=True):
+    for key, value, client in (
+        ("target_h", geometry.height, asked[0]),
+        ("target_w", geometry.width, asked[1]),
+    ):
         if key not in kwargs or (geometry.snapped and kwargs[key] == client):
             kwargs[key] = value
     prompt["mm_processor_kwargs"] = kwargs

@@ -150,7 +150,7 @@ def identify(stage_config: Any) -> tuple[Pipeline | None, str]:
             return GLM_IMAGE, f"stop token {sizing.EOS_TOKEN_ID} (GLM-Image's EOS)"
     except Exception:  # an odd config: the model stays unknown
         pass
-    arch = archs[0] if archs else None
+    arch = config_value(config_value(stage_config, "engine_args"), "model_arch")
     return None, f"model_arch {arch!r}, custom_process_input_func {func_path!r}"
 
 

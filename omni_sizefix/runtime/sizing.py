@@ -192,11 +192,14 @@ def check_size_format(request: Any) -> None:
 def size_from_request(request: dict) -> tuple[int, int]:
     """(height, width) of a chat image request as ai-dynamo >= 1.2 resolves it: ``size`` |
     ``extra_body.size`` | 1024x1024, then ``width``/``height`` from ``extra_body``, then the
-    request. Only the sides that win are checked: ``check_size_format`` the request first."""
+    request. Only the values that win are checked."""
     extra_body = request.get("extra_body")
     extra_body = extra_body if isinstance(extra_body, dict) else {}
     size = request.get("size") or extra_body.get("size")
-    height, width = _height_width(size) or DEFAULT_IMAGE_SIZE
+    parsed = _height_width(size) if size else None
+    if parsed is None and size:
+        check_size_format(request)  # raises unless "auto" or explicit sides replace it
+    height, width = parsed or DEFAULT_IMAGE_SIZE
     for source in (extra_body, request):
         if source.get("width") is not None:
             width = source["width"]

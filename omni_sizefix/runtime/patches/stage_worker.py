@@ -258,6 +258,7 @@ def build_profile(stage_worker: Any, upstream: Any, package_processor: Any) -> S
     convention = stage1.convention_of(upstream)
     host = host_call(stage_worker, upstream) if stage_worker is not None else convention
     package = host_call(stage_worker, package_processor) if stage_worker is not None else convention
+    cumulative = reads_cumulative(upstream)
     bridged = host_bridges_cumulative(stage_worker) if stage_worker is not None else True
     verdict = stage1.upstream_verdict(upstream, stage1.MM_KWARGS)
     # The size in both places isolates the prior from where the size is read.
@@ -280,7 +281,7 @@ def build_profile(stage_worker: Any, upstream: Any, package_processor: Any) -> S
                 f"parameters) in the {host} form",
             )
         )
-    if not bridged and reads_cumulative(upstream):
+    if cumulative and not bridged:
         found.append(
             (
                 "token-field",
