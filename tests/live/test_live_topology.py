@@ -258,6 +258,16 @@ def test_kill_switch_renders_a_malformed_size_as_1024(plugin_off):
     assert (reply.status, reply.size) == (200, (1024, 1024)), (reply.status, reply.message)
 
 
+def test_stop_removes_what_the_processes_left_in_their_tmpdir(topologies, plugin_off):
+    """Dynamo's processes leave files in their TMPDIR (logging configs; the real engines' IPC
+    sockets too): stopping the topology removes them with it."""
+    scratch = plugin_off.tmpdir
+    assert scratch is not None and scratch.is_dir()
+    assert any(scratch.iterdir()), "the processes wrote nothing to their TMPDIR"
+    topologies.close()
+    assert not scratch.exists()
+
+
 # --- opt-in: the shipped config (stage-0 budget up to 2048x2048) --------------------------------
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,8 @@ class OfflineRun:
         env.pop("OMNI_SIZEFIX_DISABLE", None)
         if disable:
             env["OMNI_SIZEFIX_DISABLE"] = "1"
+        scratch = tempfile.mkdtemp(prefix="osf-")  # short: IPC socket paths are limited
+        env["TMPDIR"] = scratch  # the engines' sockets and lock files, removed below
         command = [
             sys.executable, "-m", "omni_sizefix.tools.live.cpu_engines", "offline",
             "--model", str(folder), "--size", *SIZES, "--size-in", "dit", "--prompt", PROMPT,
@@ -61,6 +65,7 @@ class OfflineRun:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            shutil.rmtree(scratch, ignore_errors=True)
         self.returncode = proc.returncode
         self.results = []
         for line in self.log.splitlines():

@@ -236,6 +236,8 @@ class Topology:
     started_s: float | None = None
     _pgid: int | None = None
     _own_run_dir: bool = False
+    #: The processes' TMPDIR (their IPC sockets, lock and config files); removed by ``stop``.
+    _scratch: Path | None = None
     _t0: float = 0.0
     _env: dict[str, str] = field(default_factory=dict)
     _port_retries: int = 0
@@ -245,6 +247,11 @@ class Topology:
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def tmpdir(self) -> Path | None:
+        """The processes' TMPDIR while they run (None: not started, or stopped)."""
+        return self._scratch
 
     def ensure_run_dir(self) -> Path:
         """The run folder with its ``logs/``; a fresh temporary folder unless ``run_dir``."""
@@ -304,6 +311,9 @@ class Topology:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self._scratch is None:  # a short path: IPC socket paths are limited to 107 bytes
+            self._scratch = Path(tempfile.mkdtemp(prefix="osf-"))
+        env["TMPDIR"] = str(self._scratch)
         env.pop("OMNI_SIZEFIX_DISABLE", None)
         if not self.plugin:
             env["OMNI_SIZEFIX_DISABLE"] = "1"
@@ -501,10 +511,16 @@ class Topology:
         return [p.name for p in self.processes if p.popen and p.popen.poll() is None]
 
     def stop(self) -> None:
-        """Stop every process (SIGTERM to the group, SIGKILL after a grace period)."""
-        if self._pgid is None:
-            return
-        pgid, self._pgid = self._pgid, None
+        """Stop every process (SIGTERM to the group, SIGKILL after a grace period) and remove
+        the temporary files they left (their TMPDIR)."""
+        if self._pgid is not None:
+            pgid, self._pgid = self._pgid, None
+            self._stop_processes(pgid)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _stop_processes(self, pgid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
