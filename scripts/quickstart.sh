@@ -34,6 +34,11 @@ bootstrap || { echo "could not install uv and nox into $TOOLS" >&2; exit 2; }
 UV="$TOOLS/bin/uv"
 unset VIRTUAL_ENV
 mkdir -p "$LOGS"
+# What the steps' processes leave in the temp dir (Dynamo's logging configs, vLLM-Omni's
+# device lock, the engines' IPC sockets) goes here and is removed at exit.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/osf-qs.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 
 step "creating $ENV (host pins from $REQ; ~9 GB, about 1 minute with a warm cache, 5-10 from an empty one)"
 "$UV" venv --allow-existing -q -p python3 "$ENV"
