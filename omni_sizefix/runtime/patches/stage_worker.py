@@ -110,6 +110,7 @@ def host_passes_id_positionally(worker_class: type) -> bool:
 
 def bind_request_id(worker: Any) -> bool:
     """Fix the worker's engine call where the host needs it; True when fixed (logged once)."""
+    global _announced
     engine = getattr(worker, "engine", None)
     generate = getattr(engine, "generate", None)
     if generate is None or getattr(generate, "__omni_sizefix_request_id__", False):
@@ -132,7 +133,7 @@ def bind_request_id(worker: Any) -> bool:
     fixed.__omni_sizefix_request_id__ = True  # type: ignore[attr-defined]
     engine.generate = fixed
     if not _announced:
-        _announced.append(True)
+        _announced = True
         logger.info(
             "omni-sizefix: patched OmniStageWorker.generate -> engine.generate(prompt, "
             "request_id, ...): the stage engine gets each request's own id (the host passes "
@@ -141,7 +142,8 @@ def bind_request_id(worker: Any) -> bool:
     return True
 
 
-_announced: list[bool] = []
+#: The request-id fix was logged in this process.
+_announced = False
 
 
 def wrap_init(original: Callable) -> Callable:
